@@ -1,0 +1,17 @@
+//! Development server: every function's router on one port (`PORT`, default 3001),
+//! against `DATABASE_URL`, with the database created and migrated first.
+use shared::api::{router, Group};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::logging::init("local-server");
+    let state = shared::AppState::from_env()?;
+    shared::db::ensure_database(&state.config.database_url).await?;
+    shared::db::migrate_pool(&state.db).await?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", state.config.port)).await?;
+    tracing::info!(address = %listener.local_addr()?, "local server listening");
+    axum::serve(listener, router(state, Group::ALL))
+        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
+        .await?;
+    Ok(())
+}

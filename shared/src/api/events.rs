@@ -1,0 +1,167 @@
+//! Routes of the `events` function: events and their ticket types.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ErrorBody, Success};
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::events::input::{CreateEvent, ListEvents, NewTicketType, UpdateEvent, UpdateTicketType};
+use crate::events::{commands, queries, Event, EventList, TicketType};
+use crate::http::{created, ok, ApiJson, ApiPath, ApiQuery, Envelope};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events, create_event))
+        .routes(routes!(get_event, update_event, delete_event))
+        .routes(routes!(create_ticket_type))
+        .routes(routes!(update_ticket_type, delete_ticket_type))
+}
+
+#[utoipa::path(get, path = "/api/events", tag = "events", params(ListEvents),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the caller's events", body = Success<EventList>),
+        (status = 400, description = "VALIDATION_ERROR: bad query parameters", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "scanners", body = ErrorBody),
+    ))]
+async fn list_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListEvents>,
+) -> ApiResult<Envelope<EventList>> {
+    let db = state.db.get().await?;
+    queries::list(&db, &caller, &query).await.map(ok)
+}
+
+#[utoipa::path(post, path = "/api/events", tag = "events", request_body = CreateEvent,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The event, in status `draft`", body = Success<Event>),
+        (status = 400, description = "VALIDATION_ERROR", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: duplicate ticket type names", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+    ))]
+async fn create_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<CreateEvent>,
+) -> ApiResult<Envelope<Event>> {
+    let mut db = state.db.get().await?;
+    commands::create(&mut db, &caller, input).await.map(created)
+}
+
+#[utoipa::path(get, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Success<Event>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "unknown, or another organizer's", body = ErrorBody),
+    ))]
+async fn get_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Envelope<Event>> {
+    let db = state.db.get().await?;
+    queries::get(&db, &caller, id).await.map(ok)
+}
+
+#[utoipa::path(patch, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)), request_body = UpdateEvent,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Success<Event>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: forbidden status transition, final event, maxAttendees below registered, quantity below sold", body = ErrorBody),
+    ))]
+async fn update_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<UpdateEvent>,
+) -> ApiResult<Envelope<Event>> {
+    let mut db = state.db.get().await?;
+    commands::update(&mut db, &caller, id, input).await.map(ok)
+}
+
+#[utoipa::path(delete, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: a guest was registered once", body = ErrorBody),
+    ))]
+async fn delete_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    let mut db = state.db.get().await?;
+    commands::delete(&mut db, &caller, id)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/events/{id}/ticket-types", tag = "events", params(("id" = i64, Path)),
+    request_body = NewTicketType, security(("bearer" = [])),
+    responses(
+        (status = 201, body = Success<TicketType>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: final event, name taken, more than 50 types", body = ErrorBody),
+    ))]
+async fn create_ticket_type(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<NewTicketType>,
+) -> ApiResult<Envelope<TicketType>> {
+    let mut db = state.db.get().await?;
+    commands::add_ticket_type(&mut db, &caller, id, input)
+        .await
+        .map(created)
+}
+
+#[utoipa::path(patch, path = "/api/events/{id}/ticket-types/{ticketTypeId}", tag = "events",
+    params(("id" = i64, Path), ("ticketTypeId" = i64, Path)), request_body = UpdateTicketType,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Success<TicketType>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: quantity below sold, name taken, final event", body = ErrorBody),
+    ))]
+async fn update_ticket_type(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
+    ApiJson(input): ApiJson<UpdateTicketType>,
+) -> ApiResult<Envelope<TicketType>> {
+    let mut db = state.db.get().await?;
+    commands::update_ticket_type(&mut db, &caller, id, ticket_type_id, input)
+        .await
+        .map(ok)
+}
+
+#[utoipa::path(delete, path = "/api/events/{id}/ticket-types/{ticketTypeId}", tag = "events",
+    params(("id" = i64, Path), ("ticketTypeId" = i64, Path)), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: seats were sold", body = ErrorBody),
+    ))]
+async fn delete_ticket_type(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<StatusCode> {
+    let mut db = state.db.get().await?;
+    commands::delete_ticket_type(&mut db, &caller, id, ticket_type_id)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+}

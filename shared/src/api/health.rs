@@ -1,0 +1,108 @@
+//! Routes of the `health` function: liveness, readiness, and the OpenAPI document.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ErrorBody, Success};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::{ok, Envelope};
+use crate::state::AppState;
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(openapi_json))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "healthy")]
+    pub status: &'static str,
+    #[schema(example = "core-service")]
+    pub service: &'static str,
+    /// Seconds since this process started.
+    pub uptime: u64,
+    pub version: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`, `degraded` (only Redis is down) or `not_ready`.
+    pub status: &'static str,
+    pub dependencies: Dependencies,
+}
+
+/// A dependency that is not configured is left out.
+#[derive(Serialize, ToSchema)]
+pub struct Dependencies {
+    pub database: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = Success<Health>)))]
+async fn health(State(state): State<AppState>) -> Envelope<Health> {
+    ok(Health {
+        status: "healthy",
+        service: "core-service",
+        uptime: state.started_at.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "`ready`, or `degraded` when only Redis is down", body = Success<Readiness>),
+        (status = 503, description = "SERVICE_UNAVAILABLE with `details` = the readiness report", body = ErrorBody),
+    ))]
+async fn ready(State(state): State<AppState>) -> Response {
+    let database = database_answers(&state).await;
+    let report = Readiness {
+        status: if database { "ready" } else { "not_ready" },
+        dependencies: Dependencies {
+            database,
+            redis: None,
+            queue: None,
+        },
+    };
+    if database {
+        ok(report).into_response()
+    } else {
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "a required dependency is down",
+        )
+        .with_details(serde_json::to_value(report).unwrap_or_default())
+        .into_response()
+    }
+}
+
+async fn database_answers(state: &AppState) -> bool {
+    let probe = async {
+        let db = state.db.get().await.ok()?;
+        db.simple_query("SELECT 1").await.ok()
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+        Ok(Some(_))
+    )
+}
+
+#[utoipa::path(get, path = "/api/openapi.json", tag = "health",
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+async fn openapi_json() -> (StatusCode, Json<&'static utoipa::openapi::OpenApi>) {
+    (StatusCode::OK, Json(super::openapi()))
+}

@@ -1,0 +1,239 @@
+//! Who is calling: HS256 JWT verification and the tenancy rules of the contract.
+//! Every route takes a [`Caller`]; its helpers decide what the caller may see, so no
+//! route writes its own `organizer_id` check.
+
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::JwtConfig;
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Organizer,
+    Admin,
+    Scanner,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organizer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub role: Role,
+    /// For a scanner: the organizer whose events it may scan.
+    pub organizer_id: Option<String>,
+}
+
+impl Caller {
+    /// Organizers and admins manage events; scanners get 403.
+    pub fn require_manager(&self) -> ApiResult<()> {
+        match self.role {
+            Role::Organizer | Role::Admin => Ok(()),
+            Role::Scanner => Err(ApiError::forbidden()),
+        }
+    }
+
+    /// The organizer whose data this caller is confined to; `None` for an admin (sees all).
+    pub fn tenant(&self) -> Option<&str> {
+        match self.role {
+            Role::Admin => None,
+            Role::Organizer => Some(&self.user_id),
+            Role::Scanner => self.organizer_id.as_deref(),
+        }
+    }
+
+    /// Whether a resource owned by `organizer_id` is visible to this caller.
+    pub fn can_see(&self, organizer_id: &str) -> bool {
+        self.tenant().is_none_or(|t| t == organizer_id)
+    }
+}
+
+/// Verifies bearer tokens with the configured key, algorithm, issuer and audience.
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    pub fn new(config: &JwtConfig) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 30;
+        match &config.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &config.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Self {
+            key: DecodingKey::from_secret(config.secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// Parses an `Authorization` header value. Every failure is the same 401 for the
+    /// client; the reason goes to the log.
+    pub fn verify_header(&self, header: Option<&str>) -> ApiResult<Caller> {
+        let header = header.ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?;
+        self.verify(token)
+    }
+
+    pub fn verify(&self, token: &str) -> ApiResult<Caller> {
+        let claims = decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| {
+                let mut err = ApiError::unauthorized("the token is invalid or expired");
+                err.internal = Some(e.to_string());
+                err
+            })?
+            .claims;
+        if claims.sub.trim().is_empty() || claims.sub.len() > 255 {
+            return Err(ApiError::unauthorized("the token has no valid subject"));
+        }
+        let organizer_id = match claims.role {
+            Role::Scanner => Some(
+                claims
+                    .organizer_id
+                    .filter(|o| !o.trim().is_empty())
+                    .ok_or_else(|| {
+                        ApiError::unauthorized("a scanner token must carry organizerId")
+                    })?,
+            ),
+            _ => None,
+        };
+        Ok(Caller {
+            user_id: claims.sub,
+            role: claims.role,
+            organizer_id,
+        })
+    }
+}
+
+/// Signs tokens with the configured key: used by tests, benchmarks and local tooling
+/// (the auth service issues real tokens).
+pub fn issue_token(config: &JwtConfig, claims: &Claims) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(config.secret.as_bytes()),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> JwtConfig {
+        JwtConfig {
+            secret: "k".into(),
+            issuer: None,
+            audience: None,
+            is_development_default: false,
+        }
+    }
+
+    fn claims(role: Role) -> Claims {
+        Claims {
+            sub: "u1".into(),
+            role,
+            exp: (chrono::Utc::now().timestamp() + 600) as u64,
+            organizer_id: None,
+            iss: None,
+            aud: None,
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_token() {
+        let v = TokenVerifier::new(&config());
+        let t = issue_token(&config(), &claims(Role::Organizer));
+        let c = v.verify_header(Some(&format!("Bearer {t}"))).unwrap();
+        assert_eq!(c.user_id, "u1");
+        assert_eq!(c.tenant(), Some("u1"));
+    }
+
+    #[test]
+    fn rejects_alg_none_and_other_algorithms() {
+        let v = TokenVerifier::new(&config());
+        // {"alg":"none","typ":"JWT"} . {"sub":"u1","role":"admin","exp":9999999999}
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSIsInJvbGUiOiJhZG1pbiIsImV4cCI6OTk5OTk5OTk5OX0.";
+        assert!(v.verify(none).is_err());
+        let hs512 = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS512),
+            &claims(Role::Admin),
+            &jsonwebtoken::EncodingKey::from_secret(b"k"),
+        )
+        .unwrap();
+        assert!(v.verify(&hs512).is_err());
+    }
+
+    #[test]
+    fn rejects_expired_and_wrongly_signed_tokens() {
+        let v = TokenVerifier::new(&config());
+        let mut c = claims(Role::Organizer);
+        c.exp = 1_000;
+        assert!(v.verify(&issue_token(&config(), &c)).is_err());
+        let other = JwtConfig {
+            secret: "other".into(),
+            ..config()
+        };
+        assert!(v
+            .verify(&issue_token(&other, &claims(Role::Organizer)))
+            .is_err());
+    }
+
+    #[test]
+    fn scanner_needs_organizer_id() {
+        let v = TokenVerifier::new(&config());
+        assert!(v
+            .verify(&issue_token(&config(), &claims(Role::Scanner)))
+            .is_err());
+        let mut c = claims(Role::Scanner);
+        c.organizer_id = Some("org".into());
+        let caller = v.verify(&issue_token(&config(), &c)).unwrap();
+        assert_eq!(caller.tenant(), Some("org"));
+        assert!(caller.require_manager().is_err());
+    }
+
+    #[test]
+    fn issuer_and_audience_are_enforced_when_configured() {
+        let cfg = JwtConfig {
+            issuer: Some("iss".into()),
+            audience: Some("aud".into()),
+            ..config()
+        };
+        let v = TokenVerifier::new(&cfg);
+        assert!(v.verify(&issue_token(&cfg, &claims(Role::Admin))).is_err());
+        let mut c = claims(Role::Admin);
+        c.iss = Some("iss".into());
+        c.aud = Some("aud".into());
+        assert!(v.verify(&issue_token(&cfg, &c)).is_ok());
+        c.aud = Some("elsewhere".into());
+        assert!(v.verify(&issue_token(&cfg, &c)).is_err());
+    }
+}

@@ -1,0 +1,200 @@
+//! Reading events: one event, or a filtered, sorted page of them. Ticket types come in the
+//! same statement (a correlated `json_agg`), so a page of 100 events is one round trip.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::input::{EventSort, ListEvents, StatusFilter};
+use super::model::{
+    cents_to_price, Event, EventList, EventStats, EventStatus, Pagination, TicketType,
+};
+use crate::auth::Caller;
+use crate::db::like_pattern;
+use crate::error::{ApiError, ApiResult};
+
+const EVENT_COLUMNS: &str = "e.id, e.title, e.description, e.event_date, e.location, e.max_attendees, \
+     e.status, e.organizer_id, e.requires_approval, e.registered_count, e.checked_in_count, \
+     e.created_at, e.updated_at, \
+     (SELECT COALESCE(json_agg(json_build_object('id', t.id, 'name', t.name, 'priceCents', t.price_cents, \
+             'quantity', t.quantity, 'sold', t.sold) ORDER BY t.id), '[]'::json) \
+        FROM ticket_types t WHERE t.event_id = e.id) AS ticket_types";
+
+/// The event `id` as `caller` may see it: another organizer's event is NOT_FOUND.
+pub async fn get(db: &impl GenericClient, caller: &Caller, id: i64) -> ApiResult<Event> {
+    caller.require_manager()?;
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = $1");
+    let stmt = db.prepare_cached(&sql).await?;
+    let row = db
+        .query_opt(&stmt, &[&id])
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    let event = event_from_row(&row)?;
+    if !caller.can_see(&event.organizer_id) {
+        return Err(ApiError::not_found("event"));
+    }
+    Ok(event)
+}
+
+pub async fn list(
+    db: &impl GenericClient,
+    caller: &Caller,
+    q: &ListEvents,
+) -> ApiResult<EventList> {
+    caller.require_manager()?;
+    q.check()?;
+    let mut conditions: Vec<String> = Vec::new();
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    fn bind(
+        value: Box<dyn ToSql + Sync + Send>,
+        params: &mut Vec<Box<dyn ToSql + Sync + Send>>,
+    ) -> String {
+        params.push(value);
+        format!("${}", params.len())
+    }
+    if let Some(tenant) = caller.tenant() {
+        let p = bind(Box::new(tenant.to_owned()), &mut params);
+        conditions.push(format!("e.organizer_id = {p}"));
+    }
+    if let Some(term) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let p = bind(Box::new(like_pattern(term)), &mut params);
+        conditions.push(format!("(e.title ILIKE {p} OR e.location ILIKE {p})"));
+    }
+    match q.status {
+        None => {}
+        Some(StatusFilter::Upcoming) => {
+            conditions.push("e.status = 'published' AND e.event_date > now()".into())
+        }
+        Some(StatusFilter::Past) => conditions.push("e.event_date <= now()".into()),
+        Some(s) => {
+            let status = match s {
+                StatusFilter::Draft => EventStatus::Draft,
+                StatusFilter::Published => EventStatus::Published,
+                StatusFilter::Cancelled => EventStatus::Cancelled,
+                _ => EventStatus::Completed,
+            };
+            let p = bind(Box::new(status.as_str()), &mut params);
+            conditions.push(format!("e.status = {p}"));
+        }
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let order = match q.sort.unwrap_or_default() {
+        EventSort::EventDate => "e.event_date ASC, e.id ASC",
+        EventSort::EventDateDesc => "e.event_date DESC, e.id DESC",
+        EventSort::CreatedAt => "e.created_at ASC, e.id ASC",
+        EventSort::CreatedAtDesc => "e.created_at DESC, e.id DESC",
+        EventSort::Title => "e.title ASC, e.id ASC",
+    };
+    let (page, limit) = (q.page(), q.limit());
+    let n = params.len();
+    let page_sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events e {filter} ORDER BY {order} LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let count_sql = format!("SELECT count(*) FROM events e {filter}");
+    let offset = (page - 1) * limit;
+    let filter_params: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let mut page_params = filter_params.clone();
+    page_params.push(&limit);
+    page_params.push(&offset);
+
+    let (page_stmt, count_stmt) =
+        tokio::try_join!(db.prepare_cached(&page_sql), db.prepare_cached(&count_sql))?;
+    // Both statements go out on the same connection without waiting for each other.
+    let (rows, total) = tokio::try_join!(
+        db.query(&page_stmt, &page_params),
+        db.query_one(&count_stmt, &filter_params)
+    )?;
+    let total: i64 = total.get(0);
+    let events = rows
+        .iter()
+        .map(event_from_row)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(EventList {
+        events,
+        pagination: Pagination::new(page, limit, total),
+    })
+}
+
+/// Ticket types of one event (for the ticket-type endpoints).
+pub async fn ticket_type(db: &impl GenericClient, event_id: i64, id: i64) -> ApiResult<TicketType> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT id, event_id, name, price_cents, quantity, sold FROM ticket_types WHERE id = $1 AND event_id = $2",
+        )
+        .await?;
+    let row = db
+        .query_opt(&stmt, &[&id, &event_id])
+        .await?
+        .ok_or_else(|| ApiError::not_found("ticket type"))?;
+    Ok(ticket_type_from_row(&row))
+}
+
+pub fn ticket_type_from_row(row: &Row) -> TicketType {
+    let (quantity, sold): (i32, i32) = (row.get("quantity"), row.get("sold"));
+    TicketType {
+        id: row.get("id"),
+        event_id: row.get("event_id"),
+        name: row.get("name"),
+        price: cents_to_price(row.get("price_cents")),
+        quantity,
+        sold,
+        available: quantity - sold,
+    }
+}
+
+fn event_from_row(row: &Row) -> ApiResult<Event> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct TicketTypeJson {
+        id: i64,
+        name: String,
+        price_cents: i64,
+        quantity: i32,
+        sold: i32,
+    }
+    let id: i64 = row.get("id");
+    let types: Vec<TicketTypeJson> = serde_json::from_value(row.get("ticket_types"))
+        .map_err(|e| ApiError::internal(format!("ticket types: {e}")))?;
+    let status: String = row.get("status");
+    let (max, registered): (i32, i32) = (row.get("max_attendees"), row.get("registered_count"));
+    Ok(Event {
+        id,
+        title: row.get("title"),
+        description: row.get("description"),
+        event_date: row.get("event_date"),
+        location: row.get("location"),
+        max_attendees: max,
+        status: EventStatus::parse(&status)
+            .ok_or_else(|| ApiError::internal(format!("status {status}")))?,
+        organizer_id: row.get("organizer_id"),
+        requires_approval: row.get("requires_approval"),
+        ticket_types: types
+            .into_iter()
+            .map(|t| TicketType {
+                id: t.id,
+                event_id: id,
+                name: t.name,
+                price: cents_to_price(t.price_cents),
+                quantity: t.quantity,
+                sold: t.sold,
+                available: t.quantity - t.sold,
+            })
+            .collect(),
+        stats: EventStats {
+            registered,
+            checked_in: row.get("checked_in_count"),
+            available: max - registered,
+        },
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}

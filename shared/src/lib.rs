@@ -1,0 +1,18 @@
+//! The library every function of the core service is built on.
+//!
+//! A request travels: `functions/<group>/src/main.rs` → [`api`] (routes, OpenAPI) →
+//! a domain module ([`events`]) → PostgreSQL. [`http`] holds the envelope, extractors
+//! and middleware, [`error`] the one error type, [`auth`] the caller and tenancy rules.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod logging;
+pub mod state;
+
+pub use error::{ApiError, ApiResult};
+pub use state::AppState;
