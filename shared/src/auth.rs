@@ -72,7 +72,15 @@ pub struct TokenVerifier {
 impl TokenVerifier {
     pub fn new(config: &JwtConfig) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
+        // A configured issuer/audience must be present, not only correct when present.
+        if config.issuer.is_some() {
+            required.push("iss");
+        }
+        if config.audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         validation.leeway = 30;
         match &config.issuer {
             Some(iss) => validation.set_issuer(&[iss]),
