@@ -152,6 +152,25 @@ pub fn issue_token(config: &JwtConfig, claims: &Claims) -> String {
     .expect("HS256 signing cannot fail")
 }
 
+/// A 24-hour token from command-line words `<role> <sub> [organizerId]` (local tooling).
+pub fn development_token(config: &JwtConfig, args: &[String]) -> anyhow::Result<String> {
+    let usage = "usage: token <organizer|admin|scanner> <sub> [organizerId]";
+    let role: Role = serde_json::from_value(serde_json::Value::String(
+        args.first().cloned().unwrap_or_default(),
+    ))
+    .map_err(|_| anyhow::anyhow!(usage))?;
+    let sub = args.get(1).cloned().ok_or_else(|| anyhow::anyhow!(usage))?;
+    let claims = Claims {
+        sub,
+        role,
+        exp: (chrono::Utc::now().timestamp() + 24 * 3600) as u64,
+        organizer_id: args.get(2).cloned(),
+        iss: config.issuer.clone(),
+        aud: config.audience.clone(),
+    };
+    Ok(issue_token(config, &claims))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

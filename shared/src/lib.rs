@@ -13,6 +13,8 @@ pub mod events;
 pub mod http;
 pub mod logging;
 pub mod state;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use error::{ApiError, ApiResult};
 pub use state::AppState;

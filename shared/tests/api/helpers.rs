@@ -1,9 +1,7 @@
-//! Test harness: every test gets its own database, copied from a migrated template
-//! (`CREATE DATABASE … TEMPLATE`, ~50 ms), so tests run in parallel against the real
-//! PostgreSQL and never see each other's rows. The app is the same router the Lambda
+//! Test harness: every test gets its own database ([`TestDatabase`], copied from a
+//! migrated template in ~50 ms), so tests run in parallel against the real PostgreSQL
+//! and never see each other's rows. The app is the same router the Lambda
 //! functions and the local server run, driven in-process with `oneshot`.
-
-use std::str::FromStr;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
@@ -13,88 +11,16 @@ use serde_json::{json, Value};
 use shared::api::{router, Group};
 use shared::auth::{issue_token, Claims, Role};
 use shared::config::{Config, JwtConfig};
+use shared::testing::TestDatabase;
 use shared::AppState;
-use tokio_postgres::NoTls;
 use tower::ServiceExt;
 
 pub const SECRET: &str = "test-secret";
 
-pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn url_for(db: &str) -> String {
-    let mut config = tokio_postgres::Config::from_str(&server_url()).unwrap();
-    config.dbname(db);
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        #[allow(unreachable_patterns)]
-        _ => "127.0.0.1".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("postgres");
-    format!("postgres://{user}@{host}:{port}/{db}")
-}
-
-async fn admin() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&server_url(), NoTls)
-        .await
-        .expect("PostgreSQL must run for the tests");
-    tokio::spawn(conn);
-    client
-}
-
-/// The migrated template database, built once per migration set under an advisory lock.
-async fn template() -> String {
-    let name = format!("ept_tpl_{}", shared::db::migrations_fingerprint());
-    let admin = admin().await;
-    admin
-        .execute("SELECT pg_advisory_lock(4242)", &[])
-        .await
-        .unwrap();
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await
-        .unwrap()
-        .is_some();
-    if !exists {
-        let building = format!("{name}_building");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {building}"))
-            .await
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {building}"))
-            .await
-            .unwrap();
-        {
-            let (mut client, conn) = tokio_postgres::connect(&url_for(&building), NoTls)
-                .await
-                .unwrap();
-            let handle = tokio::spawn(conn);
-            shared::db::migrate(&mut client)
-                .await
-                .expect("migrations apply");
-            drop(client);
-            let _ = handle.await;
-        }
-        admin
-            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
-            .await
-            .unwrap();
-    }
-    admin
-        .execute("SELECT pg_advisory_unlock(4242)", &[])
-        .await
-        .unwrap();
-    name
-}
-
 pub struct TestApp {
     pub app: Router,
     pub state: AppState,
-    pub db_name: String,
+    _db: TestDatabase,
 }
 
 pub struct TestResponse {
@@ -130,15 +56,9 @@ impl TestApp {
     }
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
-        let template = template().await;
-        let db_name = format!("ept_test_{}", uuid::Uuid::new_v4().simple());
-        admin()
-            .await
-            .batch_execute(&format!("CREATE DATABASE {db_name} TEMPLATE {template}"))
-            .await
-            .unwrap();
+        let db = TestDatabase::create().await;
         let mut config = Config {
-            database_url: url_for(&db_name),
+            database_url: db.url.clone(),
             db_pool_size: 16,
             db_timeout: std::time::Duration::from_secs(10),
             jwt: JwtConfig {
@@ -154,7 +74,7 @@ impl TestApp {
         Self {
             app: router(state.clone(), Group::ALL),
             state,
-            db_name,
+            _db: db,
         }
     }
 
@@ -250,26 +170,6 @@ impl TestApp {
     /// A direct connection to this test's database, for arranging and checking state.
     pub async fn sql(&self) -> deadpool_postgres::Object {
         self.state.db.get().await.unwrap()
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        let name = self.db_name.clone();
-        // Drop the database from a separate thread: Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let _ = admin()
-                    .await
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            });
-        })
-        .join();
     }
 }
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this):
+# formatting, lints, template lint, unit + integration tests against the real PostgreSQL,
+# and the Lambda functions driven through cargo-lambda's runtime emulator.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
+
+step "local services (PostgreSQL, Redis)"
+infra/scripts/services.sh
+
+step "developer tools (.venv: cargo-lambda, SAM CLI, cfn-lint, moto)"
+source infra/scripts/tools.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "template lint (cfn-lint, sam validate --lint)"
+infra/scripts/lint-template.sh
+
+step "tests"
+# Databases of tests killed half-way in earlier runs.
+psql "${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" -Atqc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'ept\_test\_%'" 2>/dev/null |
+  while read -r db; do psql "${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+step "done"
