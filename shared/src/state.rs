@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
+use tokio::sync::Notify;
 
 use crate::auth::TokenVerifier;
 use crate::config::Config;
@@ -14,6 +15,8 @@ pub struct AppState {
     pub tokens: Arc<TokenVerifier>,
     pub config: Arc<Config>,
     pub started_at: Instant,
+    /// Wakes the outbox relay of this process (if it runs one) after a commit that wrote jobs.
+    pub outbox_signal: Arc<Notify>,
 }
 
 impl AppState {
@@ -29,7 +32,13 @@ impl AppState {
             tokens: Arc::new(TokenVerifier::new(&config.jwt)),
             config: Arc::new(config),
             started_at: Instant::now(),
+            outbox_signal: Arc::new(Notify::new()),
         })
+    }
+
+    /// Call after committing a change that wrote outbox jobs.
+    pub fn jobs_written(&self) {
+        self.outbox_signal.notify_one();
     }
 
     pub fn from_env() -> anyhow::Result<Self> {

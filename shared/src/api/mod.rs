@@ -3,6 +3,7 @@
 //! the local server) and into the OpenAPI document.
 
 pub mod events;
+pub mod guests;
 pub mod health;
 
 use std::sync::OnceLock;
@@ -20,15 +21,17 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
     Events,
+    Guests,
     Health,
 }
 
 impl Group {
-    pub const ALL: &'static [Group] = &[Group::Events, Group::Health];
+    pub const ALL: &'static [Group] = &[Group::Events, Group::Guests, Group::Health];
 
     fn routes(self) -> OpenApiRouter<AppState> {
         match self {
             Group::Events => events::routes(),
+            Group::Guests => guests::routes(),
             Group::Health => health::routes(),
         }
     }

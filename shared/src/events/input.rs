@@ -3,12 +3,13 @@
 //! every problem is reported at once as a `VALIDATION_ERROR` list.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::{Validate, ValidationError};
 
 use super::model::EventStatus;
-use crate::error::{validation_field_errors, ApiError, ApiResult, FieldError};
+use crate::error::{ApiResult, FieldError};
+use crate::validation::{field_errors, finish, not_blank, nullable, rule};
 
 pub const MAX_TICKET_TYPES: usize = 50;
 pub const MAX_PRICE_CENTS: i64 = 100_000_000;
@@ -226,21 +227,6 @@ fn ticket_type_rules(types: &[NewTicketType], max_attendees: Option<i64>) -> Vec
     errors
 }
 
-fn field_errors(result: Result<(), validator::ValidationErrors>) -> Vec<FieldError> {
-    result
-        .err()
-        .map(|e| validation_field_errors(&e))
-        .unwrap_or_default()
-}
-
-fn finish(errors: Vec<FieldError>) -> ApiResult<()> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(errors))
-    }
-}
-
 fn parse_date(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -273,28 +259,10 @@ fn to_cents(price: f64) -> i64 {
     (price * 100.0).round() as i64
 }
 
-fn not_blank(s: &str) -> Result<(), ValidationError> {
-    if s.trim().is_empty() {
-        Err(rule("blank", "must not be blank"))
-    } else {
-        Ok(())
-    }
-}
-
-fn rule(code: &'static str, message: &'static str) -> ValidationError {
-    ValidationError::new(code).with_message(message.into())
-}
-
-/// Distinguishes a field sent as `null` (`Some(None)`) from a missing one (`None`).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ApiError;
     use crate::http::parse_json;
 
     fn fields(e: ApiError) -> Vec<String> {

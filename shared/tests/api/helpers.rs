@@ -202,3 +202,38 @@ pub fn merge(base: &mut Value, overrides: Value) {
         }
     }
 }
+
+impl TestApp {
+    /// A published event (asserting each step) with the given overrides.
+    pub async fn published_event(&self, token: &str, overrides: Value) -> Value {
+        let e = self.create_event(token, overrides).await;
+        let r = self
+            .patch(
+                &format!("/api/events/{}", e["id"]),
+                token,
+                serde_json::json!({"status": "published"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.data().clone()
+    }
+
+    pub async fn register(&self, token: &str, event_id: i64, body: Value) -> TestResponse {
+        self.post(&format!("/api/events/{event_id}/guests"), token, body)
+            .await
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.sql().await.query_one(sql, &[]).await.unwrap().get(0)
+    }
+}
+
+pub fn guest_body(email: &str, ticket_type_id: &Value) -> Value {
+    let mut body = serde_json::json!({
+        "firstName": "John", "lastName": "Doe", "email": email, "phone": "+33612345678"
+    });
+    if !ticket_type_id.is_null() {
+        body["ticketTypeId"] = ticket_type_id.clone();
+    }
+    body
+}

@@ -1,6 +1,9 @@
 //! API integration tests against the real PostgreSQL (one database per test).
 mod conventions;
 mod events;
+mod guests;
 mod health;
 mod helpers;
+mod outbox;
+mod races;
 mod ticket_types;

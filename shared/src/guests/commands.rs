@@ -1,0 +1,533 @@
+//! Changing guests: registration, approval, cancellation, edits. One transaction each,
+//! with the jobs they cause written to the outbox inside it.
+//!
+//! # Capacity under concurrency
+//! Seats are two counters: `events.registered_count` (bounded by `max_attendees`) and
+//! `ticket_types.sold` (bounded by `quantity`), both also guarded by CHECK constraints.
+//! Registration takes a seat with *conditional* updates,
+//! `UPDATE … SET n = n + 1 WHERE id = $1 AND n < limit`, in the registering transaction.
+//! Under READ COMMITTED a concurrent transaction that updated the same row first makes
+//! this one wait, and PostgreSQL then re-evaluates the `WHERE` on the committed row: the
+//! check and the increment are one atomic step, so no interleaving can sell seat
+//! `limit + 1`. Zero rows updated means full: the transaction rolls back, guest row and
+//! all. The counters are updated *last*, just before commit, so the row locks that
+//! serialise registrations on a hot ticket type are held for the shortest time. Every
+//! command takes its locks in the same order (guest row, then event row, then ticket
+//! type rows in id order), like the event commands (event row, then ticket types), so
+//! they cannot deadlock each other.
+//!
+//! Duplicate registrations are refused by the partial unique index on
+//! `(event_id, lower(email)) WHERE status <> 'cancelled'`: of two racing inserts the
+//! second waits for the first and fails with a unique violation (`DUPLICATE_GUEST`) if
+//! the first commits.
+
+use deadpool_postgres::{Client, GenericClient, Transaction};
+use serde_json::json;
+
+use super::input::{Register, UpdateGuest};
+use super::model::{Guest, GuestStatus, Registration};
+use super::queries::{self, event_access};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, DbResultExt, ErrorCode};
+use crate::outbox::{self, types};
+use crate::tickets;
+
+const ACTIVE_EMAIL_KEY: &str = "guests_event_email_active_key";
+
+fn duplicate() -> ApiError {
+    ApiError::new(
+        ErrorCode::DuplicateGuest,
+        "this email is already registered for this event",
+    )
+}
+
+fn closed(reason: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::RegistrationClosed,
+        format!("registration is closed: {reason}"),
+    )
+}
+
+pub async fn register(
+    db: &mut Client,
+    caller: &Caller,
+    event_id: i64,
+    input: Register,
+) -> ApiResult<Registration> {
+    caller.require_manager()?;
+    input.check()?;
+    let tx = db.transaction().await?;
+    let event = event_access(&tx, caller, event_id).await?;
+    if event.status != "published" {
+        return Err(closed(&format!("the event is {}", event.status)));
+    }
+    if event.event_date <= chrono::Utc::now() {
+        return Err(closed("the event has started"));
+    }
+    check_ticket_type(&tx, event_id, event.has_ticket_types, input.ticket_type_id).await?;
+    let status = if event.requires_approval {
+        GuestStatus::Pending
+    } else {
+        GuestStatus::Confirmed
+    };
+
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO guests (event_id, ticket_type_id, first_name, last_name, email, phone, status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .await?;
+    let guest_id: i64 = tx
+        .query_one(
+            &stmt,
+            &[
+                &event_id,
+                &input.ticket_type_id,
+                &input.first_name,
+                &input.last_name,
+                &input.email,
+                &input.phone,
+                &status.as_str(),
+            ],
+        )
+        .await
+        .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?
+        .get(0);
+    outbox::enqueue(
+        &tx,
+        types::REGISTRATION_CONFIRMATION,
+        json!({"eventId": event_id, "guestId": guest_id}),
+    )
+    .await?;
+    if status == GuestStatus::Confirmed {
+        issue_ticket(&tx, event_id, guest_id, input.ticket_type_id).await?;
+    }
+    take_seat(&tx, event_id, input.ticket_type_id).await?;
+
+    let guest = queries::by_id(&tx, event_id, guest_id).await?;
+    let ticket = tickets::queries::by_guest(&tx, guest_id).await?;
+    tx.commit().await?;
+    tracing::info!(
+        event_id,
+        guest_id,
+        status = status.as_str(),
+        "guest registered"
+    );
+    Ok(Registration { guest, ticket })
+}
+
+/// `ticketTypeId` is required when the event has ticket types, and must be one of them.
+async fn check_ticket_type(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    has_types: bool,
+    id: Option<i64>,
+) -> ApiResult<()> {
+    match (has_types, id) {
+        (false, None) => Ok(()),
+        (false, Some(_)) => Err(ApiError::field(
+            "ticketTypeId",
+            "this event has no ticket types",
+        )),
+        (true, None) => Err(ApiError::field(
+            "ticketTypeId",
+            "is required: the event has ticket types",
+        )),
+        (true, Some(id)) => {
+            let stmt = tx
+                .prepare_cached("SELECT 1 FROM ticket_types WHERE id = $1 AND event_id = $2")
+                .await?;
+            match tx.query_opt(&stmt, &[&id, &event_id]).await? {
+                Some(_) => Ok(()),
+                None => Err(ApiError::field(
+                    "ticketTypeId",
+                    "is not a ticket type of this event",
+                )),
+            }
+        }
+    }
+}
+
+/// The conditional counter updates described in the module documentation.
+async fn take_seat(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    ticket_type_id: Option<i64>,
+) -> ApiResult<()> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE events SET registered_count = registered_count + 1, ever_registered = true
+              WHERE id = $1 AND registered_count < max_attendees AND status = 'published' AND event_date > now()",
+        )
+        .await?;
+    if tx.execute(&stmt, &[&event_id]).await? == 0 {
+        // Either full, or closed by a change that committed while we waited.
+        let row = tx
+            .query_one(
+                "SELECT status, event_date > now() FROM events WHERE id = $1",
+                &[&event_id],
+            )
+            .await?;
+        let (status, future): (String, bool) = (row.get(0), row.get(1));
+        return Err(if status != "published" {
+            closed(&format!("the event is {status}"))
+        } else if !future {
+            closed("the event has started")
+        } else {
+            ApiError::new(
+                ErrorCode::EventFull,
+                "the event has reached its maximum number of attendees",
+            )
+        });
+    }
+    if let Some(tt) = ticket_type_id {
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE ticket_types SET sold = sold + 1 WHERE id = $1 AND sold < quantity",
+            )
+            .await?;
+        if tx.execute(&stmt, &[&tt]).await? == 0 {
+            return Err(ApiError::new(
+                ErrorCode::SoldOut,
+                "this ticket type is sold out",
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn release_seat(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    ticket_type_id: Option<i64>,
+    checked_in: bool,
+) -> ApiResult<()> {
+    tx.execute(
+        "UPDATE events SET registered_count = registered_count - 1, checked_in_count = checked_in_count - $2::int
+          WHERE id = $1",
+        &[&event_id, &(checked_in as i32)],
+    )
+    .await?;
+    if let Some(tt) = ticket_type_id {
+        tx.execute(
+            "UPDATE ticket_types SET sold = sold - 1 WHERE id = $1",
+            &[&tt],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Creates the guest's ticket with a fresh code (a collision just draws another) and
+/// queues its generation job.
+async fn issue_ticket(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    guest_id: i64,
+    ticket_type_id: Option<i64>,
+) -> ApiResult<i64> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO tickets (guest_id, event_id, ticket_type_id, ticket_code) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (ticket_code) DO NOTHING RETURNING id",
+        )
+        .await?;
+    let year = chrono::Datelike::year(&chrono::Utc::now());
+    for _ in 0..5 {
+        let code = tickets::code::generate(year);
+        if let Some(row) = tx
+            .query_opt(&stmt, &[&guest_id, &event_id, &ticket_type_id, &code])
+            .await?
+        {
+            let ticket_id: i64 = row.get(0);
+            outbox::enqueue(tx, types::GENERATE_TICKET, json!({"ticketId": ticket_id})).await?;
+            return Ok(ticket_id);
+        }
+    }
+    Err(ApiError::internal(
+        "could not draw a unique ticket code in 5 attempts",
+    ))
+}
+
+/// A guest row locked for this transaction, with its event's state.
+struct LockedGuest {
+    status: GuestStatus,
+    ticket_type_id: Option<i64>,
+    event_status: String,
+}
+
+async fn lock_guest(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    event_id: i64,
+    guest_id: i64,
+) -> ApiResult<LockedGuest> {
+    let event = event_access(tx, caller, event_id).await?;
+    let stmt = tx
+        .prepare_cached(
+            "SELECT status, ticket_type_id FROM guests WHERE id = $1 AND event_id = $2 FOR UPDATE",
+        )
+        .await?;
+    let row = tx
+        .query_opt(&stmt, &[&guest_id, &event_id])
+        .await?
+        .ok_or_else(|| ApiError::not_found("guest"))?;
+    let status: String = row.get(0);
+    Ok(LockedGuest {
+        status: GuestStatus::parse(&status).ok_or_else(|| ApiError::internal("guest status"))?,
+        ticket_type_id: row.get(1),
+        event_status: event.status,
+    })
+}
+
+fn refuse_if_event_final(g: &LockedGuest) -> ApiResult<()> {
+    if g.event_status == "cancelled" || g.event_status == "completed" {
+        return Err(ApiError::invalid_state(format!(
+            "the event is {}",
+            g.event_status
+        )));
+    }
+    Ok(())
+}
+
+pub async fn approve(
+    db: &mut Client,
+    caller: &Caller,
+    event_id: i64,
+    guest_id: i64,
+) -> ApiResult<Registration> {
+    let tx = db.transaction().await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id).await?;
+    refuse_if_event_final(&g)?;
+    if g.status != GuestStatus::Pending {
+        return Err(ApiError::invalid_state(format!(
+            "only a pending guest can be approved (this one is {})",
+            g.status.as_str()
+        )));
+    }
+    tx.execute(
+        "UPDATE guests SET status = 'confirmed', updated_at = now() WHERE id = $1",
+        &[&guest_id],
+    )
+    .await?;
+    issue_ticket(&tx, event_id, guest_id, g.ticket_type_id).await?;
+    let guest = queries::by_id(&tx, event_id, guest_id).await?;
+    let ticket = tickets::queries::by_guest(&tx, guest_id).await?;
+    tx.commit().await?;
+    tracing::info!(event_id, guest_id, "guest approved");
+    Ok(Registration { guest, ticket })
+}
+
+pub async fn cancel(
+    db: &mut Client,
+    caller: &Caller,
+    event_id: i64,
+    guest_id: i64,
+) -> ApiResult<Guest> {
+    let tx = db.transaction().await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id).await?;
+    refuse_if_event_final(&g)?;
+    match g.status {
+        GuestStatus::CheckedIn => {
+            return Err(ApiError::invalid_state(
+                "a checked-in guest cannot be cancelled",
+            ))
+        }
+        GuestStatus::Cancelled => {
+            return Err(ApiError::invalid_state("the guest is already cancelled"))
+        }
+        GuestStatus::Pending | GuestStatus::Confirmed => {}
+    }
+    tx.execute(
+        "UPDATE guests SET status = 'cancelled', updated_at = now() WHERE id = $1",
+        &[&guest_id],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE tickets SET status = 'cancelled', updated_at = now() WHERE guest_id = $1",
+        &[&guest_id],
+    )
+    .await?;
+    release_seat(&tx, event_id, g.ticket_type_id, false).await?;
+    outbox::enqueue(
+        &tx,
+        types::GUEST_CANCELLED,
+        json!({"eventId": event_id, "guestId": guest_id}),
+    )
+    .await?;
+    let guest = queries::by_id(&tx, event_id, guest_id).await?;
+    tx.commit().await?;
+    tracing::info!(event_id, guest_id, "guest cancelled");
+    Ok(guest)
+}
+
+pub async fn delete(
+    db: &mut Client,
+    caller: &Caller,
+    event_id: i64,
+    guest_id: i64,
+) -> ApiResult<()> {
+    let tx = db.transaction().await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id).await?;
+    if g.status == GuestStatus::CheckedIn {
+        return Err(ApiError::invalid_state(
+            "a checked-in guest cannot be deleted",
+        ));
+    }
+    if g.status.holds_seat() {
+        release_seat(&tx, event_id, g.ticket_type_id, false).await?;
+    }
+    tx.execute("DELETE FROM guests WHERE id = $1", &[&guest_id])
+        .await?;
+    tx.commit().await?;
+    tracing::info!(event_id, guest_id, "guest deleted");
+    Ok(())
+}
+
+/// Queues the ticket email again. Returns the job id.
+pub async fn resend_ticket(
+    db: &mut Client,
+    caller: &Caller,
+    event_id: i64,
+    guest_id: i64,
+) -> ApiResult<uuid::Uuid> {
+    let tx = db.transaction().await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id).await?;
+    let ticket: Option<i64> = tx
+        .query_opt(
+            "SELECT id FROM tickets WHERE guest_id = $1 AND status = 'active'",
+            &[&guest_id],
+        )
+        .await?
+        .map(|r| r.get(0));
+    let Some(ticket_id) = ticket.filter(|_| g.status.holds_seat()) else {
+        return Err(ApiError::invalid_state(
+            "the guest has no active ticket to send",
+        ));
+    };
+    let job = outbox::enqueue(
+        &tx,
+        types::TICKET_RESEND,
+        json!({"eventId": event_id, "guestId": guest_id, "ticketId": ticket_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(job)
+}
+
+pub async fn update(
+    db: &mut Client,
+    caller: &Caller,
+    event_id: i64,
+    guest_id: i64,
+    input: UpdateGuest,
+) -> ApiResult<Guest> {
+    caller.require_manager()?;
+    input.check()?;
+    let tx = db.transaction().await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id).await?;
+    if let Some(new_type) = input
+        .ticket_type_id
+        .filter(|t| Some(*t) != g.ticket_type_id)
+    {
+        move_seat(&tx, event_id, guest_id, &g, new_type).await?;
+    }
+    let (set_phone, phone) = match &input.phone {
+        Some(p) => (true, p.clone()),
+        None => (false, None),
+    };
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE guests SET first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name),
+                    email = COALESCE($4, email), phone = CASE WHEN $5 THEN $6 ELSE phone END, updated_at = now()
+              WHERE id = $1",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &guest_id,
+            &input.first_name,
+            &input.last_name,
+            &input.email,
+            &set_phone,
+            &phone,
+        ],
+    )
+    .await
+    .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?;
+    let guest = queries::by_id(&tx, event_id, guest_id).await?;
+    tx.commit().await?;
+    Ok(guest)
+}
+
+/// Moves a seat-holding guest to another ticket type of the same event. The two ticket
+/// type rows are updated in id order so two opposite moves cannot deadlock.
+async fn move_seat(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    guest_id: i64,
+    g: &LockedGuest,
+    to: i64,
+) -> ApiResult<()> {
+    match g.status {
+        GuestStatus::Pending | GuestStatus::Confirmed => {}
+        GuestStatus::CheckedIn => {
+            return Err(ApiError::invalid_state(
+                "a checked-in guest cannot change ticket type",
+            ))
+        }
+        GuestStatus::Cancelled => {
+            return Err(ApiError::invalid_state(
+                "a cancelled guest holds no seat to move",
+            ))
+        }
+    }
+    refuse_if_event_final(g)?;
+    check_ticket_type(tx, event_id, true, Some(to)).await?;
+    let take = || async {
+        let n = tx
+            .execute(
+                "UPDATE ticket_types SET sold = sold + 1 WHERE id = $1 AND sold < quantity",
+                &[&to],
+            )
+            .await?;
+        if n == 0 {
+            return Err(ApiError::new(
+                ErrorCode::SoldOut,
+                "the new ticket type is sold out",
+            ));
+        }
+        Ok(())
+    };
+    let give_back = |from: i64| async move {
+        tx.execute(
+            "UPDATE ticket_types SET sold = sold - 1 WHERE id = $1",
+            &[&from],
+        )
+        .await
+        .map_err(ApiError::from)
+    };
+    match g.ticket_type_id {
+        Some(from) if from < to => {
+            give_back(from).await?;
+            take().await?;
+        }
+        Some(from) => {
+            take().await?;
+            give_back(from).await?;
+        }
+        None => take().await?,
+    }
+    tx.execute(
+        "UPDATE guests SET ticket_type_id = $2 WHERE id = $1",
+        &[&guest_id, &to],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE tickets SET ticket_type_id = $2 WHERE guest_id = $1",
+        &[&guest_id, &to],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Guests: registration with capacity that holds under concurrency, approval,
+//! cancellation. The contract's Guests section.
+
+pub mod commands;
+pub mod input;
+pub mod model;
+pub mod queries;
+
+pub use model::{Guest, GuestStatus, Registration};

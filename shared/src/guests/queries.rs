@@ -1,0 +1,135 @@
+//! Reading guests.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+
+use super::input::ListGuests;
+use super::model::{Guest, GuestList, GUEST_COLUMNS};
+use crate::auth::Caller;
+use crate::db::like_pattern;
+use crate::error::{ApiError, ApiResult};
+use crate::events::model::Pagination;
+
+/// What the guest commands need to know of the event, once tenancy is checked.
+pub struct EventAccess {
+    pub id: i64,
+    pub status: String,
+    pub event_date: chrono::DateTime<chrono::Utc>,
+    pub requires_approval: bool,
+    pub has_ticket_types: bool,
+}
+
+/// The event `id` if the caller manages it (scanners: 403; other organizers: 404).
+pub async fn event_access(
+    db: &impl GenericClient,
+    caller: &Caller,
+    id: i64,
+) -> ApiResult<EventAccess> {
+    caller.require_manager()?;
+    let stmt = db
+        .prepare_cached(
+            "SELECT organizer_id, status, event_date, requires_approval,
+                    EXISTS (SELECT 1 FROM ticket_types t WHERE t.event_id = e.id) AS has_types
+               FROM events e WHERE id = $1",
+        )
+        .await?;
+    let row = db
+        .query_opt(&stmt, &[&id])
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    if !caller.can_see(row.get("organizer_id")) {
+        return Err(ApiError::not_found("event"));
+    }
+    Ok(EventAccess {
+        id,
+        status: row.get("status"),
+        event_date: row.get("event_date"),
+        requires_approval: row.get("requires_approval"),
+        has_ticket_types: row.get("has_types"),
+    })
+}
+
+pub async fn get(
+    db: &impl GenericClient,
+    caller: &Caller,
+    event_id: i64,
+    guest_id: i64,
+) -> ApiResult<Guest> {
+    event_access(db, caller, event_id).await?;
+    by_id(db, event_id, guest_id).await
+}
+
+/// A guest of `event_id` (tenancy already checked by the caller of this function).
+pub async fn by_id(db: &impl GenericClient, event_id: i64, guest_id: i64) -> ApiResult<Guest> {
+    let stmt = db
+        .prepare_cached(&format!(
+            "SELECT {GUEST_COLUMNS} FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id
+              WHERE g.id = $1 AND g.event_id = $2"
+        ))
+        .await?;
+    let row = db
+        .query_opt(&stmt, &[&guest_id, &event_id])
+        .await?
+        .ok_or_else(|| ApiError::not_found("guest"))?;
+    Guest::from_row(&row)
+}
+
+pub async fn list(
+    db: &impl GenericClient,
+    caller: &Caller,
+    event_id: i64,
+    q: &ListGuests,
+) -> ApiResult<GuestList> {
+    q.check()?;
+    event_access(db, caller, event_id).await?;
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(event_id)];
+    let mut conditions = vec!["g.event_id = $1".to_owned()];
+    if let Some(term) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        params.push(Box::new(like_pattern(term)));
+        // The same expression as idx_guests_search_trgm, so the index serves it.
+        conditions.push(format!(
+            "(g.first_name || ' ' || g.last_name || ' ' || g.email) ILIKE ${}",
+            params.len()
+        ));
+    }
+    if let Some(status) = q.status {
+        params.push(Box::new(status.as_str()));
+        conditions.push(format!("g.status = ${}", params.len()));
+    }
+    if let Some(tt) = q.ticket_type_id {
+        params.push(Box::new(tt));
+        conditions.push(format!("g.ticket_type_id = ${}", params.len()));
+    }
+    let filter = conditions.join(" AND ");
+    let (page, limit) = (q.page(), q.limit());
+    let offset = (page - 1) * limit;
+    let n = params.len();
+    let page_sql = format!(
+        "SELECT {GUEST_COLUMNS} FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id
+          WHERE {filter} ORDER BY g.id LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let count_sql = format!("SELECT count(*) FROM guests g WHERE {filter}");
+    let filter_params: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let mut page_params = filter_params.clone();
+    page_params.push(&limit);
+    page_params.push(&offset);
+    let (page_stmt, count_stmt) =
+        tokio::try_join!(db.prepare_cached(&page_sql), db.prepare_cached(&count_sql))?;
+    let (rows, total) = tokio::try_join!(
+        db.query(&page_stmt, &page_params),
+        db.query_one(&count_stmt, &filter_params)
+    )?;
+    let guests = rows
+        .iter()
+        .map(Guest::from_row)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(GuestList {
+        guests,
+        pagination: Pagination::new(page, limit, total.get(0)),
+    })
+}

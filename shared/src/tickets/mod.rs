@@ -1,0 +1,7 @@
+//! Tickets: codes, the ticket view, and (with their issues) signing, QR and check-in.
+
+pub mod code;
+pub mod model;
+pub mod queries;
+
+pub use model::{Ticket, TicketStatus};

@@ -1,0 +1,254 @@
+//! Concurrency guarantees, proven by really racing: hundreds of requests in flight at
+//! once on a multi-threaded runtime against the real database, then the database's own
+//! counts checked.
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// Fires all `bodies` at once and tallies the answers by status code / error code.
+async fn race(
+    app: &TestApp,
+    token: &str,
+    event_id: i64,
+    bodies: Vec<Value>,
+) -> HashMap<String, usize> {
+    let uri = format!("/api/events/{event_id}/guests");
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(bodies.len()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for body in bodies {
+        let (router, token, uri, barrier) = (
+            app.app.clone(),
+            token.to_owned(),
+            uri.clone(),
+            barrier.clone(),
+        );
+        tasks.spawn(async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::post(&uri)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap();
+            barrier.wait().await;
+            let res = router.oneshot(req).await.unwrap();
+            let status = res.status();
+            let bytes = http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            if status == StatusCode::CREATED {
+                "201".to_owned()
+            } else {
+                v["error"]["code"].as_str().unwrap_or("?").to_owned()
+            }
+        });
+    }
+    let mut tally = HashMap::new();
+    while let Some(outcome) = tasks.join_next().await {
+        *tally.entry(outcome.unwrap()).or_insert(0) += 1;
+    }
+    tally
+}
+
+fn n(tally: &HashMap<String, usize>, key: &str) -> usize {
+    tally.get(key).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_racing_registrations_never_oversell_a_ticket_type() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let e = app.published_event(&token, json!({"maxAttendees": 1000, "ticketTypes": [{"name": "Hot", "price": 10, "quantity": 50}]})).await;
+    let id = e["id"].as_i64().unwrap();
+    let tt = e["ticketTypes"][0]["id"].clone();
+    let bodies = (0..300)
+        .map(|i| guest_body(&format!("g{i}@example.com"), &tt))
+        .collect();
+    let tally = race(&app, &token, id, bodies).await;
+    assert_eq!(
+        (n(&tally, "201"), n(&tally, "SOLD_OUT")),
+        (50, 250),
+        "{tally:?}"
+    );
+
+    assert_eq!(
+        app.count("SELECT count(*) FROM guests WHERE status <> 'cancelled'")
+            .await,
+        50
+    );
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, 50);
+    assert_eq!(app.count("SELECT sold::bigint FROM ticket_types").await, 50);
+    assert_eq!(
+        app.count("SELECT registered_count::bigint FROM events")
+            .await,
+        50
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM job_outbox WHERE job_type = 'generate_ticket'")
+            .await,
+        50
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM job_outbox WHERE job_type = 'registration_confirmation'")
+            .await,
+        50
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_registrations_across_ticket_types_never_exceed_max_attendees() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let e = app
+        .published_event(
+            &token,
+            json!({"maxAttendees": 60, "ticketTypes": [
+                {"name": "A", "price": 1, "quantity": 40}, {"name": "B", "price": 1, "quantity": 40}, {"name": "C", "price": 1, "quantity": 40}
+            ]}),
+        )
+        .await;
+    let id = e["id"].as_i64().unwrap();
+    let types: Vec<Value> = (0..3).map(|i| e["ticketTypes"][i]["id"].clone()).collect();
+    let bodies = (0..300)
+        .map(|i| guest_body(&format!("g{i}@example.com"), &types[i % 3]))
+        .collect();
+    let tally = race(&app, &token, id, bodies).await;
+    assert_eq!(n(&tally, "201"), 60, "{tally:?}");
+    assert_eq!(
+        n(&tally, "EVENT_FULL") + n(&tally, "SOLD_OUT"),
+        240,
+        "{tally:?}"
+    );
+    assert!(n(&tally, "EVENT_FULL") > 0, "{tally:?}");
+
+    assert_eq!(
+        app.count("SELECT count(*) FROM guests WHERE status <> 'cancelled'")
+            .await,
+        60
+    );
+    assert_eq!(
+        app.count("SELECT registered_count::bigint FROM events")
+            .await,
+        60
+    );
+    assert_eq!(
+        app.count("SELECT sum(sold)::bigint FROM ticket_types")
+            .await,
+        60
+    );
+    assert!(
+        app.count("SELECT max(sold)::bigint FROM ticket_types")
+            .await
+            <= 40
+    );
+    // Every counter equals the rows it counts.
+    assert_eq!(
+        app.count("SELECT count(*) FROM ticket_types t WHERE t.sold <> (SELECT count(*) FROM guests g WHERE g.ticket_type_id = t.id AND g.status <> 'cancelled')").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_racing_registrations_of_one_email_give_exactly_one_guest() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let e = app.published_event(&token, json!({})).await;
+    let id = e["id"].as_i64().unwrap();
+    let tt = e["ticketTypes"][0]["id"].clone();
+    let bodies = (0..20)
+        .map(|i| {
+            guest_body(
+                if i % 2 == 0 {
+                    "Same.Person@Example.com"
+                } else {
+                    "same.person@example.com"
+                },
+                &tt,
+            )
+        })
+        .collect();
+    let tally = race(&app, &token, id, bodies).await;
+    assert_eq!(
+        (n(&tally, "201"), n(&tally, "DUPLICATE_GUEST")),
+        (1, 19),
+        "{tally:?}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM guests").await, 1);
+    assert_eq!(app.count("SELECT sold::bigint FROM ticket_types").await, 1);
+    assert_eq!(
+        app.count("SELECT registered_count::bigint FROM events")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancellations_racing_registrations_keep_the_counts_exact() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let e = app
+        .published_event(
+            &token,
+            json!({"maxAttendees": 30, "ticketTypes": [{"name": "A", "price": 1, "quantity": 30}]}),
+        )
+        .await;
+    let id = e["id"].as_i64().unwrap();
+    let tt = e["ticketTypes"][0]["id"].clone();
+    let mut guests = Vec::new();
+    for i in 0..30 {
+        guests.push(
+            app.register(
+                &token,
+                id,
+                guest_body(&format!("first{i}@example.com"), &tt),
+            )
+            .await
+            .data()["guest"]["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for g in guests.iter().take(10) {
+        let (router, token, uri) = (
+            app.app.clone(),
+            token.clone(),
+            format!("/api/events/{id}/guests/{g}/cancel"),
+        );
+        tasks.spawn(async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::post(&uri)
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            router.oneshot(req).await.unwrap().status()
+        });
+    }
+    let bodies = (0..40)
+        .map(|i| guest_body(&format!("second{i}@example.com"), &tt))
+        .collect();
+    let tally = race(&app, &token, id, bodies).await;
+    while let Some(s) = tasks.join_next().await {
+        assert_eq!(s.unwrap(), StatusCode::OK);
+    }
+    assert!(n(&tally, "201") <= 10, "{tally:?}");
+    let holding = app
+        .count("SELECT count(*) FROM guests WHERE status <> 'cancelled'")
+        .await;
+    assert!(holding <= 30);
+    assert_eq!(
+        app.count("SELECT registered_count::bigint FROM events")
+            .await,
+        holding
+    );
+    assert_eq!(
+        app.count("SELECT sold::bigint FROM ticket_types").await,
+        holding
+    );
+    assert_eq!(holding, 20 + n(&tally, "201") as i64);
+}
