@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -2,6 +2,8 @@
 
 pub mod code;
 pub mod model;
+pub mod qr;
 pub mod queries;
+pub mod signing;
 
 pub use model::{Ticket, TicketStatus};
