@@ -4,9 +4,10 @@
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
 -- Events -------------------------------------------------------------------------------
--- registered_count / checked_in_count are counters kept in step by the guest commands in
--- the same transaction as the guest row: they make capacity checks a single conditional
--- UPDATE (see shared::guests) and list pages free of COUNT(*) sub-queries.
+-- registered_count is a counter kept in step by the guest commands in the same
+-- transaction as the guest row: it makes the capacity check a single conditional UPDATE
+-- (see shared::guests::commands). Check-ins are counted from guests instead, so that
+-- validations at the door never queue on the event row.
 CREATE TABLE events (
     id                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     organizer_id      TEXT        NOT NULL CHECK (length(organizer_id) BETWEEN 1 AND 255),
@@ -19,13 +20,11 @@ CREATE TABLE events (
     status            TEXT        NOT NULL DEFAULT 'draft'
                       CHECK (status IN ('draft', 'published', 'cancelled', 'completed')),
     registered_count  INTEGER     NOT NULL DEFAULT 0,
-    checked_in_count  INTEGER     NOT NULL DEFAULT 0,
     -- set once the first guest registers; an event that ever had a guest cannot be deleted
     ever_registered   BOOLEAN     NOT NULL DEFAULT false,
     created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
-    CONSTRAINT events_capacity CHECK (registered_count BETWEEN 0 AND max_attendees),
-    CONSTRAINT events_checked_in CHECK (checked_in_count BETWEEN 0 AND registered_count)
+    CONSTRAINT events_capacity CHECK (registered_count BETWEEN 0 AND max_attendees)
 );
 
 CREATE INDEX idx_events_status ON events (status);

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod guests;
@@ -22,6 +23,7 @@ pub mod state;
 pub mod testing;
 pub mod tickets;
 pub mod validation;
+pub mod workers;
 
 pub use error::{ApiError, ApiResult};
 pub use state::AppState;

@@ -57,7 +57,8 @@ async fn register_guest(
     ApiJson(input): ApiJson<Register>,
 ) -> ApiResult<Envelope<Registration>> {
     let mut db = state.db.get().await?;
-    let registration = commands::register(&mut db, &caller, event_id, input).await?;
+    let registration =
+        commands::register(&mut db, &caller, &state.ticket_keys, event_id, input).await?;
     state.jobs_written();
     Ok(created(registration))
 }
@@ -124,7 +125,8 @@ async fn approve_guest(
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Envelope<Registration>> {
     let mut db = state.db.get().await?;
-    let registration = commands::approve(&mut db, &caller, event_id, guest_id).await?;
+    let registration =
+        commands::approve(&mut db, &caller, &state.ticket_keys, event_id, guest_id).await?;
     state.jobs_written();
     Ok(ok(registration))
 }

@@ -5,6 +5,7 @@
 pub mod events;
 pub mod guests;
 pub mod health;
+pub mod tickets;
 
 use std::sync::OnceLock;
 
@@ -22,16 +23,19 @@ use crate::state::AppState;
 pub enum Group {
     Events,
     Guests,
+    Tickets,
     Health,
 }
 
 impl Group {
-    pub const ALL: &'static [Group] = &[Group::Events, Group::Guests, Group::Health];
+    pub const ALL: &'static [Group] =
+        &[Group::Events, Group::Guests, Group::Tickets, Group::Health];
 
     fn routes(self) -> OpenApiRouter<AppState> {
         match self {
             Group::Events => events::routes(),
             Group::Guests => guests::routes(),
+            Group::Tickets => tickets::routes(),
             Group::Health => health::routes(),
         }
     }

@@ -425,7 +425,8 @@ async fn cancel_registrations(tx: &Transaction<'_>, event_id: i64) -> ApiResult<
     )
     .await?;
     tx.execute(
-        "UPDATE events SET registered_count = checked_in_count WHERE id = $1",
+        "UPDATE events SET registered_count =
+            (SELECT count(*) FROM guests WHERE event_id = $1 AND status = 'checked_in') WHERE id = $1",
         &[&event_id],
     )
     .await?;

@@ -14,7 +14,8 @@ use crate::db::like_pattern;
 use crate::error::{ApiError, ApiResult};
 
 const EVENT_COLUMNS: &str = "e.id, e.title, e.description, e.event_date, e.location, e.max_attendees, \
-     e.status, e.organizer_id, e.requires_approval, e.registered_count, e.checked_in_count, \
+     e.status, e.organizer_id, e.requires_approval, e.registered_count, \
+     (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'checked_in') AS checked_in, \
      e.created_at, e.updated_at, \
      (SELECT COALESCE(json_agg(json_build_object('id', t.id, 'name', t.name, 'priceCents', t.price_cents, \
              'quantity', t.quantity, 'sold', t.sold) ORDER BY t.id), '[]'::json) \
@@ -191,7 +192,7 @@ fn event_from_row(row: &Row) -> ApiResult<Event> {
             .collect(),
         stats: EventStats {
             registered,
-            checked_in: row.get("checked_in_count"),
+            checked_in: row.get::<_, i64>("checked_in") as i32,
             available: max - registered,
         },
         created_at: row.get("created_at"),

@@ -31,6 +31,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, DbResultExt, ErrorCode};
 use crate::outbox::{self, types};
 use crate::tickets;
+use crate::tickets::signing::TicketKeys;
 
 const ACTIVE_EMAIL_KEY: &str = "guests_event_email_active_key";
 
@@ -51,6 +52,7 @@ fn closed(reason: &str) -> ApiError {
 pub async fn register(
     db: &mut Client,
     caller: &Caller,
+    keys: &TicketKeys,
     event_id: i64,
     input: Register,
 ) -> ApiResult<Registration> {
@@ -100,7 +102,7 @@ pub async fn register(
     )
     .await?;
     if status == GuestStatus::Confirmed {
-        issue_ticket(&tx, event_id, guest_id, input.ticket_type_id).await?;
+        issue_ticket(&tx, keys, event_id, guest_id, input.ticket_type_id).await?;
     }
     take_seat(&tx, event_id, input.ticket_type_id).await?;
 
@@ -200,12 +202,10 @@ async fn release_seat(
     tx: &Transaction<'_>,
     event_id: i64,
     ticket_type_id: Option<i64>,
-    checked_in: bool,
 ) -> ApiResult<()> {
     tx.execute(
-        "UPDATE events SET registered_count = registered_count - 1, checked_in_count = checked_in_count - $2::int
-          WHERE id = $1",
-        &[&event_id, &(checked_in as i32)],
+        "UPDATE events SET registered_count = registered_count - 1 WHERE id = $1",
+        &[&event_id],
     )
     .await?;
     if let Some(tt) = ticket_type_id {
@@ -222,24 +222,36 @@ async fn release_seat(
 /// queues its generation job.
 async fn issue_ticket(
     tx: &Transaction<'_>,
+    keys: &TicketKeys,
     event_id: i64,
     guest_id: i64,
     ticket_type_id: Option<i64>,
 ) -> ApiResult<i64> {
-    let stmt = tx
+    // The id is drawn first so the signed payload is written with the row.
+    let next_id = tx
+        .prepare_cached("SELECT nextval(pg_get_serial_sequence('tickets', 'id'))")
+        .await?;
+    let ticket_id: i64 = tx.query_one(&next_id, &[]).await?.get(0);
+    let insert = tx
         .prepare_cached(
-            "INSERT INTO tickets (guest_id, event_id, ticket_type_id, ticket_code) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (ticket_code) DO NOTHING RETURNING id",
+            "INSERT INTO tickets (id, guest_id, event_id, ticket_type_id, ticket_code, qr_payload)
+             OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (ticket_code) DO NOTHING",
         )
         .await?;
     let year = chrono::Datelike::year(&chrono::Utc::now());
     for _ in 0..5 {
         let code = tickets::code::generate(year);
-        if let Some(row) = tx
-            .query_opt(&stmt, &[&guest_id, &event_id, &ticket_type_id, &code])
-            .await?
-        {
-            let ticket_id: i64 = row.get(0);
+        let payload = keys.sign(ticket_id, event_id, &code);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &ticket_id,
+            &guest_id,
+            &event_id,
+            &ticket_type_id,
+            &code,
+            &payload,
+        ];
+        if tx.execute(&insert, &params).await? == 1 {
             outbox::enqueue(tx, types::GENERATE_TICKET, json!({"ticketId": ticket_id})).await?;
             return Ok(ticket_id);
         }
@@ -293,6 +305,7 @@ fn refuse_if_event_final(g: &LockedGuest) -> ApiResult<()> {
 pub async fn approve(
     db: &mut Client,
     caller: &Caller,
+    keys: &TicketKeys,
     event_id: i64,
     guest_id: i64,
 ) -> ApiResult<Registration> {
@@ -310,7 +323,7 @@ pub async fn approve(
         &[&guest_id],
     )
     .await?;
-    issue_ticket(&tx, event_id, guest_id, g.ticket_type_id).await?;
+    issue_ticket(&tx, keys, event_id, guest_id, g.ticket_type_id).await?;
     let guest = queries::by_id(&tx, event_id, guest_id).await?;
     let ticket = tickets::queries::by_guest(&tx, guest_id).await?;
     tx.commit().await?;
@@ -348,7 +361,7 @@ pub async fn cancel(
         &[&guest_id],
     )
     .await?;
-    release_seat(&tx, event_id, g.ticket_type_id, false).await?;
+    release_seat(&tx, event_id, g.ticket_type_id).await?;
     outbox::enqueue(
         &tx,
         types::GUEST_CANCELLED,
@@ -375,7 +388,7 @@ pub async fn delete(
         ));
     }
     if g.status.holds_seat() {
-        release_seat(&tx, event_id, g.ticket_type_id, false).await?;
+        release_seat(&tx, event_id, g.ticket_type_id).await?;
     }
     tx.execute("DELETE FROM guests WHERE id = $1", &[&guest_id])
         .await?;

@@ -1,9 +1,13 @@
-//! Tickets: codes, the ticket view, and (with their issues) signing, QR and check-in.
+//! Tickets: codes, signed QR payloads and images, the ticket view, check-in at the
+//! door, and event stats. The contract's Tickets section.
 
 pub mod code;
+pub mod generate;
 pub mod model;
 pub mod qr;
 pub mod queries;
 pub mod signing;
+pub mod stats;
+pub mod validate;
 
 pub use model::{Ticket, TicketStatus};

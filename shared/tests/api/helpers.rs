@@ -70,7 +70,8 @@ impl TestApp {
             port: 0,
         };
         configure(&mut config);
-        let state = AppState::new(config).unwrap();
+        let state =
+            AppState::new(config, shared::tickets::signing::TicketKeys::generate()).unwrap();
         Self {
             app: router(state.clone(), Group::ALL),
             state,
@@ -102,11 +103,20 @@ impl TestApp {
         self.token(Role::Scanner, "scanner-1", Some(organizer))
     }
 
-    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+    /// Status, headers and raw body bytes (for non-JSON answers such as PNG images).
+    pub async fn send_raw(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, bytes.to_vec())
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let (status, headers, bytes) = self.send_raw(request).await;
         let body = if bytes.is_empty() {
             Value::Null
         } else {

@@ -7,3 +7,4 @@ mod helpers;
 mod outbox;
 mod races;
 mod ticket_types;
+mod tickets;

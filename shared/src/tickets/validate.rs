@@ -1,0 +1,267 @@
+//! Check-in at the door: exactly one scan of a ticket is accepted, however many scanners
+//! try at the same moment.
+//!
+//! The acceptance is one conditional update,
+//! `UPDATE tickets SET validated_at = now() … WHERE id = $1 AND validated_at IS NULL AND status = 'active'`.
+//! Concurrent scans of the same ticket queue on its row lock; when the first commits,
+//! PostgreSQL re-evaluates the `WHERE` of the others on the new row, finds `validated_at`
+//! set, and updates nothing: they answer `TICKET_ALREADY_VALIDATED` with the first scan's
+//! details. Every attempt, accepted or not, is written to `ticket_scans` in the same
+//! transaction as its outcome.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Client, GenericClient, Transaction};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use validator::Validate;
+
+use super::model::Ticket;
+use super::signing::{self, TicketKeys};
+use super::{code, queries};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::validation::not_blank;
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scan {
+    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(example = "scanner-123")]
+    pub scanner_id: String,
+    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(example = "Entrance A")]
+    pub location: String,
+}
+
+/// `POST /api/tickets/validate`: what the scanner read, a signed QR payload or a typed code.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScanCode {
+    #[validate(length(min = 1, max = 512))]
+    pub code: String,
+    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    pub scanner_id: String,
+    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Validation {
+    pub valid: bool,
+    pub ticket: Ticket,
+    pub validated_at: DateTime<Utc>,
+}
+
+/// Results written to the scan log.
+mod result {
+    pub const ACCEPTED: &str = "accepted";
+    pub const ALREADY_VALIDATED: &str = "already_validated";
+    pub const CANCELLED: &str = "cancelled";
+    pub const EVENT_NOT_PUBLISHED: &str = "event_not_published";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const INVALID_SIGNATURE: &str = "invalid_signature";
+}
+
+pub async fn by_id(
+    db: &mut Client,
+    caller: &Caller,
+    ticket_id: i64,
+    scan: Scan,
+) -> ApiResult<Validation> {
+    scan.validate()?;
+    let tx = db.transaction().await?;
+    let outcome = validate(
+        &tx,
+        caller,
+        Some(ticket_id),
+        &scan.scanner_id,
+        &scan.location,
+    )
+    .await;
+    tx.commit().await?;
+    outcome
+}
+
+pub async fn by_code(
+    db: &mut Client,
+    caller: &Caller,
+    keys: &TicketKeys,
+    input: ScanCode,
+) -> ApiResult<Validation> {
+    input.validate()?;
+    let tx = db.transaction().await?;
+    let code = input.code.trim();
+    let ticket_id = if signing::looks_like_payload(code) {
+        match keys.verify(code) {
+            Ok(claims) => {
+                // The signature is good; the ticket must still say the same thing.
+                let stmt = tx
+                    .prepare_cached("SELECT id FROM tickets WHERE id = $1 AND event_id = $2 AND ticket_code = $3")
+                    .await?;
+                tx.query_opt(&stmt, &[&claims.ticket_id, &claims.event_id, &claims.code])
+                    .await?
+                    .map(|r| r.get(0))
+            }
+            Err(e) => {
+                log_scan(
+                    &tx,
+                    None,
+                    None,
+                    &input.scanner_id,
+                    &input.location,
+                    result::INVALID_SIGNATURE,
+                )
+                .await?;
+                tx.commit().await?;
+                return Err(ApiError::new(
+                    ErrorCode::InvalidSignature,
+                    format!("the ticket's signature does not verify ({e})"),
+                ));
+            }
+        }
+    } else if code::looks_like_code(&code.to_ascii_uppercase()) {
+        let stmt = tx
+            .prepare_cached("SELECT id FROM tickets WHERE ticket_code = $1")
+            .await?;
+        tx.query_opt(&stmt, &[&code.to_ascii_uppercase()])
+            .await?
+            .map(|r| r.get(0))
+    } else {
+        None
+    };
+    let outcome = validate(&tx, caller, ticket_id, &input.scanner_id, &input.location).await;
+    tx.commit().await?;
+    outcome
+}
+
+async fn validate(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    ticket_id: Option<i64>,
+    scanner_id: &str,
+    location: &str,
+) -> ApiResult<Validation> {
+    // Tenancy first: the ticket's organizer, before anything changes.
+    let owner = match ticket_id {
+        Some(id) => {
+            let stmt = tx
+                .prepare_cached("SELECT t.event_id, e.organizer_id FROM tickets t JOIN events e ON e.id = t.event_id WHERE t.id = $1")
+                .await?;
+            tx.query_opt(&stmt, &[&id])
+                .await?
+                .map(|r| (id, r.get::<_, i64>(0), r.get::<_, String>(1)))
+        }
+        None => None,
+    };
+    let Some((ticket_id, event_id, _)) = owner.filter(|(_, _, org)| caller.can_see(org)) else {
+        log_scan(tx, None, None, scanner_id, location, result::NOT_FOUND).await?;
+        return Err(ApiError::not_found("ticket"));
+    };
+
+    let accept = tx
+        .prepare_cached(
+            "UPDATE tickets t SET validated_at = now(), validated_by = $2, validation_location = $3, updated_at = now()
+              WHERE t.id = $1 AND t.status = 'active' AND t.validated_at IS NULL
+                AND EXISTS (SELECT 1 FROM events e WHERE e.id = t.event_id AND e.status = 'published')
+          RETURNING t.guest_id, t.validated_at",
+        )
+        .await?;
+    if let Some(row) = tx
+        .query_opt(&accept, &[&ticket_id, &scanner_id, &location])
+        .await?
+    {
+        let (guest_id, validated_at): (i64, DateTime<Utc>) = (row.get(0), row.get(1));
+        let checked_in = tx
+            .prepare_cached(
+                "UPDATE guests SET status = 'checked_in', updated_at = now() WHERE id = $1",
+            )
+            .await?;
+        tx.execute(&checked_in, &[&guest_id]).await?;
+        log_scan(
+            tx,
+            Some(ticket_id),
+            Some(event_id),
+            scanner_id,
+            location,
+            result::ACCEPTED,
+        )
+        .await?;
+        let ticket = queries::by_id(tx, ticket_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("ticket vanished"))?;
+        tracing::info!(ticket_id, event_id, scanner_id, "ticket validated");
+        return Ok(Validation {
+            valid: true,
+            ticket,
+            validated_at,
+        });
+    }
+
+    // Refused: say why, from the row as it is now.
+    let stmt = tx
+        .prepare_cached(
+            "SELECT t.status, t.validated_at, t.validated_by, t.validation_location, e.status
+               FROM tickets t JOIN events e ON e.id = t.event_id WHERE t.id = $1",
+        )
+        .await?;
+    let row = tx.query_one(&stmt, &[&ticket_id]).await?;
+    let (status, validated_at, event_status): (String, Option<DateTime<Utc>>, String) =
+        (row.get(0), row.get(1), row.get(4));
+    let (result, error) = if status == "cancelled" {
+        (
+            result::CANCELLED,
+            ApiError::new(ErrorCode::TicketCancelled, "this ticket was cancelled"),
+        )
+    } else if let Some(at) = validated_at {
+        let by: Option<String> = row.get(2);
+        let loc: Option<String> = row.get(3);
+        (
+            result::ALREADY_VALIDATED,
+            ApiError::new(
+                ErrorCode::TicketAlreadyValidated,
+                "this ticket was already validated",
+            )
+            .with_details(json!({"validatedAt": at, "scannerId": by, "location": loc})),
+        )
+    } else {
+        (
+            result::EVENT_NOT_PUBLISHED,
+            ApiError::invalid_state(format!(
+                "the event is {event_status}, tickets cannot be validated"
+            )),
+        )
+    };
+    log_scan(
+        tx,
+        Some(ticket_id),
+        Some(event_id),
+        scanner_id,
+        location,
+        result,
+    )
+    .await?;
+    Err(error)
+}
+
+async fn log_scan(
+    tx: &impl GenericClient,
+    ticket_id: Option<i64>,
+    event_id: Option<i64>,
+    scanner_id: &str,
+    location: &str,
+    result: &str,
+) -> ApiResult<()> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO ticket_scans (ticket_id, event_id, scanner_id, location, result) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[&ticket_id, &event_id, &scanner_id, &location, &result],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! The job handlers behind both queues, as one [`JobHandler`]: the SQS-triggered Lambda
+//! functions and the local server's in-process queue run exactly this code.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+
+use crate::clients::auth::AuthClient;
+use crate::clients::notification::NotificationClient;
+use crate::email::{EmailWorker, Mailer};
+use crate::jobs::{JobError, JobHandler};
+use crate::outbox::{self, types, Job};
+use crate::queue::InProcessQueue;
+use crate::state::AppState;
+use crate::tickets::generate::generate_ticket;
+
+pub struct Workers {
+    pool: Pool,
+    email: EmailWorker,
+}
+
+impl Workers {
+    pub fn new(pool: Pool, mailer: Mailer, auth: Option<Arc<AuthClient>>) -> Self {
+        Self {
+            email: EmailWorker {
+                pool: pool.clone(),
+                mailer,
+                auth,
+            },
+            pool,
+        }
+    }
+
+    /// From the environment: `NOTIFICATION_SERVICE_URL` (required in Lambda; locally the
+    /// emails are logged when it is unset) and `AUTH_SERVICE_URL` (optional).
+    pub fn from_env(state: &AppState) -> anyhow::Result<Self> {
+        let mailer = match NotificationClient::from_env()? {
+            Some(client) => Mailer::Notification(Box::new(client)),
+            None if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() => {
+                anyhow::bail!("NOTIFICATION_SERVICE_URL is not set")
+            }
+            None => {
+                tracing::warn!(
+                    "NOTIFICATION_SERVICE_URL is not set: emails are written to the log, not sent"
+                );
+                Mailer::Log
+            }
+        };
+        let auth = AuthClient::from_env(state.tokens.clone())?.map(Arc::new);
+        Ok(Self::new(state.db.clone(), mailer, auth))
+    }
+}
+
+#[async_trait]
+impl JobHandler for Workers {
+    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        match job.job_type.as_str() {
+            types::GENERATE_TICKET => generate_ticket(&self.pool, &job.payload).await,
+            _ => self.email.handle(job).await,
+        }
+    }
+}
+
+/// The local server's job path without SQS: an in-process queue feeding [`Workers`], and
+/// the outbox relay woken after each commit (and every few seconds as a sweep).
+pub fn start_in_process(state: &AppState) -> anyhow::Result<()> {
+    let workers = Arc::new(Workers::from_env(state)?);
+    let queue = InProcessQueue::start(state.db.clone(), workers, 5);
+    tokio::spawn(outbox::run_relay(
+        state.db.clone(),
+        queue,
+        state.outbox_signal.clone(),
+        Duration::from_secs(5),
+    ));
+    tracing::info!("jobs: in-process queue and outbox relay started");
+    Ok(())
+}
