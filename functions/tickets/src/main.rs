@@ -1,0 +1,9 @@
+//! The `tickets` Lambda function: tickets, QR images, check-in, scanner keys, stats.
+use shared::api::{router, Group};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::logging::init("tickets");
+    let state = shared::AppState::from_env()?;
+    lambda_http::run(router(state, &[Group::Tickets])).await
+}
