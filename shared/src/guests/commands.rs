@@ -104,11 +104,13 @@ pub async fn register(
     if status == GuestStatus::Confirmed {
         issue_ticket(&tx, keys, event_id, guest_id, input.ticket_type_id).await?;
     }
+    // Last, so the hot counter rows stay locked only until the commit right after.
     take_seat(&tx, event_id, input.ticket_type_id).await?;
-
-    let guest = queries::by_id(&tx, event_id, guest_id).await?;
-    let ticket = tickets::queries::by_guest(&tx, guest_id).await?;
     tx.commit().await?;
+
+    let client: &Client = db;
+    let (guest, ticket) =
+        tokio::try_join!(queries::by_id(client, event_id, guest_id), tickets::queries::by_guest(client, guest_id))?;
     tracing::info!(
         event_id,
         guest_id,
@@ -150,50 +152,39 @@ async fn check_ticket_type(
     }
 }
 
-/// The conditional counter updates described in the module documentation.
-async fn take_seat(
-    tx: &Transaction<'_>,
-    event_id: i64,
-    ticket_type_id: Option<i64>,
-) -> ApiResult<()> {
+/// The conditional counter updates described in the module documentation, as one
+/// statement (one round trip while the hot rows are locked): the event row first, then
+/// the ticket type row, only if the event still had a seat.
+async fn take_seat(tx: &Transaction<'_>, event_id: i64, ticket_type_id: Option<i64>) -> ApiResult<()> {
     let stmt = tx
         .prepare_cached(
-            "UPDATE events SET registered_count = registered_count + 1, ever_registered = true
-              WHERE id = $1 AND registered_count < max_attendees AND status = 'published' AND event_date > now()",
+            "WITH e AS (
+                 UPDATE events SET registered_count = registered_count + 1, ever_registered = true
+                  WHERE id = $1 AND registered_count < max_attendees AND status = 'published' AND event_date > now()
+              RETURNING id),
+             t AS (
+                 UPDATE ticket_types SET sold = sold + 1
+                  WHERE id = $2 AND sold < quantity AND EXISTS (SELECT 1 FROM e)
+              RETURNING id)
+             SELECT EXISTS (SELECT 1 FROM e), $2::bigint IS NULL OR EXISTS (SELECT 1 FROM t)",
         )
         .await?;
-    if tx.execute(&stmt, &[&event_id]).await? == 0 {
+    let row = tx.query_one(&stmt, &[&event_id, &ticket_type_id]).await?;
+    let (event_seat, type_seat): (bool, bool) = (row.get(0), row.get(1));
+    if !event_seat {
         // Either full, or closed by a change that committed while we waited.
-        let row = tx
-            .query_one(
-                "SELECT status, event_date > now() FROM events WHERE id = $1",
-                &[&event_id],
-            )
-            .await?;
+        let row = tx.query_one("SELECT status, event_date > now() FROM events WHERE id = $1", &[&event_id]).await?;
         let (status, future): (String, bool) = (row.get(0), row.get(1));
         return Err(if status != "published" {
             closed(&format!("the event is {status}"))
         } else if !future {
             closed("the event has started")
         } else {
-            ApiError::new(
-                ErrorCode::EventFull,
-                "the event has reached its maximum number of attendees",
-            )
+            ApiError::new(ErrorCode::EventFull, "the event has reached its maximum number of attendees")
         });
     }
-    if let Some(tt) = ticket_type_id {
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE ticket_types SET sold = sold + 1 WHERE id = $1 AND sold < quantity",
-            )
-            .await?;
-        if tx.execute(&stmt, &[&tt]).await? == 0 {
-            return Err(ApiError::new(
-                ErrorCode::SoldOut,
-                "this ticket type is sold out",
-            ));
-        }
+    if !type_seat {
+        return Err(ApiError::new(ErrorCode::SoldOut, "this ticket type is sold out"));
     }
     Ok(())
 }
