@@ -1,0 +1,93 @@
+//! The events function driven through the Lambda runtime interface
+//! (cargo-lambda's emulator) with real API Gateway HTTP API v2 payloads.
+
+use serde_json::{json, Value};
+use shared::auth::{issue_token, Claims, Role};
+use shared::config::JwtConfig;
+use shared::testing::lambda::{apigw_v2, Emulator};
+use shared::testing::TestDatabase;
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().expect("a body")).expect("a JSON body")
+}
+
+#[tokio::test]
+async fn events_answer_through_the_lambda_runtime() {
+    let db = TestDatabase::create().await;
+    let secret = "lambda-test-secret";
+    let signing_key = shared::tickets::signing::TicketKeys::generate().seed_base64();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("JWT_SECRET", secret),
+        ("TICKET_SIGNING_KEY", signing_key.as_str()),
+        ("RUST_LOG", "warn"),
+    ];
+    let mut emulator = Emulator::start();
+    emulator.attach("events", env!("CARGO_BIN_EXE_events"), &env);
+
+    let jwt = JwtConfig {
+        secret: secret.into(),
+        issuer: None,
+        audience: None,
+        is_development_default: false,
+    };
+    let claims = Claims {
+        sub: "org-1".into(),
+        role: Role::Organizer,
+        exp: 9_999_999_999,
+        organizer_id: None,
+        iss: None,
+        aud: None,
+    };
+    let token = issue_token(&jwt, &claims);
+
+    let date = (chrono::Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let create = json!({"title": "Tech Conference 2027", "eventDate": date, "location": "Paris, La Défense",
+                        "maxAttendees": 500, "ticketTypes": [{"name": "VIP", "price": 299.99, "quantity": 50}]});
+    let (status, res) = emulator
+        .invoke(
+            "events",
+            &apigw_v2("POST", "/api/events", Some(&token), Some(&create)),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["statusCode"], 201, "{res}");
+    let created = body(&res);
+    assert_eq!(created["data"]["status"], "draft");
+    assert_eq!(
+        res["headers"]["x-request-id"], "lambda-test-1",
+        "the request id is echoed"
+    );
+    let id = created["data"]["id"].as_i64().unwrap();
+
+    let (_, res) = emulator
+        .invoke(
+            "events",
+            &apigw_v2("GET", "/api/events?limit=5&search=tech", Some(&token), None),
+        )
+        .await;
+    assert_eq!(res["statusCode"], 200);
+    assert_eq!(body(&res)["data"]["events"][0]["id"], id);
+    assert_eq!(body(&res)["data"]["pagination"]["limit"], 5);
+
+    let (_, res) = emulator
+        .invoke("events", &apigw_v2("GET", "/api/events", None, None))
+        .await;
+    assert_eq!(res["statusCode"], 401);
+    assert_eq!(body(&res)["error"]["code"], "UNAUTHORIZED");
+    let (_, res) = emulator
+        .invoke(
+            "events",
+            &apigw_v2(
+                "POST",
+                "/api/events",
+                Some(&token),
+                Some(&json!({"title": 1})),
+            ),
+        )
+        .await;
+    assert_eq!(res["statusCode"], 400);
+    assert_eq!(body(&res)["error"]["code"], "VALIDATION_ERROR");
+}
