@@ -25,20 +25,39 @@ async fn run(clients: usize, total: usize, spread: bool) {
         async move {
             let body = json!({"firstName": "Bench", "lastName": format!("Guest{i}"),
                               "email": format!("guest{i}@bench.example"), "ticketTypeId": tt});
-            b.call("POST", &format!("/api/events/{event}/guests"), body).await.0 == StatusCode::CREATED
+            b.call("POST", &format!("/api/events/{event}/guests"), body)
+                .await
+                .0
+                == StatusCode::CREATED
         }
     })
     .await;
-    let sold = bench.count("SELECT sum(sold)::bigint FROM ticket_types").await;
-    let guests = bench.count("SELECT count(*) FROM guests WHERE status <> 'cancelled'").await;
-    let registered = bench.count("SELECT sum(registered_count)::bigint FROM events").await;
-    assert!(sold == guests && registered == guests && guests == total as i64, "seat counts drifted");
-    let label = if spread { "spread over 50 events" } else { "one hot ticket type" };
+    let sold = bench
+        .count("SELECT sum(sold)::bigint FROM ticket_types")
+        .await;
+    let guests = bench
+        .count("SELECT count(*) FROM guests WHERE status <> 'cancelled'")
+        .await;
+    let registered = bench
+        .count("SELECT sum(registered_count)::bigint FROM events")
+        .await;
+    assert!(
+        sold == guests && registered == guests && guests == total as i64,
+        "seat counts drifted"
+    );
+    let label = if spread {
+        "spread over 50 events"
+    } else {
+        "one hot ticket type"
+    };
     println!("registrations  {label:<24} clients={clients:<3} n={total:<6} {report}   seats exact: {guests}");
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let total = env_usize("BENCH_REGISTRATIONS", 4000);
     rt.block_on(async {
         for clients in [16, 64] {

@@ -16,7 +16,9 @@ async fn tickets(bench: &Bench, n: usize) -> Vec<i64> {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let body = json!({"firstName": "Bench", "lastName": "Guest", "email": format!("v{i}@bench.example"), "ticketTypeId": tt});
-        let (s, r) = bench.call("POST", &format!("/api/events/{event}/guests"), body).await;
+        let (s, r) = bench
+            .call("POST", &format!("/api/events/{event}/guests"), body)
+            .await;
         assert_eq!(s, StatusCode::CREATED);
         ids.push(r["data"]["ticket"]["id"].as_i64().unwrap());
     }
@@ -24,7 +26,10 @@ async fn tickets(bench: &Bench, n: usize) -> Vec<i64> {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let total = env_usize("BENCH_VALIDATIONS", 4000);
     rt.block_on(async {
         for clients in [16, 64] {

@@ -28,7 +28,12 @@ pub struct Bench {
 impl Bench {
     pub async fn new(pool_size: usize) -> Arc<Self> {
         let db = TestDatabase::create().await;
-        let jwt = JwtConfig { secret: "bench".into(), issuer: None, audience: None, is_development_default: false };
+        let jwt = JwtConfig {
+            secret: "bench".into(),
+            issuer: None,
+            audience: None,
+            is_development_default: false,
+        };
         let config = Config {
             database_url: db.url.clone(),
             db_pool_size: pool_size,
@@ -36,7 +41,8 @@ impl Bench {
             jwt: jwt.clone(),
             port: 0,
         };
-        let state = AppState::new(config, shared::tickets::signing::TicketKeys::generate()).unwrap();
+        let state =
+            AppState::new(config, shared::tickets::signing::TicketKeys::generate()).unwrap();
         let claims = Claims {
             sub: "bench-org".into(),
             role: Role::Organizer,
@@ -45,7 +51,12 @@ impl Bench {
             iss: None,
             aud: None,
         };
-        Arc::new(Bench { app: router(state.clone(), Group::ALL), state, token: issue_token(&jwt, &claims), _db: db })
+        Arc::new(Bench {
+            app: router(state.clone(), Group::ALL),
+            state,
+            token: issue_token(&jwt, &claims),
+            _db: db,
+        })
     }
 
     pub async fn call(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
@@ -58,8 +69,14 @@ impl Bench {
             .unwrap();
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
-        let bytes = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        let bytes = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// A published event with one ticket type of `quantity` seats: (event id, ticket type id).
@@ -75,12 +92,25 @@ impl Bench {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{e}");
         let id = e["data"]["id"].as_i64().unwrap();
-        self.call("PATCH", &format!("/api/events/{id}"), json!({"status": "published"})).await;
+        self.call(
+            "PATCH",
+            &format!("/api/events/{id}"),
+            json!({"status": "published"}),
+        )
+        .await;
         (id, e["data"]["ticketTypes"][0]["id"].as_i64().unwrap())
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        self.state.db.get().await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
+        self.state
+            .db
+            .get()
+            .await
+            .unwrap()
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
     }
 }
 
@@ -123,7 +153,11 @@ where
     let elapsed = started.elapsed();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    Report { per_second: total as f64 / elapsed.as_secs_f64(), p50: pct(0.50), p99: pct(0.99) }
+    Report {
+        per_second: total as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
 }
 
 impl std::fmt::Display for Report {
@@ -139,5 +173,8 @@ impl std::fmt::Display for Report {
 }
 
 pub fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

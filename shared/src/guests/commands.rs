@@ -109,8 +109,10 @@ pub async fn register(
     tx.commit().await?;
 
     let client: &Client = db;
-    let (guest, ticket) =
-        tokio::try_join!(queries::by_id(client, event_id, guest_id), tickets::queries::by_guest(client, guest_id))?;
+    let (guest, ticket) = tokio::try_join!(
+        queries::by_id(client, event_id, guest_id),
+        tickets::queries::by_guest(client, guest_id)
+    )?;
     tracing::info!(
         event_id,
         guest_id,
@@ -155,7 +157,11 @@ async fn check_ticket_type(
 /// The conditional counter updates described in the module documentation, as one
 /// statement (one round trip while the hot rows are locked): the event row first, then
 /// the ticket type row, only if the event still had a seat.
-async fn take_seat(tx: &Transaction<'_>, event_id: i64, ticket_type_id: Option<i64>) -> ApiResult<()> {
+async fn take_seat(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    ticket_type_id: Option<i64>,
+) -> ApiResult<()> {
     let stmt = tx
         .prepare_cached(
             "WITH e AS (
@@ -173,18 +179,29 @@ async fn take_seat(tx: &Transaction<'_>, event_id: i64, ticket_type_id: Option<i
     let (event_seat, type_seat): (bool, bool) = (row.get(0), row.get(1));
     if !event_seat {
         // Either full, or closed by a change that committed while we waited.
-        let row = tx.query_one("SELECT status, event_date > now() FROM events WHERE id = $1", &[&event_id]).await?;
+        let row = tx
+            .query_one(
+                "SELECT status, event_date > now() FROM events WHERE id = $1",
+                &[&event_id],
+            )
+            .await?;
         let (status, future): (String, bool) = (row.get(0), row.get(1));
         return Err(if status != "published" {
             closed(&format!("the event is {status}"))
         } else if !future {
             closed("the event has started")
         } else {
-            ApiError::new(ErrorCode::EventFull, "the event has reached its maximum number of attendees")
+            ApiError::new(
+                ErrorCode::EventFull,
+                "the event has reached its maximum number of attendees",
+            )
         });
     }
     if !type_seat {
-        return Err(ApiError::new(ErrorCode::SoldOut, "this ticket type is sold out"));
+        return Err(ApiError::new(
+            ErrorCode::SoldOut,
+            "this ticket type is sold out",
+        ));
     }
     Ok(())
 }
