@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Lints the SAM template: cfn-lint (errors and warnings fail) and `sam validate --lint`.
+# Offline and without AWS credentials: dummy credentials and region are set so that no tool walks
+# the credential chain (profiles, the EC2 metadata endpoint) or asks AWS anything.
+#
+#   infra/scripts/lint-template.sh [TEMPLATE]     (default: <repo>/template.yaml)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
+TEMPLATE="${1:-$ROOT/template.yaml}"
+[[ -f "$TEMPLATE" ]] || { echo "lint-template: no such file: $TEMPLATE" >&2; exit 1; }
+
+"$SCRIPT_DIR/tools.sh"
+BIN="${TOOLS_VENV:-$ROOT/.venv}/bin"
+
+# Isolated, offline AWS environment for the linters only.
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN AWS_ROLE_ARN AWS_WEB_IDENTITY_TOKEN_FILE
+export AWS_ACCESS_KEY_ID=lint AWS_SECRET_ACCESS_KEY=lint
+export AWS_REGION=eu-west-1 AWS_DEFAULT_REGION=eu-west-1
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+export AWS_EC2_METADATA_DISABLED=true
+export SAM_CLI_TELEMETRY=0 SAM_CLI_DISABLE_CHECK_UPDATE=1 # no phoning home, no update check
+
+status=0
+echo "== cfn-lint $TEMPLATE"
+if "$BIN/cfn-lint" --format parseable -- "$TEMPLATE"; then
+    echo "cfn-lint: ok"
+else
+    status=1
+fi
+
+echo "== sam validate --lint $TEMPLATE"
+# Run from the template's directory so samconfig.toml there is found (its [default.validate] section).
+if (cd "$(dirname "$TEMPLATE")" && "$BIN/sam" validate --lint --region eu-west-1 --template-file "$TEMPLATE"); then
+    :
+else
+    status=1
+fi
+
+if (( status != 0 )); then
+    echo "lint-template: FAILED" >&2
+fi
+exit "$status"
