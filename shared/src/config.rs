@@ -17,6 +17,38 @@ pub struct Config {
     pub db_timeout: Duration,
     pub jwt: JwtConfig,
     pub port: u16,
+    pub redis: Option<RedisConfig>,
+    pub limits: Limits,
+}
+
+/// `REDIS_URL` enables the cache and the rate limits.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Per operation (`REDIS_TIMEOUT_MS`, default 100): a slow Redis costs at most this.
+    pub timeout: Duration,
+    /// Cached entries live at most this long (`CACHE_TTL_SECS`, default 300).
+    pub ttl: Duration,
+    /// Key prefix (`REDIS_PREFIX`, default `epc:`).
+    pub prefix: String,
+}
+
+/// Requests per minute per token (or per IP without one).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `RATE_LIMIT_REGISTRATIONS_PER_MINUTE`, default 600.
+    pub registrations_per_minute: u64,
+    /// `RATE_LIMIT_VALIDATIONS_PER_MINUTE`, default 1200 (a busy entrance scans ~1/s per scanner).
+    pub validations_per_minute: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            registrations_per_minute: 600,
+            validations_per_minute: 1200,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +92,19 @@ impl Config {
                 issuer: non_empty("JWT_ISSUER"),
                 audience: non_empty("JWT_AUDIENCE"),
                 is_development_default,
+            },
+            redis: match non_empty("REDIS_URL") {
+                Some(url) => Some(RedisConfig {
+                    url,
+                    timeout: Duration::from_millis(parse("REDIS_TIMEOUT_MS", 100)?),
+                    ttl: Duration::from_secs(parse("CACHE_TTL_SECS", 300)?),
+                    prefix: non_empty("REDIS_PREFIX").unwrap_or_else(|| "epc:".to_owned()),
+                }),
+                None => None,
+            },
+            limits: Limits {
+                registrations_per_minute: parse("RATE_LIMIT_REGISTRATIONS_PER_MINUTE", 600)?,
+                validations_per_minute: parse("RATE_LIMIT_VALIDATIONS_PER_MINUTE", 1200)?,
             },
             port: parse("PORT", 3001)?
                 .try_into()

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod clients;
 pub mod config;
 pub mod db;
@@ -18,6 +19,7 @@ pub mod jobs;
 pub mod logging;
 pub mod outbox;
 pub mod queue;
+pub mod rate_limit;
 pub mod state;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -48,7 +48,12 @@ impl Workers {
                 Mailer::Log
             }
         };
-        let auth = AuthClient::from_env(state.tokens.clone())?.map(Arc::new);
+        let auth = AuthClient::from_env(state.tokens.clone())?.map(|client| {
+            match state.cache.is_configured() {
+                true => Arc::new(client.with_cache(Arc::new(state.cache.clone()))),
+                false => Arc::new(client),
+            }
+        });
         Ok(Self::new(state.db.clone(), mailer, auth))
     }
 }

@@ -40,6 +40,8 @@ impl Bench {
             db_timeout: Duration::from_secs(30),
             jwt: jwt.clone(),
             port: 0,
+            redis: None,
+            limits: Default::default(),
         };
         let state =
             AppState::new(config, shared::tickets::signing::TicketKeys::generate()).unwrap();

@@ -34,7 +34,9 @@ async fn list_events(
     ApiQuery(query): ApiQuery<ListEvents>,
 ) -> ApiResult<Envelope<EventList>> {
     let db = state.db.get().await?;
-    queries::list(&db, &caller, &query).await.map(ok)
+    queries::list_cached(&db, &state.cache, &caller, &query)
+        .await
+        .map(ok)
 }
 
 #[utoipa::path(post, path = "/api/events", tag = "events", request_body = CreateEvent,
@@ -52,7 +54,9 @@ async fn create_event(
     ApiJson(input): ApiJson<CreateEvent>,
 ) -> ApiResult<Envelope<Event>> {
     let mut db = state.db.get().await?;
-    commands::create(&mut db, &caller, input).await.map(created)
+    let event = commands::create(&mut db, &caller, input).await?;
+    state.after_commit(event.id).await;
+    Ok(created(event))
 }
 
 #[utoipa::path(get, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)),
@@ -68,7 +72,9 @@ async fn get_event(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Envelope<Event>> {
     let db = state.db.get().await?;
-    queries::get(&db, &caller, id).await.map(ok)
+    queries::get_cached(&db, &state.cache, &caller, id)
+        .await
+        .map(ok)
 }
 
 #[utoipa::path(patch, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)), request_body = UpdateEvent,
@@ -86,7 +92,9 @@ async fn update_event(
     ApiJson(input): ApiJson<UpdateEvent>,
 ) -> ApiResult<Envelope<Event>> {
     let mut db = state.db.get().await?;
-    commands::update(&mut db, &caller, id, input).await.map(ok)
+    let event = commands::update(&mut db, &caller, id, input).await?;
+    state.after_commit(id).await;
+    Ok(ok(event))
 }
 
 #[utoipa::path(delete, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)),
@@ -102,9 +110,9 @@ async fn delete_event(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     let mut db = state.db.get().await?;
-    commands::delete(&mut db, &caller, id)
-        .await
-        .map(|()| StatusCode::NO_CONTENT)
+    commands::delete(&mut db, &caller, id).await?;
+    state.after_commit(id).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/events/{id}/ticket-types", tag = "events", params(("id" = i64, Path)),
@@ -122,9 +130,9 @@ async fn create_ticket_type(
     ApiJson(input): ApiJson<NewTicketType>,
 ) -> ApiResult<Envelope<TicketType>> {
     let mut db = state.db.get().await?;
-    commands::add_ticket_type(&mut db, &caller, id, input)
-        .await
-        .map(created)
+    let created_type = commands::add_ticket_type(&mut db, &caller, id, input).await?;
+    state.after_commit(id).await;
+    Ok(created(created_type))
 }
 
 #[utoipa::path(patch, path = "/api/events/{id}/ticket-types/{ticketTypeId}", tag = "events",
@@ -143,9 +151,9 @@ async fn update_ticket_type(
     ApiJson(input): ApiJson<UpdateTicketType>,
 ) -> ApiResult<Envelope<TicketType>> {
     let mut db = state.db.get().await?;
-    commands::update_ticket_type(&mut db, &caller, id, ticket_type_id, input)
-        .await
-        .map(ok)
+    let updated = commands::update_ticket_type(&mut db, &caller, id, ticket_type_id, input).await?;
+    state.after_commit(id).await;
+    Ok(ok(updated))
 }
 
 #[utoipa::path(delete, path = "/api/events/{id}/ticket-types/{ticketTypeId}", tag = "events",
@@ -161,7 +169,7 @@ async fn delete_ticket_type(
     ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     let mut db = state.db.get().await?;
-    commands::delete_ticket_type(&mut db, &caller, id, ticket_type_id)
-        .await
-        .map(|()| StatusCode::NO_CONTENT)
+    commands::delete_ticket_type(&mut db, &caller, id, ticket_type_id).await?;
+    state.after_commit(id).await;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -14,6 +14,7 @@ use crate::guests::input::{ListGuests, Register, UpdateGuest};
 use crate::guests::model::GuestList;
 use crate::guests::{commands, queries, Guest, Registration};
 use crate::http::{created, ok, ApiJson, ApiPath, ApiQuery, Envelope};
+use crate::rate_limit::{Limited, Registrations};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -52,6 +53,7 @@ async fn list_guests(
     ))]
 async fn register_guest(
     State(state): State<AppState>,
+    _: Limited<Registrations>,
     caller: Caller,
     ApiPath(event_id): ApiPath<i64>,
     ApiJson(input): ApiJson<Register>,
@@ -59,7 +61,7 @@ async fn register_guest(
     let mut db = state.db.get().await?;
     let registration =
         commands::register(&mut db, &caller, &state.ticket_keys, event_id, input).await?;
-    state.jobs_written();
+    state.after_commit(event_id).await;
     Ok(created(registration))
 }
 
@@ -89,9 +91,9 @@ async fn update_guest(
     ApiJson(input): ApiJson<UpdateGuest>,
 ) -> ApiResult<Envelope<Guest>> {
     let mut db = state.db.get().await?;
-    commands::update(&mut db, &caller, event_id, guest_id, input)
-        .await
-        .map(ok)
+    let guest = commands::update(&mut db, &caller, event_id, guest_id, input).await?;
+    state.after_commit(event_id).await;
+    Ok(ok(guest))
 }
 
 #[utoipa::path(delete, path = "/api/events/{eventId}/guests/{guestId}", tag = "guests",
@@ -107,9 +109,9 @@ async fn delete_guest(
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     let mut db = state.db.get().await?;
-    commands::delete(&mut db, &caller, event_id, guest_id)
-        .await
-        .map(|()| StatusCode::NO_CONTENT)
+    commands::delete(&mut db, &caller, event_id, guest_id).await?;
+    state.after_commit(event_id).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/events/{eventId}/guests/{guestId}/approve", tag = "guests",
@@ -127,7 +129,7 @@ async fn approve_guest(
     let mut db = state.db.get().await?;
     let registration =
         commands::approve(&mut db, &caller, &state.ticket_keys, event_id, guest_id).await?;
-    state.jobs_written();
+    state.after_commit(event_id).await;
     Ok(ok(registration))
 }
 
@@ -145,7 +147,7 @@ async fn cancel_guest(
 ) -> ApiResult<Envelope<Guest>> {
     let mut db = state.db.get().await?;
     let guest = commands::cancel(&mut db, &caller, event_id, guest_id).await?;
-    state.jobs_written();
+    state.after_commit(event_id).await;
     Ok(ok(guest))
 }
 
@@ -169,6 +171,6 @@ async fn resend_ticket(
 ) -> ApiResult<Envelope<Queued>> {
     let mut db = state.db.get().await?;
     let job_id = commands::resend_ticket(&mut db, &caller, event_id, guest_id).await?;
-    state.jobs_written();
+    state.after_commit(event_id).await;
     Ok(Envelope(StatusCode::ACCEPTED, Queued { job_id }))
 }

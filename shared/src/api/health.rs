@@ -69,12 +69,18 @@ async fn health(State(state): State<AppState>) -> Envelope<Health> {
         (status = 503, description = "SERVICE_UNAVAILABLE with `details` = the readiness report", body = ErrorBody),
     ))]
 async fn ready(State(state): State<AppState>) -> Response {
-    let database = database_answers(&state).await;
+    let (database, redis) = tokio::join!(database_answers(&state), state.cache.ping());
+    let status = match (database, redis) {
+        (false, _) => "not_ready",
+        // The API still serves, uncached.
+        (true, Some(false)) => "degraded",
+        (true, _) => "ready",
+    };
     let report = Readiness {
-        status: if database { "ready" } else { "not_ready" },
+        status,
         dependencies: Dependencies {
             database,
-            redis: None,
+            redis,
             queue: None,
         },
     };

@@ -13,6 +13,7 @@ use super::{ErrorBody, Success};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ok, ApiJson, ApiPath, Envelope};
+use crate::rate_limit::{Limited, Validations};
 use crate::state::AppState;
 use crate::tickets::stats::{self, EventStats};
 use crate::tickets::validate::{self, Scan, ScanCode, Validation};
@@ -94,12 +95,15 @@ async fn ticket_qr(
     ))]
 async fn validate_ticket(
     State(state): State<AppState>,
+    _: Limited<Validations>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(scan): ApiJson<Scan>,
 ) -> ApiResult<Envelope<Validation>> {
     let mut db = state.db.get().await?;
-    validate::by_id(&mut db, &caller, id, scan).await.map(ok)
+    let validation = validate::by_id(&mut db, &state.cache, &caller, id, scan).await?;
+    state.after_commit(validation.ticket.event.id).await;
+    Ok(ok(validation))
 }
 
 #[utoipa::path(post, path = "/api/tickets/validate", tag = "tickets", request_body = ScanCode, security(("bearer" = [])),
@@ -111,13 +115,15 @@ async fn validate_ticket(
     ))]
 async fn validate_scanned(
     State(state): State<AppState>,
+    _: Limited<Validations>,
     caller: Caller,
     ApiJson(input): ApiJson<ScanCode>,
 ) -> ApiResult<Envelope<Validation>> {
     let mut db = state.db.get().await?;
-    validate::by_code(&mut db, &caller, &state.ticket_keys, input)
-        .await
-        .map(ok)
+    let validation =
+        validate::by_code(&mut db, &state.cache, &caller, &state.ticket_keys, input).await?;
+    state.after_commit(validation.ticket.event.id).await;
+    Ok(ok(validation))
 }
 
 #[derive(Serialize, ToSchema)]

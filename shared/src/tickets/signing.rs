@@ -529,7 +529,8 @@ mod tests {
             format!("EP1.{kid}.99999999999999999999.2.{CODE}.{sig}"),
             format!("EP1.{kid}.1.2.tc-2027-abc.{sig}"),
             format!("EP1.{kid}.1.2..{sig}"),
-            format!("EP1.{}.1.2.{CODE}.{sig}", kid.to_uppercase()),
+            // An uppercase kid (made so even when the real kid has only digits).
+            format!("EP1.A{}.1.2.{CODE}.{sig}", kid[1..].to_uppercase()),
             format!("EP1.abc.1.2.{CODE}.{sig}"),
             format!("{signed}.not*base64"),
             format!("{signed}.{padded}"),

@@ -20,6 +20,7 @@ use super::model::Ticket;
 use super::signing::{self, TicketKeys};
 use super::{code, queries};
 use crate::auth::Caller;
+use crate::cache::Cache;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::validation::not_blank;
 
@@ -66,6 +67,7 @@ mod result {
 
 pub async fn by_id(
     db: &mut Client,
+    cache: &Cache,
     caller: &Caller,
     ticket_id: i64,
     scan: Scan,
@@ -74,6 +76,7 @@ pub async fn by_id(
     let tx = db.transaction().await?;
     let outcome = validate(
         &tx,
+        cache,
         caller,
         Some(ticket_id),
         &scan.scanner_id,
@@ -86,6 +89,7 @@ pub async fn by_id(
 
 pub async fn by_code(
     db: &mut Client,
+    cache: &Cache,
     caller: &Caller,
     keys: &TicketKeys,
     input: ScanCode,
@@ -131,31 +135,55 @@ pub async fn by_code(
     } else {
         None
     };
-    let outcome = validate(&tx, caller, ticket_id, &input.scanner_id, &input.location).await;
+    let outcome = validate(
+        &tx,
+        cache,
+        caller,
+        ticket_id,
+        &input.scanner_id,
+        &input.location,
+    )
+    .await;
     tx.commit().await?;
     outcome
 }
 
+/// The event and organizer of a ticket. They never change, so they are cached without
+/// invalidation (a deleted ticket is caught by the update that follows).
+async fn owner(tx: &Transaction<'_>, cache: &Cache, id: i64) -> ApiResult<Option<(i64, String)>> {
+    let key = format!("ticket-owner:{id}");
+    if let Some(hit) = cache.get::<(i64, String)>(&key).await {
+        return Ok(Some(hit));
+    }
+    let stmt = tx
+        .prepare_cached("SELECT t.event_id, e.organizer_id FROM tickets t JOIN events e ON e.id = t.event_id WHERE t.id = $1")
+        .await?;
+    let found = tx
+        .query_opt(&stmt, &[&id])
+        .await?
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)));
+    if let Some(owner) = &found {
+        cache.put(&key, owner).await;
+    }
+    Ok(found)
+}
+
 async fn validate(
     tx: &Transaction<'_>,
+    cache: &Cache,
     caller: &Caller,
     ticket_id: Option<i64>,
     scanner_id: &str,
     location: &str,
 ) -> ApiResult<Validation> {
     // Tenancy first: the ticket's organizer, before anything changes.
-    let owner = match ticket_id {
-        Some(id) => {
-            let stmt = tx
-                .prepare_cached("SELECT t.event_id, e.organizer_id FROM tickets t JOIN events e ON e.id = t.event_id WHERE t.id = $1")
-                .await?;
-            tx.query_opt(&stmt, &[&id])
-                .await?
-                .map(|r| (id, r.get::<_, i64>(0), r.get::<_, String>(1)))
-        }
+    let found = match ticket_id {
+        Some(id) => owner(tx, cache, id)
+            .await?
+            .map(|(event, org)| (id, event, org)),
         None => None,
     };
-    let Some((ticket_id, event_id, _)) = owner.filter(|(_, _, org)| caller.can_see(org)) else {
+    let Some((ticket_id, event_id, _)) = found.filter(|(_, _, org)| caller.can_see(org)) else {
         log_scan(tx, None, None, scanner_id, location, result::NOT_FOUND).await?;
         return Err(ApiError::not_found("ticket"));
     };
@@ -206,7 +234,10 @@ async fn validate(
                FROM tickets t JOIN events e ON e.id = t.event_id WHERE t.id = $1",
         )
         .await?;
-    let row = tx.query_one(&stmt, &[&ticket_id]).await?;
+    let Some(row) = tx.query_opt(&stmt, &[&ticket_id]).await? else {
+        log_scan(tx, None, None, scanner_id, location, result::NOT_FOUND).await?;
+        return Err(ApiError::not_found("ticket"));
+    };
     let (status, validated_at, event_status): (String, Option<DateTime<Utc>>, String) =
         (row.get(0), row.get(1), row.get(4));
     let (result, error) = if status == "cancelled" {

@@ -68,6 +68,8 @@ impl TestApp {
                 is_development_default: false,
             },
             port: 0,
+            redis: None,
+            limits: Default::default(),
         };
         configure(&mut config);
         let state =

@@ -1,4 +1,5 @@
 //! API integration tests against the real PostgreSQL (one database per test).
+mod cache;
 mod conventions;
 mod events;
 mod guests;
