@@ -18,6 +18,9 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub port: u16,
     pub redis: Option<RedisConfig>,
+    /// `DB_SECRET_ARN` (AWS): new connections re-fetch the credentials from Secrets
+    /// Manager when the database refuses them (after a rotation).
+    pub db_secret_arn: Option<String>,
     pub limits: Limits,
 }
 
@@ -102,6 +105,7 @@ impl Config {
                 }),
                 None => None,
             },
+            db_secret_arn: non_empty("DB_SECRET_ARN"),
             limits: Limits {
                 registrations_per_minute: parse("RATE_LIMIT_REGISTRATIONS_PER_MINUTE", 600)?,
                 validations_per_minute: parse("RATE_LIMIT_VALIDATIONS_PER_MINUTE", 1200)?,

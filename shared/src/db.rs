@@ -21,13 +21,21 @@ const MIGRATION_LOCK: i64 = 0x6576_656e_7473; // "events"
 pub fn pool(config: &Config) -> anyhow::Result<Pool> {
     let pg = tokio_postgres::Config::from_str(&config.database_url)
         .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
-    let manager = deadpool_postgres::Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match &config.db_secret_arn {
+        // Credentials rotated by RDS: re-fetched from Secrets Manager on an authentication failure.
+        Some(arn) => deadpool_postgres::Manager::from_connect(
+            pg,
+            crate::secrets::RefreshingConnect::new(
+                crate::secrets::SecretsCache::global().clone(),
+                arn,
+            ),
+            manager_config,
+        ),
+        None => deadpool_postgres::Manager::from_config(pg, NoTls, manager_config),
+    };
     let timeouts = Timeouts {
         wait: Some(config.db_timeout),
         create: Some(config.db_timeout),

@@ -20,6 +20,8 @@ pub mod logging;
 pub mod outbox;
 pub mod queue;
 pub mod rate_limit;
+pub mod secrets;
+pub mod sqs_worker;
 pub mod state;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -289,3 +289,295 @@ pub mod lambda {
         })
     }
 }
+
+/// A local AWS for tests: one `moto_server` (SQS, Secrets Manager) per test process,
+/// started from `<repo>/.venv/bin/moto_server` on a free port, or the one at `MOTO_URL`
+/// when that is set. It stops when the test process ends, however it ends: it runs under
+/// a small shell that kills it when its stdin (a pipe from this process) closes.
+/// Clients get the endpoint, the region and the credentials explicitly (no process-wide
+/// environment is changed, so tests run in parallel).
+pub mod aws {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, ChildStdin, Command, Stdio};
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    use aws_sdk_sqs::types::QueueAttributeName;
+
+    pub const REGION: &str = "eu-west-1";
+
+    pub struct Moto {
+        pub url: String,
+        /// Kept open for the life of the process: closing it stops the server.
+        _guard: Option<Mutex<(Child, ChildStdin)>>,
+    }
+
+    /// The moto server of this test process (started on first use).
+    pub fn moto() -> &'static Moto {
+        static MOTO: OnceLock<Moto> = OnceLock::new();
+        MOTO.get_or_init(start)
+    }
+
+    fn start() -> Moto {
+        if let Some(url) = std::env::var("MOTO_URL").ok().filter(|u| !u.is_empty()) {
+            return Moto { url, _guard: None };
+        }
+        let bin = super::lambda::repo_root().join(".venv/bin/moto_server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run infra/scripts/tools.sh (it installs moto[server] into .venv)",
+            bin.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        // The watchdog shell: starts moto, waits for EOF on stdin, then stops moto.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"m="$1"; shift; "$m" "$@" </dev/null >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid 2>/dev/null; wait $pid"#)
+            .arg("moto-watchdog")
+            .arg(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::piped())
+            // Not the test's stdout/stderr: the watchdog outlives the test process briefly.
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let stdin = child.stdin.take().expect("a stdin pipe");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if answers(port) {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto_server exited during start ({status})");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer on port {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            url: format!("http://127.0.0.1:{port}"),
+            _guard: Some(Mutex::new((child, stdin))),
+        }
+    }
+
+    /// Whether an HTTP request to moto gets a response.
+    fn answers(port: u16) -> bool {
+        use std::io::Write;
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = "GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        if s.write_all(req.as_bytes()).is_err() {
+            return false;
+        }
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+    }
+
+    impl Moto {
+        pub fn sqs(&self) -> aws_sdk_sqs::Client {
+            let config = aws_sdk_sqs::Config::builder()
+                .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+                .region(aws_sdk_sqs::config::Region::new(REGION))
+                .endpoint_url(&self.url)
+                .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                    "test", "test", None, None, "moto",
+                ))
+                .build();
+            aws_sdk_sqs::Client::from_conf(config)
+        }
+
+        pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+            use aws_sdk_secretsmanager::config;
+            let config = config::Builder::new()
+                .behavior_version(config::BehaviorVersion::latest())
+                .region(config::Region::new(REGION))
+                .endpoint_url(&self.url)
+                .credentials_provider(config::Credentials::new("test", "test", None, None, "moto"))
+                .build();
+            aws_sdk_secretsmanager::Client::from_conf(config)
+        }
+
+        /// The variables a child process (a function binary) needs to reach this moto.
+        pub fn env(&self) -> Vec<(&'static str, String)> {
+            vec![
+                ("AWS_ENDPOINT_URL", self.url.clone()),
+                ("AWS_REGION", REGION.into()),
+                ("AWS_ACCESS_KEY_ID", "test".into()),
+                ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ]
+        }
+    }
+
+    /// A queue with its dead-letter queue.
+    #[derive(Debug, Clone)]
+    pub struct TestQueue {
+        pub url: String,
+        pub arn: String,
+        pub dlq_url: String,
+    }
+
+    /// Creates `<name>-<random>` and its dead-letter queue: a message received more than
+    /// `max_receive_count` times moves to the DLQ; `visibility_timeout` in seconds.
+    pub async fn create_queue(
+        client: &aws_sdk_sqs::Client,
+        name: &str,
+        visibility_timeout: u32,
+        max_receive_count: u32,
+    ) -> TestQueue {
+        let name = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+        let dlq_url = client
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .expect("CreateQueue (DLQ)")
+            .queue_url
+            .expect("a queue URL");
+        let dlq_arn = queue_arn(client, &dlq_url).await;
+        let url = client
+            .create_queue()
+            .queue_name(&name)
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_timeout.to_string(),
+            )
+            .attributes(
+                QueueAttributeName::RedrivePolicy,
+                serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count.to_string()})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .expect("a queue URL");
+        let arn = queue_arn(client, &url).await;
+        TestQueue { url, arn, dlq_url }
+    }
+
+    /// An SQS → Lambda event as the event source mapping delivers it (the shape of
+    /// infra/fixtures/sqs-event.json), one record per `(messageId, body)`.
+    pub fn lambda_sqs_event(records: &[(&str, &str)], queue_arn: &str) -> serde_json::Value {
+        let now_ms = chrono::Utc::now().timestamp_millis().to_string();
+        let records: Vec<serde_json::Value> = records
+            .iter()
+            .map(|(id, body)| {
+                serde_json::json!({
+                    "messageId": id,
+                    "receiptHandle": format!("AQEB{}", uuid::Uuid::new_v4().simple()),
+                    "body": body,
+                    "attributes": {
+                        "ApproximateReceiveCount": "1",
+                        "SentTimestamp": now_ms,
+                        "SenderId": "AROAIWPX5BD2BHG722MW4:relay",
+                        "ApproximateFirstReceiveTimestamp": now_ms
+                    },
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": queue_arn,
+                    "awsRegion": REGION
+                })
+            })
+            .collect();
+        serde_json::json!({ "Records": records })
+    }
+
+    pub async fn queue_arn(client: &aws_sdk_sqs::Client, url: &str) -> String {
+        client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .expect("a queue ARN")
+    }
+}
+
+/// Application fixtures built with the domain commands (no HTTP), for the tests of the
+/// workers and functions.
+pub mod fixtures {
+    use serde_json::{json, Value};
+
+    use crate::auth::{Caller, Role};
+    use crate::config::Config;
+    use crate::tickets::signing::TicketKeys;
+    use crate::AppState;
+
+    /// The state of a process connected to `database_url`, configured as from an
+    /// environment holding only these variables (plus `vars`).
+    pub fn state(database_url: &str, vars: &[(&str, &str)]) -> AppState {
+        let lookup = |k: &str| match k {
+            "DATABASE_URL" => Some(database_url.to_owned()),
+            "JWT_SECRET" => Some("test-secret".to_owned()),
+            "DB_POOL_SIZE" => Some("4".to_owned()),
+            _ => vars
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string()),
+        };
+        let config = Config::from_lookup(lookup).expect("test configuration");
+        AppState::new(config, TicketKeys::generate()).expect("test state")
+    }
+
+    /// A published event (one ticket type) of organizer `org-1` with one confirmed guest
+    /// `email`: the registration JSON (`{"guest", "ticket"}`, as the API returns it). The
+    /// registration wrote its jobs to the outbox.
+    pub async fn registration(state: &AppState, email: &str) -> Value {
+        let caller = Caller {
+            user_id: "org-1".into(),
+            role: Role::Organizer,
+            organizer_id: None,
+        };
+        let date = (chrono::Utc::now() + chrono::Duration::days(30))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let mut db = state.db.get().await.expect("a database connection");
+        let event = crate::events::commands::create(
+            &mut db,
+            &caller,
+            serde_json::from_value(json!({
+                "title": "Tech Conference 2027", "eventDate": date, "location": "Paris, La Défense",
+                "maxAttendees": 500, "ticketTypes": [{"name": "VIP", "price": 299.99, "quantity": 50}]
+            }))
+            .expect("an event body"),
+        )
+        .await
+        .expect("the event is created");
+        let event = serde_json::to_value(event).unwrap();
+        let event_id = event["id"].as_i64().expect("an event id");
+        crate::events::commands::update(
+            &mut db,
+            &caller,
+            event_id,
+            serde_json::from_value(json!({"status": "published"})).unwrap(),
+        )
+        .await
+        .expect("the event is published");
+        let registration = crate::guests::commands::register(
+            &mut db,
+            &caller,
+            &state.ticket_keys,
+            event_id,
+            serde_json::from_value(json!({
+                "firstName": "Ada", "lastName": "Lovelace", "email": email,
+                "ticketTypeId": event["ticketTypes"][0]["id"]
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("the guest is registered");
+        serde_json::to_value(registration).unwrap()
+    }
+}

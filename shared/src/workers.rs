@@ -82,3 +82,68 @@ pub fn start_in_process(state: &AppState) -> anyhow::Result<()> {
     tracing::info!("jobs: in-process queue and outbox relay started");
     Ok(())
 }
+
+/// The local server's job path. With `EMAIL_QUEUE_URL` and `TICKET_QUEUE_URL` set (and
+/// `AWS_ENDPOINT_URL` for a local SQS-compatible server such as moto), jobs go through
+/// SQS ([`start_with_sqs`]); without them, [`start_in_process`].
+pub async fn start_local(state: &AppState) -> anyhow::Result<()> {
+    match crate::queue::sqs::SqsQueue::from_env().await? {
+        Some(queue) => start_with_sqs(state, queue, crate::sqs_worker::PollConfig::default()).await,
+        None => start_in_process(state),
+    }
+}
+
+/// Jobs through SQS: the outbox relay sends them to `queue` (woken after each commit,
+/// and every 5 s as a sweep), and one long-polling loop per queue
+/// ([`crate::sqs_worker::poll_forever`]) feeds [`Workers`], the same per-message code
+/// the Lambda worker functions run.
+pub async fn start_with_sqs(
+    state: &AppState,
+    queue: crate::queue::sqs::SqsQueue,
+    poll: crate::sqs_worker::PollConfig,
+) -> anyhow::Result<()> {
+    use crate::queue::Queue;
+
+    let workers: Arc<dyn JobHandler> = Arc::new(WakeRelayAfter {
+        workers: Workers::from_env(state)?,
+        relay: state.outbox_signal.clone(),
+    });
+    if !queue.ping().await {
+        tracing::warn!("SQS does not answer yet: jobs wait in the outbox and the pollers retry");
+    }
+    for q in Queue::ALL {
+        tokio::spawn(crate::sqs_worker::poll_forever(
+            queue.client().clone(),
+            queue.urls().url(q).to_owned(),
+            state.db.clone(),
+            workers.clone(),
+            poll.clone(),
+        ));
+    }
+    let urls = queue.urls().clone();
+    tokio::spawn(outbox::run_relay(
+        state.db.clone(),
+        Arc::new(queue),
+        state.outbox_signal.clone(),
+        Duration::from_secs(5),
+    ));
+    tracing::info!(email_queue = %urls.email, ticket_queue = %urls.ticket_generation,
+        "jobs: SQS queues, pollers and outbox relay started");
+    Ok(())
+}
+
+/// Wakes the relay after each job, so that the jobs a job wrote (`generate_ticket` writes
+/// `ticket_ready`) leave the outbox at once instead of at the next sweep.
+struct WakeRelayAfter {
+    workers: Workers,
+    relay: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl JobHandler for WakeRelayAfter {
+    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        let result = self.workers.handle(job).await;
+        self.relay.notify_one();
+        result
+    }
+}

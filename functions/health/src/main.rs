@@ -4,6 +4,6 @@ use shared::api::{router, Group};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::logging::init("health");
-    let state = shared::AppState::from_env()?;
+    let state = shared::AppState::load().await?;
     lambda_http::run(router(state, &[Group::Health])).await
 }

@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let state = shared::AppState::from_env()?;
     shared::db::ensure_database(&state.config.database_url).await?;
     shared::db::migrate_pool(&state.db).await?;
-    shared::workers::start_in_process(&state)?;
+    shared::workers::start_local(&state).await?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", state.config.port)).await?;
     tracing::info!(address = %listener.local_addr()?, "local server listening");
     axum::serve(listener, router(state, Group::ALL))

@@ -42,6 +42,7 @@ impl Bench {
             port: 0,
             redis: None,
             limits: Default::default(),
+            db_secret_arn: None,
         };
         let state =
             AppState::new(config, shared::tickets::signing::TicketKeys::generate()).unwrap();

@@ -69,22 +69,29 @@ async fn health(State(state): State<AppState>) -> Envelope<Health> {
         (status = 503, description = "SERVICE_UNAVAILABLE with `details` = the readiness report", body = ErrorBody),
     ))]
 async fn ready(State(state): State<AppState>) -> Response {
-    let (database, redis) = tokio::join!(database_answers(&state), state.cache.ping());
-    let status = match (database, redis) {
-        (false, _) => "not_ready",
+    let queue_ping = async {
+        match &state.queue {
+            Some(q) => Some(q.ping().await),
+            None => None,
+        }
+    };
+    let (database, redis, queue) =
+        tokio::join!(database_answers(&state), state.cache.ping(), queue_ping);
+    let status = match (database, queue, redis) {
+        (false, _, _) | (_, Some(false), _) => "not_ready",
         // The API still serves, uncached.
-        (true, Some(false)) => "degraded",
-        (true, _) => "ready",
+        (true, _, Some(false)) => "degraded",
+        _ => "ready",
     };
     let report = Readiness {
         status,
         dependencies: Dependencies {
             database,
             redis,
-            queue: None,
+            queue,
         },
     };
-    if database {
+    if status != "not_ready" {
         ok(report).into_response()
     } else {
         ApiError::new(

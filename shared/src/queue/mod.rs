@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 use crate::jobs::{self, JobHandler};
 use crate::outbox::Job;
 
+pub mod sqs;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Queue {
     Email,
@@ -31,6 +33,11 @@ impl Queue {
 #[async_trait]
 pub trait QueueBackend: Send + Sync {
     async fn send(&self, queue: Queue, job: &Job) -> anyhow::Result<()>;
+
+    /// Whether the queue answers now (readiness).
+    async fn ping(&self) -> bool {
+        true
+    }
 }
 
 /// Jobs travel over in-memory channels to worker tasks in this process. Transient

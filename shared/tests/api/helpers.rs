@@ -70,6 +70,7 @@ impl TestApp {
             port: 0,
             redis: None,
             limits: Default::default(),
+            db_secret_arn: None,
         };
         configure(&mut config);
         let state =
