@@ -34,6 +34,9 @@ pub trait JobHandler: Send + Sync {
     async fn handle(&self, job: &Job) -> Result<(), JobError>;
 }
 
+/// How long a claim protects a running job; a worker that died releases it by expiry.
+const CLAIM: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Done,
@@ -49,18 +52,35 @@ pub async fn process(
     handler: &dyn JobHandler,
     job: &Job,
 ) -> Result<Outcome, JobError> {
+    // Claim the job: insert an in-progress row, or take over one whose claim expired.
     let db = pool.get().await?;
-    let seen = db
+    let claimed = db
         .query_opt(
-            "SELECT 1 FROM processed_jobs WHERE job_id = $1",
-            &[&job.job_id],
+            "INSERT INTO processed_jobs (job_id, job_type, outcome, claimed_until)
+                  VALUES ($1, $2, 'in_progress', now() + make_interval(secs => $3))
+             ON CONFLICT (job_id) DO UPDATE SET claimed_until = EXCLUDED.claimed_until
+                   WHERE processed_jobs.outcome = 'in_progress' AND processed_jobs.claimed_until < now()
+             RETURNING 1",
+            &[&job.job_id, &job.job_type, &CLAIM.as_secs_f64()],
         )
         .await?
         .is_some();
-    drop(db);
-    if seen {
-        return Ok(Outcome::Duplicate);
+    if !claimed {
+        let outcome: String = db
+            .query_one(
+                "SELECT outcome FROM processed_jobs WHERE job_id = $1",
+                &[&job.job_id],
+            )
+            .await?
+            .get(0);
+        return match outcome.as_str() {
+            "in_progress" => Err(JobError::Transient(
+                "another worker is running this job".into(),
+            )),
+            _ => Ok(Outcome::Duplicate),
+        };
     }
+    drop(db);
     match handler.handle(job).await {
         Ok(()) => {
             record(pool, job, "done", None).await?;
@@ -71,7 +91,16 @@ pub async fn process(
             record(pool, job, "failed_permanently", Some(&reason)).await?;
             Ok(Outcome::FailedPermanently)
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            // Release the claim so the retry can take it at once.
+            let db = pool.get().await?;
+            db.execute(
+                "DELETE FROM processed_jobs WHERE job_id = $1 AND outcome = 'in_progress'",
+                &[&job.job_id],
+            )
+            .await?;
+            Err(e)
+        }
     }
 }
 
@@ -89,7 +118,7 @@ async fn record(
     let db = pool.get().await?;
     db.execute(
         "INSERT INTO processed_jobs (job_id, job_type, outcome, detail) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (job_id) DO NOTHING",
+         ON CONFLICT (job_id) DO UPDATE SET outcome = EXCLUDED.outcome, detail = EXCLUDED.detail, claimed_until = NULL",
         &[&job.job_id, &job.job_type, &outcome, &detail],
     )
     .await?;

@@ -259,3 +259,57 @@ async fn permanent_failures_are_recorded_and_not_retried() {
         1
     );
 }
+
+/// Two deliveries of one job running at the same moment: the handler runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deliveries_of_one_job_act_once() {
+    struct Slow(std::sync::atomic::AtomicUsize);
+    #[async_trait]
+    impl JobHandler for Slow {
+        async fn handle(&self, _: &Job) -> Result<(), JobError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
+        }
+    }
+    let app = TestApp::spawn().await;
+    let handler = Arc::new(Slow(Default::default()));
+    let job = Job {
+        job_id: uuid::Uuid::new_v4(),
+        job_type: "ticket_resend".into(),
+        payload: json!({}),
+        created_at: chrono::Utc::now(),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (pool, handler, job) = (app.state.db.clone(), handler.clone(), job.clone());
+        tasks.spawn(async move { jobs::process(&pool, handler.as_ref(), &job).await });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        outcomes.push(r.unwrap());
+    }
+    assert_eq!(
+        handler.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(Outcome::Done)))
+            .count(),
+        1
+    );
+    // The others were told to retry later (or saw it done); a later delivery is a duplicate.
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        Ok(Outcome::Done) | Ok(Outcome::Duplicate) | Err(JobError::Transient(_))
+    )));
+    assert_eq!(
+        jobs::process(&app.state.db, handler.as_ref(), &job)
+            .await
+            .unwrap(),
+        Outcome::Duplicate
+    );
+}
