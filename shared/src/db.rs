@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use crate::config::Config;
@@ -114,6 +115,42 @@ pub fn migrations_fingerprint() -> String {
         .take(6)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A page of `SELECT {columns} {from_where} ORDER BY {order}` and the total count of
+/// `{from_where}`, with `params` bound to the filter's `$1..$n`. Both statements are
+/// sent on the same connection without waiting for each other (one round trip).
+pub async fn page_and_total(
+    db: &impl GenericClient,
+    columns: &str,
+    from_where: &str,
+    order: &str,
+    params: &[Box<dyn ToSql + Sync + Send>],
+    page: i64,
+    limit: i64,
+) -> Result<(Vec<tokio_postgres::Row>, i64), tokio_postgres::Error> {
+    let n = params.len();
+    let page_sql = format!(
+        "SELECT {columns} {from_where} ORDER BY {order} LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let count_sql = format!("SELECT count(*) {from_where}");
+    let offset = (page - 1) * limit;
+    let filter: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let mut paged = filter.clone();
+    paged.push(&limit);
+    paged.push(&offset);
+    let (page_stmt, count_stmt) =
+        tokio::try_join!(db.prepare_cached(&page_sql), db.prepare_cached(&count_sql))?;
+    let (rows, total) = tokio::try_join!(
+        db.query(&page_stmt, &paged),
+        db.query_one(&count_stmt, &filter)
+    )?;
+    Ok((rows, total.get(0)))
 }
 
 pub fn quote_ident(name: &str) -> String {

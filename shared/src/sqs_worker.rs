@@ -309,6 +309,23 @@ pub async fn poll_forever(
     }
 }
 
+/// The whole life of an SQS-triggered worker function: state built once per execution
+/// environment, then every batch through [`handle_batch`], and the jobs the batch wrote
+/// (`generate_ticket` writes `ticket_ready`) relayed before the invocation ends.
+pub async fn run_lambda(service: &'static str) -> Result<(), lambda_runtime::Error> {
+    crate::logging::init(service);
+    let state = crate::AppState::load().await?;
+    let workers = crate::workers::Workers::from_env(&state)?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        |event: lambda_runtime::LambdaEvent<SqsEvent>| async {
+            let response = handle_batch(&state.db, &workers, event.payload).await;
+            state.relay_jobs().await;
+            Ok::<_, lambda_runtime::Error>(response)
+        },
+    ))
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

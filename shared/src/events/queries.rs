@@ -11,7 +11,7 @@ use super::model::{
 };
 use crate::auth::Caller;
 use crate::cache::Cache;
-use crate::db::like_pattern;
+use crate::db::{like_pattern, page_and_total};
 use crate::error::{ApiError, ApiResult};
 
 const EVENT_COLUMNS: &str = "e.id, e.title, e.description, e.event_date, e.location, e.max_attendees, \
@@ -161,30 +161,9 @@ pub async fn list(
         EventSort::Title => "e.title ASC, e.id ASC",
     };
     let (page, limit) = (q.page(), q.limit());
-    let n = params.len();
-    let page_sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events e {filter} ORDER BY {order} LIMIT ${} OFFSET ${}",
-        n + 1,
-        n + 2
-    );
-    let count_sql = format!("SELECT count(*) FROM events e {filter}");
-    let offset = (page - 1) * limit;
-    let filter_params: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let mut page_params = filter_params.clone();
-    page_params.push(&limit);
-    page_params.push(&offset);
-
-    let (page_stmt, count_stmt) =
-        tokio::try_join!(db.prepare_cached(&page_sql), db.prepare_cached(&count_sql))?;
-    // Both statements go out on the same connection without waiting for each other.
-    let (rows, total) = tokio::try_join!(
-        db.query(&page_stmt, &page_params),
-        db.query_one(&count_stmt, &filter_params)
-    )?;
-    let total: i64 = total.get(0);
+    let from_where = format!("FROM events e {filter}");
+    let (rows, total) =
+        page_and_total(db, EVENT_COLUMNS, &from_where, order, &params, page, limit).await?;
     let events = rows
         .iter()
         .map(event_from_row)

@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 use super::input::ListGuests;
 use super::model::{Guest, GuestList, GUEST_COLUMNS};
 use crate::auth::Caller;
-use crate::db::like_pattern;
+use crate::db::{like_pattern, page_and_total};
 use crate::error::{ApiError, ApiResult};
 use crate::events::model::Pagination;
 
@@ -100,36 +100,19 @@ pub async fn list(
         params.push(Box::new(tt));
         conditions.push(format!("g.ticket_type_id = ${}", params.len()));
     }
-    let filter = conditions.join(" AND ");
-    let (page, limit) = (q.page(), q.limit());
-    let offset = (page - 1) * limit;
-    let n = params.len();
-    let page_sql = format!(
-        "SELECT {GUEST_COLUMNS} FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id
-          WHERE {filter} ORDER BY g.id LIMIT ${} OFFSET ${}",
-        n + 1,
-        n + 2
+    let from_where = format!(
+        "FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id WHERE {}",
+        conditions.join(" AND ")
     );
-    let count_sql = format!("SELECT count(*) FROM guests g WHERE {filter}");
-    let filter_params: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let mut page_params = filter_params.clone();
-    page_params.push(&limit);
-    page_params.push(&offset);
-    let (page_stmt, count_stmt) =
-        tokio::try_join!(db.prepare_cached(&page_sql), db.prepare_cached(&count_sql))?;
-    let (rows, total) = tokio::try_join!(
-        db.query(&page_stmt, &page_params),
-        db.query_one(&count_stmt, &filter_params)
-    )?;
+    let (page, limit) = (q.page(), q.limit());
+    let (rows, total) =
+        page_and_total(db, GUEST_COLUMNS, &from_where, "g.id", &params, page, limit).await?;
     let guests = rows
         .iter()
         .map(Guest::from_row)
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(GuestList {
         guests,
-        pagination: Pagination::new(page, limit, total.get(0)),
+        pagination: Pagination::new(page, limit, total),
     })
 }
