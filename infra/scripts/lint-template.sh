@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lints the SAM template: cfn-lint (errors and warnings fail) and `sam validate --lint`.
+# Lints the SAM template: cfn-lint (errors and warnings fail) and `sam validate --lint`, and checks
+# that its dashboard body is infra/dashboard.json (infra/scripts/dashboard.sh check).
 # Offline and without AWS credentials: dummy credentials and region are set so that no tool walks
 # the credential chain (profiles, the EC2 metadata endpoint) or asks AWS anything.
 #
@@ -36,6 +37,11 @@ if (cd "$(dirname "$TEMPLATE")" && "$BIN/sam" validate --lint --region eu-west-1
     :
 else
     status=1
+fi
+
+echo "== dashboard body (infra/dashboard.json embedded in the template)"
+if [[ "$TEMPLATE" == "$ROOT/template.yaml" ]]; then
+    "$SCRIPT_DIR/dashboard.sh" check || status=1
 fi
 
 if (( status != 0 )); then

@@ -17,6 +17,7 @@ pub mod guests;
 pub mod http;
 pub mod jobs;
 pub mod logging;
+pub mod ops;
 pub mod outbox;
 pub mod queue;
 pub mod rate_limit;

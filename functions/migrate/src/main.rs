@@ -1,0 +1,19 @@
+//! The `migrate` Lambda function: applies `migrations/` when CloudFormation creates or updates
+//! the `Migrations` custom resource, or when invoked directly with `{}`; generates (and on
+//! request rotates) the ticket signing key of the `TicketSigningKey` custom resource.
+//! It always answers CloudFormation, even on errors (`shared::ops::cfn`).
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use shared::ops::{migrate, Invocation};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::logging::init("migrate");
+    // Nothing fallible before the runtime starts: a failed init could not answer CloudFormation.
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        let (payload, ctx) = event.into_parts();
+        let invocation = Invocation::new(&ctx.request_id, ctx.deadline, &ctx.env_config.log_stream);
+        Ok::<_, Error>(migrate::handle(payload, invocation).await?)
+    }))
+    .await
+}

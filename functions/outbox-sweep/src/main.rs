@@ -1,0 +1,17 @@
+//! The `outbox-sweep` Lambda function (EventBridge schedule, every minute): relays the due
+//! jobs of the outbox to the SQS queues and publishes the backlog (`shared::ops::sweep`).
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use shared::ops::{sweep::Sweeper, Invocation};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::logging::init("outbox-sweep");
+    let sweeper = &Sweeper::from_env().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let ctx = event.context;
+        let invocation = Invocation::new(&ctx.request_id, ctx.deadline, &ctx.env_config.log_stream);
+        Ok::<_, Error>(serde_json::to_value(sweeper.run(&invocation).await?)?)
+    }))
+    .await
+}
