@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The performance harness of issue 8, in one command:
+#
+#   infra/benchmarks/run.sh
+#
+# builds the local server and the Lambda function binaries in release, then runs
+# shared/benches/harness.rs (cargo bench), which
+#   - drops and re-creates the database ept_bench, starts target/release/local-server on a free
+#     port against it (the server migrates it), seeds 110 000 events (100 000 of one organizer),
+#     ticket types and pools of guests/tickets with INSERT ... SELECT generate_series,
+#   - checks the plans of the hot queries with EXPLAIN (a Seq Scan of a hot table fails the run),
+#   - drives the server over HTTP on 127.0.0.1: event list and search (p50/p99), event detail
+#     without and then with REDIS_URL (server restarted), registrations (one hot ticket type;
+#     spread over 50 events) and validations at 16 and 64 clients,
+#   - runs the same writes with pgbench on the same database (registration.sql,
+#     registration-naive.sql, validation.sql in this directory),
+#   - measures the RSS of the server and of each Lambda function binary after its first request,
+#   - prints the table and rewrites the generated block of infra/benchmarks/RESULTS.md.
+# About 4-6 minutes after the build. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust),
+# Redis on 127.0.0.1:6379 and pgbench (started/installed by infra/scripts/services.sh if missing,
+# except pgbench: apt-get install postgresql-client).
+#
+# Environment (all optional): BENCH_SECS (8) seconds per HTTP load, BENCH_PGBENCH_SECS (8),
+# BENCH_WARMUP_SECS (1), BENCH_EVENTS (100000), BENCH_DB (ept_bench), BENCH_DB_POOL_SIZE
+# (the server's DB_POOL_SIZE; default 16), BENCH_REDIS_URL, BENCH_RUST_LOG (info).
+# Exit status: 0, 2 when a hot query reads a table sequentially, 1 on failure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+infra/scripts/services.sh
+command -v pgbench >/dev/null || { echo "run.sh: pgbench is missing (apt-get install postgresql-client)" >&2; exit 1; }
+
+echo "run.sh: building the local server and the function binaries (release)..."
+cargo build --release --quiet -p local-server -p events -p guests -p tickets -p health
+echo "run.sh: building and running the harness (cargo bench -p shared --bench harness)..."
+exec cargo bench --quiet -p shared --bench harness

@@ -1,0 +1,23 @@
+-- PROPOSAL, measured by the harness (pgbench only; the service does not do this yet): the
+-- check-in of validation.sql as ONE statement, so it is one round trip and its own transaction
+-- (no BEGIN/COMMIT round trips): the tenancy check (the event's organizer), the conditional
+-- ticket update, the guest update and the scan row as writable CTEs. The service runs 7 round
+-- trips for the same check-in (BEGIN, tenancy SELECT, ticket UPDATE, guest UPDATE, scan INSERT,
+-- the answer's SELECT, COMMIT); the answer's ticket could come from the same statement too. A
+-- refused scan (already validated, cancelled) finds no row in `accepted` and would be explained
+-- and logged by a second statement on that rare path.
+--   pgbench ... -f validation-one-statement.sql -D first_ticket=.. -D clients=C -D i=0 -D org=<organizer>
+\set tid :first_ticket + :client_id + :clients * :i
+\set i :i + 1
+WITH accepted AS (
+    UPDATE tickets t
+       SET validated_at = now(), validated_by = 'pgbench-' || :client_id, validation_location = 'Entrance A', updated_at = now()
+     WHERE t.id = :tid AND t.status = 'active' AND t.validated_at IS NULL
+       AND EXISTS (SELECT 1 FROM events e WHERE e.id = t.event_id AND e.status = 'published' AND e.organizer_id = :org)
+ RETURNING t.id, t.guest_id, t.event_id, t.validated_at),
+     checked_in AS (
+    UPDATE guests g SET status = 'checked_in', updated_at = now() FROM accepted a WHERE g.id = a.guest_id RETURNING g.id),
+     scan AS (
+    INSERT INTO ticket_scans (ticket_id, event_id, scanner_id, location, result)
+    SELECT a.id, a.event_id, 'pgbench-' || :client_id, 'Entrance A', 'accepted' FROM accepted a RETURNING 1)
+SELECT a.validated_at, (SELECT count(*) FROM checked_in), (SELECT count(*) FROM scan) FROM accepted a;
