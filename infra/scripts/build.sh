@@ -6,7 +6,8 @@
 #   infra/scripts/build.sh            arm64 (aarch64-unknown-linux-gnu), as the template deploys
 #   infra/scripts/build.sh --x86      x86_64 instead (fallback when arm64 cannot be built here);
 #                                     deploy it with `sam deploy --parameter-overrides Architecture=x86_64 ...`
-#   infra/scripts/build.sh -- ARGS    extra `sam build` arguments
+#   infra/scripts/build.sh -- ARGS    extra `sam build` arguments (e.g. a function's logical id:
+#                                     only that one is built and checked)
 #
 # Then it checks that every function got a `bootstrap` of the right architecture and prints each
 # binary's size and the build time. Needs the Rust target of the architecture: added with
@@ -55,6 +56,12 @@ for name, res in template["Resources"].items():
         print(name)
 PY
 )
+# `build.sh -- SomeFunction` builds only the functions named: check only those.
+named=()
+for fn in "${functions[@]}"; do
+    for a in "${sam_args[@]}"; do [[ "$a" == "$fn" ]] && named+=("$fn"); done
+done
+(( ${#named[@]} > 0 )) && functions=("${named[@]}")
 status=0
 printf '\n%-22s %-16s %10s  %s\n' FUNCTION BINARY SIZE ARCHITECTURE
 for fn in "${functions[@]}"; do
