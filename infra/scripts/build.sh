@@ -44,7 +44,7 @@ fi
 export SAM_CLI_TELEMETRY=0 SAM_CLI_DISABLE_CHECK_UPDATE=1
 start=$(date +%s)
 # Parallel builds would all wait on the one Cargo target dir; samconfig.toml sets parallel = false.
-sam build --parameter-overrides "Architecture=$arch" "${sam_args[@]}"
+sam build "${sam_args[@]}" --parameter-overrides "Architecture=$arch"
 elapsed=$(( $(date +%s) - start ))
 
 # Every function with BuildMethod rust-cargolambda must now have its bootstrap.

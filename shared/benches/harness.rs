@@ -280,6 +280,8 @@ fn classify(pid: &str, server: Option<u32>, db: &str) -> Who {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     match comm.trim() {
         "pgbench" => Who::Pgbench,
+        // The cache's share of serving a request.
+        "redis-server" => Who::Server,
         "postgres" => {
             let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
                 .unwrap_or_default()
@@ -325,7 +327,7 @@ impl CpuUse {
 /// exits are missed).
 struct CpuMeter {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    handle: std::thread::JoinHandle<CpuUse>,
+    handle: std::thread::JoinHandle<(CpuUse, String)>,
 }
 
 impl CpuMeter {
@@ -336,6 +338,7 @@ impl CpuMeter {
         let handle = std::thread::spawn(move || {
             let mut seen: std::collections::HashMap<String, (Who, u64)> = Default::default();
             let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
+            let mut others: BTreeMap<String, u64> = BTreeMap::new();
             let (b0, t0) = machine_ticks();
             let mut first = true;
             loop {
@@ -361,7 +364,13 @@ impl CpuMeter {
                             Who::Pgbench => "pgbench",
                             Who::Other => "other",
                         };
-                        *totals.entry(key).or_default() += ticks.saturating_sub(last);
+                        let delta = ticks.saturating_sub(last);
+                        *totals.entry(key).or_default() += delta;
+                        if who == Who::Other && delta > 0 {
+                            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                                .unwrap_or_default();
+                            *others.entry(comm.trim().to_owned()).or_default() += delta;
+                        }
                         seen.insert(pid, (who, ticks.max(last)));
                     }
                 }
@@ -373,7 +382,15 @@ impl CpuMeter {
             }
             let (b1, t1) = machine_ticks();
             let get = |k: &str| totals.get(k).copied().unwrap_or(0) as f64 / tck;
-            CpuUse {
+            let mut top: Vec<(String, u64)> = others.into_iter().collect();
+            top.sort_by_key(|t| std::cmp::Reverse(t.1));
+            let top = top
+                .iter()
+                .take(3)
+                .map(|(c, t)| format!("{c} {:.1} CPU-s", *t as f64 / tck))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let cpu = CpuUse {
                 server: get("server"),
                 pg: get("pg"),
                 me: get("me"),
@@ -381,12 +398,14 @@ impl CpuMeter {
                 other: get("other"),
                 busy: (b1 - b0) as f64 / tck,
                 capacity: (t1 - t0) as f64 / tck,
-            }
+            };
+            (cpu, top)
         });
         CpuMeter { stop, handle }
     }
 
-    fn finish(self) -> CpuUse {
+    /// The CPU split, and the three busiest other processes.
+    fn finish(self) -> (CpuUse, String) {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap_or_default()
     }
@@ -617,6 +636,8 @@ struct Sample {
     p50: f64,
     p99: f64,
     cpu: Option<CpuUse>,
+    /// The busiest processes that were neither the server, PostgreSQL nor the load generator.
+    other_top: String,
 }
 
 impl Sample {
@@ -694,6 +715,7 @@ where
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         cpu: None,
+        other_top: String::new(),
     }
 }
 
@@ -712,8 +734,9 @@ where
 {
     let meter = CpuMeter::start(Some(server), &s.db, s.clk_tck);
     let mut sample = drive(clients, s.secs, max, request).await;
-    let cpu = meter.finish();
+    let (cpu, top) = meter.finish();
     sample.cpu = Some(cpu);
+    sample.other_top = top.clone();
     println!(
         "  {label:<44} c={clients:<3} {:>7} ok {:>8.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors: {}{}",
         sample.ok,
@@ -721,7 +744,7 @@ where
         sample.p50,
         sample.p99,
         sample.errors_text(),
-        interference(&cpu)
+        interference(&cpu, &top)
     );
     sample
 }
@@ -1149,6 +1172,7 @@ async fn plan_checks(pg: &tokio_postgres::Client, fx: &Fixture) -> anyhow::Resul
 struct PgbenchRun {
     tps: f64,
     cpu: CpuUse,
+    other_top: String,
     done: u64,
     failed: u64,
     p50: f64,
@@ -1195,7 +1219,7 @@ fn pgbench(
     cmd.arg(&s.db);
     let meter = CpuMeter::start(None, &s.db, s.clk_tck);
     let out = cmd.output().context("running pgbench (is it installed?)")?;
-    let cpu = meter.finish();
+    let (cpu, other_top) = meter.finish();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     std::fs::write(
@@ -1247,6 +1271,7 @@ fn pgbench(
     let run = PgbenchRun {
         tps,
         cpu,
+        other_top,
         done,
         failed,
         p50: percentile(&latencies, 0.5),
@@ -1262,7 +1287,7 @@ fn pgbench(
         run.p99,
         run.failed,
         if run.aborted { "  ABORTED CLIENTS (see target/bench/*.out)" } else { "" },
-        interference(&run.cpu)
+        interference(&run.cpu, &run.other_top)
     );
     Ok(run)
 }
@@ -1671,7 +1696,7 @@ fn render(r: &Results) -> String {
         &[
             "load",
             "clients",
-            "server ms/req",
+            "server (+Redis) ms/req",
             "postgres ms/req",
             "load generator ms/req",
             "machine busy",
@@ -2584,10 +2609,10 @@ async fn run() -> anyhow::Result<i32> {
     }
 
     // CPU split
-    let mut cpu_rows: Vec<(String, usize, usize, CpuUse)> = Vec::new();
+    let mut cpu_rows: Vec<(String, usize, usize, CpuUse, String)> = Vec::new();
     let mut add = |name: &str, x: &Sample| {
         if let Some(c) = x.cpu {
-            cpu_rows.push((name.to_owned(), x.clients, x.ok, c));
+            cpu_rows.push((name.to_owned(), x.clients, x.ok, c, x.other_top.clone()));
         }
     };
     for (key, name) in [
@@ -2629,10 +2654,16 @@ async fn run() -> anyhow::Result<i32> {
         ),
     ] {
         let r = &pgb[key];
-        cpu_rows.push((name.to_owned(), clients, r.done as usize, r.cpu));
+        cpu_rows.push((
+            name.to_owned(),
+            clients,
+            r.done as usize,
+            r.cpu,
+            r.other_top.clone(),
+        ));
     }
     let mut max_other = 0.0f64;
-    for (name, clients, n, c) in cpu_rows {
+    for (name, clients, n, c, top) in cpu_rows {
         let per = |v: f64| format!("{:.2}", v * 1000.0 / n.max(1) as f64);
         max_other = max_other.max(c.other_share());
         let bound = if c.busy_share() > 0.9 {
@@ -2651,7 +2682,11 @@ async fn run() -> anyhow::Result<i32> {
             per(c.pg),
             per(c.me + c.pgbench),
             format!("{:.0}%", 100.0 * c.busy_share()),
-            format!("{:.0}%", 100.0 * c.other_share()),
+            if c.other_share() > 0.10 {
+                format!("**{:.0}%** ({top})", 100.0 * c.other_share())
+            } else {
+                format!("{:.0}%", 100.0 * c.other_share())
+            },
             bound.into(),
         ]);
     }
@@ -2842,10 +2877,10 @@ async fn run() -> anyhow::Result<i32> {
 }
 
 /// A warning when other processes took more than 10 % of the machine during a phase.
-fn interference(cpu: &CpuUse) -> String {
+fn interference(cpu: &CpuUse, top: &str) -> String {
     if cpu.other_share() > 0.10 {
         format!(
-            "  ⚠ other processes used {:.0} % of the machine",
+            "  ⚠ other processes used {:.0} % of the machine ({top})",
             100.0 * cpu.other_share()
         )
     } else {
