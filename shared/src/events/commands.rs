@@ -67,7 +67,7 @@ async fn lock(tx: &Transaction<'_>, caller: &Caller, id: i64) -> ApiResult<Locke
     caller.require_manager()?;
     let stmt = tx
         .prepare_cached(
-            "SELECT organizer_id, status, max_attendees, registered_count, ever_registered,
+            "SELECT organizer_id, status, max_attendees, seats_taken(e.id, NULL) AS registered, ever_registered,
                     (SELECT count(*) FROM ticket_types t WHERE t.event_id = e.id) AS ticket_types
                FROM events e WHERE id = $1 FOR UPDATE",
         )
@@ -84,7 +84,7 @@ async fn lock(tx: &Transaction<'_>, caller: &Caller, id: i64) -> ApiResult<Locke
         status: EventStatus::parse(&status)
             .ok_or_else(|| ApiError::internal(format!("status {status}")))?,
         max_attendees: row.get("max_attendees"),
-        registered: row.get("registered_count"),
+        registered: row.get("registered"),
         ever_registered: row.get("ever_registered"),
         ticket_types: row.get("ticket_types"),
     })
@@ -358,7 +358,11 @@ async fn replace_ticket_types(
     max_attendees: i32,
 ) -> ApiResult<()> {
     let rows = tx
-        .query("SELECT id, event_id, name, price_cents, quantity, sold FROM ticket_types WHERE event_id = $1", &[&event_id])
+        .query(
+            "SELECT id, event_id, name, price_cents, quantity, seats_taken(event_id, id) AS sold
+               FROM ticket_types WHERE event_id = $1",
+            &[&event_id],
+        )
         .await?;
     let existing: Vec<TicketType> = rows.iter().map(queries::ticket_type_from_row).collect();
     let key = |name: &str| name.trim().to_lowercase();
@@ -418,15 +422,16 @@ async fn cancel_registrations(tx: &Transaction<'_>, event_id: i64) -> ApiResult<
         &[&event_id],
     )
     .await?;
+    // Only the checked-in guests keep their seats (the event row is locked FOR UPDATE: no
+    // guest command is taking or giving back seats meanwhile).
     tx.execute(
-        "UPDATE ticket_types t SET sold = (SELECT count(*) FROM guests g WHERE g.ticket_type_id = t.id AND g.status = 'checked_in')
-          WHERE t.event_id = $1",
-        &[&event_id],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE events SET registered_count =
-            (SELECT count(*) FROM guests WHERE event_id = $1 AND status = 'checked_in') WHERE id = $1",
+        "SELECT seat_shards_set(e.id, NULL, e.max_attendees,
+                    (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'checked_in')::int)
+           FROM events e WHERE e.id = $1
+         UNION ALL
+         SELECT seat_shards_set(t.event_id, t.id, t.quantity,
+                    (SELECT count(*) FROM guests g WHERE g.ticket_type_id = t.id AND g.status = 'checked_in')::int)
+           FROM ticket_types t WHERE t.event_id = $1",
         &[&event_id],
     )
     .await?;

@@ -15,11 +15,11 @@ use crate::db::{like_pattern, page_and_total};
 use crate::error::{ApiError, ApiResult};
 
 const EVENT_COLUMNS: &str = "e.id, e.title, e.description, e.event_date, e.location, e.max_attendees, \
-     e.status, e.organizer_id, e.requires_approval, e.registered_count, \
+     e.status, e.organizer_id, e.requires_approval, seats_taken(e.id, NULL) AS registered, \
      (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'checked_in') AS checked_in, \
      e.created_at, e.updated_at, \
      (SELECT COALESCE(json_agg(json_build_object('id', t.id, 'name', t.name, 'priceCents', t.price_cents, \
-             'quantity', t.quantity, 'sold', t.sold) ORDER BY t.id), '[]'::json) \
+             'quantity', t.quantity, 'sold', seats_taken(e.id, t.id)) ORDER BY t.id), '[]'::json) \
         FROM ticket_types t WHERE t.event_id = e.id) AS ticket_types";
 
 /// [`get`] through the cache: the entry is keyed by the event's generation (see
@@ -178,7 +178,8 @@ pub async fn list(
 pub async fn ticket_type(db: &impl GenericClient, event_id: i64, id: i64) -> ApiResult<TicketType> {
     let stmt = db
         .prepare_cached(
-            "SELECT id, event_id, name, price_cents, quantity, sold FROM ticket_types WHERE id = $1 AND event_id = $2",
+            "SELECT id, event_id, name, price_cents, quantity, seats_taken(event_id, id) AS sold
+               FROM ticket_types WHERE id = $1 AND event_id = $2",
         )
         .await?;
     let row = db
@@ -215,7 +216,7 @@ fn event_from_row(row: &Row) -> ApiResult<Event> {
     let types: Vec<TicketTypeJson> = serde_json::from_value(row.get("ticket_types"))
         .map_err(|e| ApiError::internal(format!("ticket types: {e}")))?;
     let status: String = row.get("status");
-    let (max, registered): (i32, i32) = (row.get("max_attendees"), row.get("registered_count"));
+    let (max, registered): (i32, i32) = (row.get("max_attendees"), row.get("registered"));
     Ok(Event {
         id,
         title: row.get("title"),

@@ -2,19 +2,26 @@
 //! with the jobs they cause written to the outbox inside it.
 //!
 //! # Capacity under concurrency
-//! Seats are two counters: `events.registered_count` (bounded by `max_attendees`) and
-//! `ticket_types.sold` (bounded by `quantity`), both also guarded by CHECK constraints.
-//! Registration takes a seat with *conditional* updates,
-//! `UPDATE … SET n = n + 1 WHERE id = $1 AND n < limit`, in the registering transaction.
-//! Under READ COMMITTED a concurrent transaction that updated the same row first makes
-//! this one wait, and PostgreSQL then re-evaluates the `WHERE` on the committed row: the
-//! check and the increment are one atomic step, so no interleaving can sell seat
-//! `limit + 1`. Zero rows updated means full: the transaction rolls back, guest row and
-//! all. The counters are updated *last*, just before commit, so the row locks that
-//! serialise registrations on a hot ticket type are held for the shortest time. Every
-//! command takes its locks in the same order (guest row, then event row, then ticket
-//! type rows in id order), like the event commands (event row, then ticket types), so
-//! they cannot deadlock each other.
+//! Each capacity (the event's `max_attendees`, each ticket type's `quantity`) is split over
+//! up to 16 rows of `seat_shards`, each bounded by its `quota` (the quotas add up to the
+//! capacity; migrations/V4__seat_shards.sql). Registration takes one seat of the event and
+//! one of its ticket type with `seat_shards_add`: a *conditional* update,
+//! `UPDATE … SET taken = taken + 1 WHERE … AND taken < quota`, on the shard its guest id
+//! points to, then on the next shards while they are full. Under READ COMMITTED a
+//! concurrent transaction that updated the same shard first makes this one wait, and
+//! PostgreSQL then re-evaluates the `WHERE` on the committed row: the check and the
+//! increment are one atomic step, so no interleaving can sell seat `limit + 1`, and "full"
+//! is only answered once every shard was found full. Concurrent registrations start on
+//! different shards, so they no longer queue on one row lock until each other's commit.
+//! The seats are taken *last*, just before commit, so the shard locks are held for the
+//! shortest time.
+//!
+//! Every guest command that moves seats first locks the event row `FOR SHARE`
+//! ([`EventLock::Share`]); the event commands that cancel an event or change a capacity
+//! lock it `FOR UPDATE`. So a registration's checks of the event's status hold until it
+//! commits, and the shards are never laid out again under it. Locks are taken in one
+//! order everywhere (event row, guest row, event shard, ticket type shards in id order),
+//! so commands cannot deadlock each other.
 //!
 //! Duplicate registrations are refused by the partial unique index on
 //! `(event_id, lower(email)) WHERE status <> 'cancelled'`: of two racing inserts the
@@ -26,7 +33,7 @@ use serde_json::json;
 
 use super::input::{Register, UpdateGuest};
 use super::model::{Guest, GuestStatus, Registration};
-use super::queries::{self, event_access};
+use super::queries::{self, event_access_locked, EventLock};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, DbResultExt, ErrorCode};
 use crate::outbox::{self, types};
@@ -59,7 +66,7 @@ pub async fn register(
     caller.require_manager()?;
     input.check()?;
     let tx = db.transaction().await?;
-    let event = event_access(&tx, caller, event_id).await?;
+    let event = event_access_locked(&tx, caller, event_id, EventLock::Share).await?;
     if event.status != "published" {
         return Err(closed(&format!("the event is {}", event.status)));
     }
@@ -104,8 +111,8 @@ pub async fn register(
     if status == GuestStatus::Confirmed {
         issue_ticket(&tx, keys, event_id, guest_id, input.ticket_type_id).await?;
     }
-    // Last, so the hot counter rows stay locked only until the commit right after.
-    take_seat(&tx, event_id, input.ticket_type_id).await?;
+    // Last, so the seat shards stay locked only until the commit right after.
+    take_seat(&tx, event_id, input.ticket_type_id, guest_id).await?;
     tx.commit().await?;
 
     let client: &Client = db;
@@ -154,48 +161,21 @@ async fn check_ticket_type(
     }
 }
 
-/// The conditional counter updates described in the module documentation, as one
-/// statement (one round trip while the hot rows are locked): the event row first, then
-/// the ticket type row, only if the event still had a seat.
+/// Takes a seat of the event, then of its ticket type, as described in the module
+/// documentation: one statement, one round trip while the shards are locked. The guest id
+/// picks the first shard tried, so concurrent registrations spread over the shards.
 async fn take_seat(
     tx: &Transaction<'_>,
     event_id: i64,
     ticket_type_id: Option<i64>,
+    guest_id: i64,
 ) -> ApiResult<()> {
-    let stmt = tx
-        .prepare_cached(
-            "WITH e AS (
-                 UPDATE events SET registered_count = registered_count + 1, ever_registered = true
-                  WHERE id = $1 AND registered_count < max_attendees AND status = 'published' AND event_date > now()
-              RETURNING id),
-             t AS (
-                 UPDATE ticket_types SET sold = sold + 1
-                  WHERE id = $2 AND sold < quantity AND EXISTS (SELECT 1 FROM e)
-              RETURNING id)
-             SELECT EXISTS (SELECT 1 FROM e), $2::bigint IS NULL OR EXISTS (SELECT 1 FROM t)",
-        )
-        .await?;
-    let row = tx.query_one(&stmt, &[&event_id, &ticket_type_id]).await?;
-    let (event_seat, type_seat): (bool, bool) = (row.get(0), row.get(1));
+    let (event_seat, type_seat) = add_seat(tx, event_id, ticket_type_id, 1, guest_id).await?;
     if !event_seat {
-        // Either full, or closed by a change that committed while we waited.
-        let row = tx
-            .query_one(
-                "SELECT status, event_date > now() FROM events WHERE id = $1",
-                &[&event_id],
-            )
-            .await?;
-        let (status, future): (String, bool) = (row.get(0), row.get(1));
-        return Err(if status != "published" {
-            closed(&format!("the event is {status}"))
-        } else if !future {
-            closed("the event has started")
-        } else {
-            ApiError::new(
-                ErrorCode::EventFull,
-                "the event has reached its maximum number of attendees",
-            )
-        });
+        return Err(ApiError::new(
+            ErrorCode::EventFull,
+            "the event has reached its maximum number of attendees",
+        ));
     }
     if !type_seat {
         return Err(ApiError::new(
@@ -206,24 +186,57 @@ async fn take_seat(
     Ok(())
 }
 
+/// Gives back the seat a guest held, to the event and to its ticket type.
 async fn release_seat(
     tx: &Transaction<'_>,
     event_id: i64,
     ticket_type_id: Option<i64>,
+    guest_id: i64,
 ) -> ApiResult<()> {
-    tx.execute(
-        "UPDATE events SET registered_count = registered_count - 1 WHERE id = $1",
-        &[&event_id],
-    )
-    .await?;
-    if let Some(tt) = ticket_type_id {
-        tx.execute(
-            "UPDATE ticket_types SET sold = sold - 1 WHERE id = $1",
-            &[&tt],
+    match add_seat(tx, event_id, ticket_type_id, -1, guest_id).await? {
+        (true, true) => Ok(()),
+        _ => Err(ApiError::internal(format!(
+            "event {event_id}: no seat held to give back for guest {guest_id}"
+        ))),
+    }
+}
+
+/// `seat_shards_add` on the event's capacity, then on the ticket type's (if any): whether
+/// each found a shard with room (taking) or a seat to give back.
+async fn add_seat(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    ticket_type_id: Option<i64>,
+    delta: i32,
+    guest_id: i64,
+) -> ApiResult<(bool, bool)> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT seat_shards_add($1, NULL, $3, $4),
+                    $2::bigint IS NULL OR seat_shards_add($1, $2, $3, $4)",
         )
         .await?;
-    }
-    Ok(())
+    let row = tx
+        .query_one(&stmt, &[&event_id, &ticket_type_id, &delta, &guest_id])
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// `seat_shards_add` on one ticket type's capacity.
+async fn add_type_seat(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    ticket_type_id: i64,
+    delta: i32,
+    guest_id: i64,
+) -> ApiResult<bool> {
+    let stmt = tx
+        .prepare_cached("SELECT seat_shards_add($1, $2, $3, $4)")
+        .await?;
+    let row = tx
+        .query_one(&stmt, &[&event_id, &ticket_type_id, &delta, &guest_id])
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Creates the guest's ticket with a fresh code (a collision just draws another) and
@@ -281,8 +294,9 @@ async fn lock_guest(
     caller: &Caller,
     event_id: i64,
     guest_id: i64,
+    lock: EventLock,
 ) -> ApiResult<LockedGuest> {
-    let event = event_access(tx, caller, event_id).await?;
+    let event = event_access_locked(tx, caller, event_id, lock).await?;
     let stmt = tx
         .prepare_cached(
             "SELECT status, ticket_type_id FROM guests WHERE id = $1 AND event_id = $2 FOR UPDATE",
@@ -318,7 +332,7 @@ pub async fn approve(
     guest_id: i64,
 ) -> ApiResult<Registration> {
     let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id).await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share).await?;
     refuse_if_event_final(&g)?;
     if g.status != GuestStatus::Pending {
         return Err(ApiError::invalid_state(format!(
@@ -346,7 +360,7 @@ pub async fn cancel(
     guest_id: i64,
 ) -> ApiResult<Guest> {
     let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id).await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share).await?;
     refuse_if_event_final(&g)?;
     match g.status {
         GuestStatus::CheckedIn => {
@@ -369,7 +383,7 @@ pub async fn cancel(
         &[&guest_id],
     )
     .await?;
-    release_seat(&tx, event_id, g.ticket_type_id).await?;
+    release_seat(&tx, event_id, g.ticket_type_id, guest_id).await?;
     outbox::enqueue(
         &tx,
         types::GUEST_CANCELLED,
@@ -389,14 +403,21 @@ pub async fn delete(
     guest_id: i64,
 ) -> ApiResult<()> {
     let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id).await?;
+    // The event row is written (it had a guest): lock it for that at once, rather than
+    // share it first and then wait to upgrade.
+    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Update).await?;
     if g.status == GuestStatus::CheckedIn {
         return Err(ApiError::invalid_state(
             "a checked-in guest cannot be deleted",
         ));
     }
+    tx.execute(
+        "UPDATE events SET ever_registered = true WHERE id = $1 AND NOT ever_registered",
+        &[&event_id],
+    )
+    .await?;
     if g.status.holds_seat() {
-        release_seat(&tx, event_id, g.ticket_type_id).await?;
+        release_seat(&tx, event_id, g.ticket_type_id, guest_id).await?;
     }
     tx.execute("DELETE FROM guests WHERE id = $1", &[&guest_id])
         .await?;
@@ -413,7 +434,7 @@ pub async fn resend_ticket(
     guest_id: i64,
 ) -> ApiResult<uuid::Uuid> {
     let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id).await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share).await?;
     let ticket: Option<i64> = tx
         .query_opt(
             "SELECT id FROM tickets WHERE guest_id = $1 AND status = 'active'",
@@ -446,7 +467,7 @@ pub async fn update(
     caller.require_manager()?;
     input.check()?;
     let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id).await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share).await?;
     if let Some(new_type) = input
         .ticket_type_id
         .filter(|t| Some(*t) != g.ticket_type_id)
@@ -507,13 +528,7 @@ async fn move_seat(
     refuse_if_event_final(g)?;
     check_ticket_type(tx, event_id, true, Some(to)).await?;
     let take = || async {
-        let n = tx
-            .execute(
-                "UPDATE ticket_types SET sold = sold + 1 WHERE id = $1 AND sold < quantity",
-                &[&to],
-            )
-            .await?;
-        if n == 0 {
+        if !add_type_seat(tx, event_id, to, 1, guest_id).await? {
             return Err(ApiError::new(
                 ErrorCode::SoldOut,
                 "the new ticket type is sold out",
@@ -522,12 +537,12 @@ async fn move_seat(
         Ok(())
     };
     let give_back = |from: i64| async move {
-        tx.execute(
-            "UPDATE ticket_types SET sold = sold - 1 WHERE id = $1",
-            &[&from],
-        )
-        .await
-        .map_err(ApiError::from)
+        if !add_type_seat(tx, event_id, from, -1, guest_id).await? {
+            return Err(ApiError::internal(format!(
+                "ticket type {from}: no seat held to give back for guest {guest_id}"
+            )));
+        }
+        Ok(())
     };
     match g.ticket_type_id {
         Some(from) if from < to => {

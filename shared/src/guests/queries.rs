@@ -19,20 +19,58 @@ pub struct EventAccess {
     pub has_ticket_types: bool,
 }
 
+/// The row lock a guest command takes on its event, see [`event_access_locked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLock {
+    /// `FOR SHARE`: the event's status and capacities (its seat shards) cannot change until
+    /// this transaction ends, while any number of guest commands run at once.
+    Share,
+    /// `FOR NO KEY UPDATE`: for a command that must write the event row itself.
+    Update,
+}
+
 /// The event `id` if the caller manages it (scanners: 403; other organizers: 404).
 pub async fn event_access(
     db: &impl GenericClient,
     caller: &Caller,
     id: i64,
 ) -> ApiResult<EventAccess> {
+    access(db, caller, id, None).await
+}
+
+/// [`event_access`], with the event row locked for the rest of the transaction. Every
+/// guest command that takes or gives back seats holds at least [`EventLock::Share`]: the
+/// event commands that cancel the event or change its capacities lock it `FOR UPDATE`, so
+/// they wait for those guest commands and the guest commands wait for them. A registration
+/// therefore sees a status that cannot change before it commits, and seat shards that are
+/// not being laid out again (see migrations/V4__seat_shards.sql).
+pub async fn event_access_locked(
+    db: &impl GenericClient,
+    caller: &Caller,
+    id: i64,
+    lock: EventLock,
+) -> ApiResult<EventAccess> {
+    access(db, caller, id, Some(lock)).await
+}
+
+async fn access(
+    db: &impl GenericClient,
+    caller: &Caller,
+    id: i64,
+    lock: Option<EventLock>,
+) -> ApiResult<EventAccess> {
     caller.require_manager()?;
-    let stmt = db
-        .prepare_cached(
-            "SELECT organizer_id, status, event_date, requires_approval,
+    const SELECT: &str = "SELECT organizer_id, status, event_date, requires_approval,
                     EXISTS (SELECT 1 FROM ticket_types t WHERE t.event_id = e.id) AS has_types
-               FROM events e WHERE id = $1",
-        )
-        .await?;
+               FROM events e WHERE id = $1";
+    let stmt = match lock {
+        None => db.prepare_cached(SELECT).await?,
+        Some(EventLock::Share) => db.prepare_cached(&format!("{SELECT} FOR SHARE")).await?,
+        Some(EventLock::Update) => {
+            db.prepare_cached(&format!("{SELECT} FOR NO KEY UPDATE"))
+                .await?
+        }
+    };
     let row = db
         .query_opt(&stmt, &[&id])
         .await?

@@ -15,7 +15,8 @@ fn select() -> String {
                 {GUEST_COLUMNS},
                 e.title AS e_title, e.event_date AS e_date, e.location AS e_location, e.status AS e_status,
                 e.organizer_id AS e_organizer,
-                tt.id AS tt_id, tt.name AS tt_name, tt.price_cents AS tt_price, tt.quantity AS tt_quantity, tt.sold AS tt_sold
+                tt.id AS tt_id, tt.name AS tt_name, tt.price_cents AS tt_price, tt.quantity AS tt_quantity,
+                seats_taken(tt.event_id, tt.id) AS tt_sold
            FROM tickets t
            JOIN guests g ON g.id = t.guest_id
            JOIN events e ON e.id = t.event_id

@@ -60,7 +60,7 @@ SELECT e.organizer_id,
          'cancelled', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'cancelled'),
          'byTicketType', COALESCE((
             SELECT json_agg(json_build_object(
-                     'ticketTypeId', t.id, 'name', t.name, 'quantity', t.quantity, 'sold', t.sold,
+                     'ticketTypeId', t.id, 'name', t.name, 'quantity', t.quantity, 'sold', seats_taken(e.id, t.id),
                      'checkedIn', (SELECT count(*) FROM guests g WHERE g.ticket_type_id = t.id AND g.status = 'checked_in'))
                    ORDER BY t.id)
               FROM ticket_types t WHERE t.event_id = e.id), '[]'::json),

@@ -634,7 +634,7 @@ async fn max_attendees_cannot_drop_below_registered() {
     app.sql()
         .await
         .execute(
-            "UPDATE events SET registered_count = 30 WHERE id = $1",
+            "SELECT seat_shards_set(id, NULL, max_attendees, 30) FROM events WHERE id = $1",
             &[&id],
         )
         .await
@@ -685,6 +685,29 @@ async fn delete_only_while_no_guest_ever_registered() {
         (StatusCode::CONFLICT, "INVALID_STATE"),
         "a cancelled guest was registered once"
     );
+
+    // A guest registered through the API, then deleted: no guest row is left, but the
+    // event had one.
+    let e = app.published_event(&token, json!({})).await;
+    let id = e["id"].as_i64().unwrap();
+    let reg = app
+        .register(
+            &token,
+            id,
+            guest_body("gone@example.com", &e["ticketTypes"][0]["id"]),
+        )
+        .await;
+    let guest = reg.data()["guest"]["id"].as_i64().unwrap();
+    let r = app
+        .delete(&format!("/api/events/{id}/guests/{guest}"), &token)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = app.delete(&format!("/api/events/{id}"), &token).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "INVALID_STATE"),
+        "a deleted guest was registered once"
+    );
 }
 
 /// Arranges a guest row directly (the guests API arrives with its own issue).
@@ -708,19 +731,16 @@ pub async fn insert_guest(app: &TestApp, event_id: i64, email: &str, status: &st
         .await
         .unwrap()
         .get(0);
-    db.execute(
-        "UPDATE events SET ever_registered = true, registered_count = registered_count + $2::int WHERE id = $1",
-        &[&event_id, &(held as i32)],
-    )
-    .await
-    .unwrap();
     if held {
-        db.execute(
-            "UPDATE ticket_types SET sold = sold + 1 WHERE id = $1",
-            &[&tt],
-        )
-        .await
-        .unwrap();
+        let took: bool = db
+            .query_one(
+                "SELECT seat_shards_add($1, NULL, 1, $3) AND ($2::bigint IS NULL OR seat_shards_add($1, $2, 1, $3))",
+                &[&event_id, &tt, &id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(took, "the fixture guest found no seat");
     }
     let code = format!(
         "TC-2027-{}",

@@ -82,9 +82,13 @@ async fn three_hundred_racing_registrations_never_oversell_a_ticket_type() {
         50
     );
     assert_eq!(app.count("SELECT count(*) FROM tickets").await, 50);
-    assert_eq!(app.count("SELECT sold::bigint FROM ticket_types").await, 50);
     assert_eq!(
-        app.count("SELECT registered_count::bigint FROM events")
+        app.count("SELECT seats_taken(event_id, id)::bigint FROM ticket_types")
+            .await,
+        50
+    );
+    assert_eq!(
+        app.count("SELECT seats_taken(id, NULL)::bigint FROM events")
             .await,
         50
     );
@@ -132,23 +136,23 @@ async fn racing_registrations_across_ticket_types_never_exceed_max_attendees() {
         60
     );
     assert_eq!(
-        app.count("SELECT registered_count::bigint FROM events")
+        app.count("SELECT seats_taken(id, NULL)::bigint FROM events")
             .await,
         60
     );
     assert_eq!(
-        app.count("SELECT sum(sold)::bigint FROM ticket_types")
+        app.count("SELECT sum(seats_taken(event_id, id))::bigint FROM ticket_types")
             .await,
         60
     );
     assert!(
-        app.count("SELECT max(sold)::bigint FROM ticket_types")
+        app.count("SELECT max(seats_taken(event_id, id))::bigint FROM ticket_types")
             .await
             <= 40
     );
     // Every counter equals the rows it counts.
     assert_eq!(
-        app.count("SELECT count(*) FROM ticket_types t WHERE t.sold <> (SELECT count(*) FROM guests g WHERE g.ticket_type_id = t.id AND g.status <> 'cancelled')").await,
+        app.count("SELECT count(*) FROM ticket_types t WHERE seats_taken(t.event_id, t.id) <> (SELECT count(*) FROM guests g WHERE g.ticket_type_id = t.id AND g.status <> 'cancelled')").await,
         0
     );
 }
@@ -179,9 +183,13 @@ async fn twenty_racing_registrations_of_one_email_give_exactly_one_guest() {
         "{tally:?}"
     );
     assert_eq!(app.count("SELECT count(*) FROM guests").await, 1);
-    assert_eq!(app.count("SELECT sold::bigint FROM ticket_types").await, 1);
     assert_eq!(
-        app.count("SELECT registered_count::bigint FROM events")
+        app.count("SELECT seats_taken(event_id, id)::bigint FROM ticket_types")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT seats_taken(id, NULL)::bigint FROM events")
             .await,
         1
     );
@@ -242,13 +250,162 @@ async fn cancellations_racing_registrations_keep_the_counts_exact() {
         .await;
     assert!(holding <= 30);
     assert_eq!(
-        app.count("SELECT registered_count::bigint FROM events")
+        app.count("SELECT seats_taken(id, NULL)::bigint FROM events")
             .await,
         holding
     );
     assert_eq!(
-        app.count("SELECT sold::bigint FROM ticket_types").await,
+        app.count("SELECT seats_taken(event_id, id)::bigint FROM ticket_types")
+            .await,
         holding
     );
     assert_eq!(holding, 20 + n(&tally, "201") as i64);
+}
+
+/// The shards of every capacity add up to it, and each holds at most its quota.
+async fn assert_shards_consistent(app: &TestApp) {
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM events e
+              WHERE (SELECT sum(quota) FROM seat_shards s WHERE s.event_id = e.id AND s.ticket_type_id IS NULL)
+                    <> e.max_attendees"
+        )
+        .await,
+        0,
+        "event shards must add up to maxAttendees"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM ticket_types t
+              WHERE (SELECT sum(quota) FROM seat_shards s WHERE s.ticket_type_id = t.id) <> t.quantity"
+        )
+        .await,
+        0,
+        "ticket type shards must add up to the quantity"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM seat_shards WHERE taken > quota OR taken < 0")
+            .await,
+        0
+    );
+}
+
+/// 400 racing registrations on 200 seats split over 16 shards: the last seats of every
+/// shard go, and "full" is only answered when all of them are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_registrations_fill_every_shard_exactly() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let e = app
+        .published_event(&token, json!({"maxAttendees": 200, "ticketTypes": []}))
+        .await;
+    let id = e["id"].as_i64().unwrap();
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM seat_shards WHERE event_id = {id}"
+        ))
+        .await,
+        16
+    );
+    let bodies = (0..400)
+        .map(|i| guest_body(&format!("g{i}@example.com"), &Value::Null))
+        .collect();
+    let tally = race(&app, &token, id, bodies).await;
+    assert_eq!(
+        (n(&tally, "201"), n(&tally, "EVENT_FULL")),
+        (200, 200),
+        "{tally:?}"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM seat_shards WHERE event_id = {id} AND taken < quota"
+        ))
+        .await,
+        0,
+        "every shard is full"
+    );
+    assert_eq!(
+        app.count("SELECT seats_taken(id, NULL)::bigint FROM events")
+            .await,
+        200
+    );
+    assert_shards_consistent(&app).await;
+}
+
+/// An organizer raises maxAttendees and a ticket type's quantity while registrations race
+/// on the sold-out type: the shards are laid out again under the event lock, no seat is
+/// lost or sold twice, and exactly the new capacity can be sold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn capacity_changes_racing_registrations_lose_no_seat() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let e = app
+        .published_event(
+            &token,
+            json!({"maxAttendees": 100, "ticketTypes": [{"name": "A", "price": 1, "quantity": 60}]}),
+        )
+        .await;
+    let id = e["id"].as_i64().unwrap();
+    let tt = e["ticketTypes"][0]["id"].clone();
+    let raise = {
+        let (router, token) = (app.app.clone(), token.clone());
+        let (event_uri, type_uri) = (
+            format!("/api/events/{id}"),
+            format!("/api/events/{id}/ticket-types/{tt}"),
+        );
+        tokio::spawn(async move {
+            use tower::ServiceExt;
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            let mut statuses = Vec::new();
+            for (uri, body) in [
+                (event_uri, json!({"maxAttendees": 150})),
+                (type_uri, json!({"quantity": 130})),
+            ] {
+                let req = axum::http::Request::patch(&uri)
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body.to_string()))
+                    .unwrap();
+                statuses.push(router.clone().oneshot(req).await.unwrap().status());
+            }
+            statuses
+        })
+    };
+    let bodies = (0..300)
+        .map(|i| guest_body(&format!("g{i}@example.com"), &tt))
+        .collect();
+    let tally = race(&app, &token, id, bodies).await;
+    assert_eq!(raise.await.unwrap(), vec![StatusCode::OK, StatusCode::OK]);
+    let sold = n(&tally, "201") as i64;
+    assert!((60..=130).contains(&sold), "{tally:?}");
+    assert_eq!(
+        sold + (n(&tally, "SOLD_OUT") + n(&tally, "EVENT_FULL")) as i64,
+        300,
+        "{tally:?}"
+    );
+    assert_eq!(
+        app.count("SELECT seats_taken(event_id, id)::bigint FROM ticket_types")
+            .await,
+        sold
+    );
+    assert_eq!(
+        app.count("SELECT seats_taken(id, NULL)::bigint FROM events")
+            .await,
+        sold
+    );
+    assert_shards_consistent(&app).await;
+    // What is left can be sold, to the seat: no capacity was lost in the new layout.
+    let mut more = 0;
+    for i in 0..(130 - sold + 3) {
+        let r = app
+            .register(&token, id, guest_body(&format!("late{i}@example.com"), &tt))
+            .await;
+        if r.status == StatusCode::CREATED {
+            more += 1;
+        } else {
+            assert_eq!(r.code(), "SOLD_OUT", "{}", r.body);
+        }
+    }
+    assert_eq!(sold + more, 130);
+    assert_shards_consistent(&app).await;
 }
