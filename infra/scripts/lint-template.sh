@@ -39,6 +39,48 @@ else
     status=1
 fi
 
+echo "== functions of the template = binaries of the workspace (what sam build will build)"
+# `sam build` (infra/scripts/build.sh) takes 15-25 min on 2 cores, too long for the test command;
+# this checks, in a second, the inputs it depends on: every function is built by cargo-lambda
+# from the workspace root, its Binary is a binary target of the workspace, and every binary of
+# functions/* is deployed by some function.
+if [[ "$TEMPLATE" == "$ROOT/template.yaml" ]]; then
+    meta="$(cd "$ROOT" && cargo metadata --no-deps --format-version 1 --offline)"
+    META="$meta" "$BIN/python" - "$TEMPLATE" <<'PY' || status=1
+import json, os, sys
+from cfnlint.decode import decode
+meta = json.loads(os.environ["META"])
+root = meta["workspace_root"]
+bins = {}
+for pkg in meta["packages"]:
+    for target in pkg["targets"]:
+        if "bin" in target["kind"]:
+            bins[target["name"]] = os.path.relpath(os.path.dirname(pkg["manifest_path"]), root)
+template, _ = decode(sys.argv[1])
+problems, deployed = [], set()
+for name, res in template["Resources"].items():
+    if res.get("Type") != "AWS::Serverless::Function":
+        continue
+    md, props = res.get("Metadata", {}), res.get("Properties", {})
+    binary = md.get("BuildProperties", {}).get("Binary")
+    if md.get("BuildMethod") != "rust-cargolambda":
+        problems.append(f"{name}: Metadata.BuildMethod is not rust-cargolambda")
+    if props.get("CodeUri") != ".":
+        problems.append(f"{name}: CodeUri must be the workspace root (.)")
+    if binary not in bins:
+        problems.append(f"{name}: Binary {binary!r} is not a binary of the workspace")
+    deployed.add(binary)
+for binary, where in sorted(bins.items()):
+    # local-server is the developer's all-routes HTTP server, not a Lambda function.
+    if where.startswith("functions/") and binary not in deployed and binary != "local-server":
+        problems.append(f"{where}: binary {binary!r} is deployed by no function of the template")
+for p in problems:
+    print("template/workspace:", p)
+print(f"template/workspace: {len(deployed)} functions, {'ok' if not problems else 'MISMATCH'}")
+sys.exit(1 if problems else 0)
+PY
+fi
+
 echo "== dashboard body (infra/dashboard.json embedded in the template)"
 if [[ "$TEMPLATE" == "$ROOT/template.yaml" ]]; then
     "$SCRIPT_DIR/dashboard.sh" check || status=1
