@@ -34,7 +34,7 @@ async fn list_events(
     ApiQuery(query): ApiQuery<ListEvents>,
 ) -> ApiResult<Envelope<EventList>> {
     let db = state.db.get().await?;
-    queries::list_cached(&db, &state.cache, &caller, &query)
+    queries::list_cached(&db, Some(&state.db), &state.cache, &caller, &query)
         .await
         .map(ok)
 }

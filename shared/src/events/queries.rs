@@ -1,7 +1,7 @@
 //! Reading events: one event, or a filtered, sorted page of them. Ticket types come in the
 //! same statement (a correlated `json_agg`), so a page of 100 events is one round trip.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -11,7 +11,7 @@ use super::model::{
 };
 use crate::auth::Caller;
 use crate::cache::Cache;
-use crate::db::{like_pattern, page_and_total};
+use crate::db::{like_pattern, page_and_total, PageQuery, Plan};
 use crate::error::{ApiError, ApiResult};
 
 const EVENT_COLUMNS: &str = "e.id, e.title, e.description, e.event_date, e.location, e.max_attendees, \
@@ -63,6 +63,7 @@ pub async fn get_cached(
 /// the clock) and invalidated by any change to any event.
 pub async fn list_cached(
     db: &impl GenericClient,
+    spare: Option<&Pool>,
     cache: &Cache,
     caller: &Caller,
     q: &ListEvents,
@@ -70,7 +71,7 @@ pub async fn list_cached(
     caller.require_manager()?;
     q.check()?;
     let Some(generation) = cache.generation("lists").await else {
-        return list(db, caller, q).await;
+        return list(db, spare, caller, q).await;
     };
     let key = format!(
         "events:{}:{generation}:{}:{}:{:?}:{:?}:{}",
@@ -84,7 +85,7 @@ pub async fn list_cached(
     if let Some(hit) = cache.get::<EventList>(&key).await {
         return Ok(hit);
     }
-    let fresh = list(db, caller, q).await?;
+    let fresh = list(db, spare, caller, q).await?;
     cache
         .put_for(&key, &fresh, Some(std::time::Duration::from_secs(30)))
         .await;
@@ -107,8 +108,18 @@ pub async fn get(db: &impl GenericClient, caller: &Caller, id: i64) -> ApiResult
     Ok(event)
 }
 
+/// A page of the caller's events. `spare`: the pool `db` came from, to count on a second
+/// connection at the same time as the page (see [`page_and_total`]); `None` inside a
+/// transaction or where there is no pool.
+///
+/// The total is exact in every case, and read from the `event_counts` counters (kept by
+/// triggers in the transaction of every change, migration V5) where the filter allows:
+/// without a search term, all events or one plain status is a sum of counter rows; upcoming
+/// and past are the counters minus a count of the smaller side (in one statement, so one
+/// snapshot). Only a search term counts the matching rows.
 pub async fn list(
     db: &impl GenericClient,
+    spare: Option<&Pool>,
     caller: &Caller,
     q: &ListEvents,
 ) -> ApiResult<EventList> {
@@ -123,20 +134,52 @@ pub async fn list(
         params.push(value);
         format!("${}", params.len())
     }
+    // Conditions on the counters, same placeholders as on events (`c.` for `e.`).
+    let mut counter_conditions: Vec<String> = Vec::new();
     if let Some(tenant) = caller.tenant() {
         let p = bind(Box::new(tenant.to_owned()), &mut params);
         conditions.push(format!("e.organizer_id = {p}"));
+        counter_conditions.push(format!("c.organizer_id = {p}"));
     }
-    if let Some(term) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    let tenant_only = conditions.clone();
+    let search = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if let Some(term) = search {
         let p = bind(Box::new(like_pattern(term)), &mut params);
         conditions.push(format!("(e.title ILIKE {p} OR e.location ILIKE {p})"));
     }
-    match q.status {
-        None => {}
+    let counters = |extra: Option<&str>| {
+        let mut c = counter_conditions.clone();
+        c.extend(extra.map(str::to_owned));
+        let filter = if c.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", c.join(" AND "))
+        };
+        format!("(SELECT COALESCE(sum(c.n), 0) FROM event_counts c{filter})")
+    };
+    let events_count = |extra: &str| {
+        let mut c = tenant_only.clone();
+        c.push(extra.to_owned());
+        format!("(SELECT count(*) FROM events e WHERE {})", c.join(" AND "))
+    };
+    let counted = match q.status {
+        None => counters(None),
         Some(StatusFilter::Upcoming) => {
-            conditions.push("e.status = 'published' AND e.event_date > now()".into())
+            conditions.push("e.status = 'published' AND e.event_date > now()".into());
+            format!(
+                "{} - {}",
+                counters(Some("c.status = 'published'")),
+                events_count("e.status = 'published' AND e.event_date <= now()")
+            )
         }
-        Some(StatusFilter::Past) => conditions.push("e.event_date <= now()".into()),
+        Some(StatusFilter::Past) => {
+            conditions.push("e.event_date <= now()".into());
+            format!(
+                "{} - {}",
+                counters(None),
+                events_count("e.event_date > now()")
+            )
+        }
         Some(s) => {
             let status = match s {
                 StatusFilter::Draft => EventStatus::Draft,
@@ -146,8 +189,9 @@ pub async fn list(
             };
             let p = bind(Box::new(status.as_str()), &mut params);
             conditions.push(format!("e.status = {p}"));
+            counters(Some(&format!("c.status = {p}")))
         }
-    }
+    };
     let filter = if conditions.is_empty() {
         String::new()
     } else {
@@ -162,8 +206,26 @@ pub async fn list(
     };
     let (page, limit) = (q.page(), q.limit());
     let from_where = format!("FROM events e {filter}");
-    let (rows, total) =
-        page_and_total(db, EVENT_COLUMNS, &from_where, order, &params, page, limit).await?;
+    let (count_sql, plan) = match search {
+        // The matches of a term are counted; its plans depend on the term.
+        Some(_) => (None, Plan::Custom),
+        None => (Some(format!("SELECT ({counted})::bigint")), Plan::Cached),
+    };
+    let (rows, total) = page_and_total(
+        db,
+        spare,
+        PageQuery {
+            columns: EVENT_COLUMNS,
+            from_where: &from_where,
+            order,
+            params: &params,
+            page,
+            limit,
+            count_sql,
+            plan,
+        },
+    )
+    .await?;
     let events = rows
         .iter()
         .map(event_from_row)

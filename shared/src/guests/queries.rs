@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 use super::input::ListGuests;
 use super::model::{Guest, GuestList, GUEST_COLUMNS};
 use crate::auth::Caller;
-use crate::db::{like_pattern, page_and_total};
+use crate::db::{like_pattern, page_and_total, PageQuery, Plan};
 use crate::error::{ApiError, ApiResult};
 use crate::events::model::Pagination;
 
@@ -143,8 +143,21 @@ pub async fn list(
         conditions.join(" AND ")
     );
     let (page, limit) = (q.page(), q.limit());
-    let (rows, total) =
-        page_and_total(db, GUEST_COLUMNS, &from_where, "g.id", &params, page, limit).await?;
+    let (rows, total) = page_and_total(
+        db,
+        None,
+        PageQuery {
+            columns: GUEST_COLUMNS,
+            from_where: &from_where,
+            order: "g.id",
+            params: &params,
+            page,
+            limit,
+            count_sql: None,
+            plan: Plan::Cached,
+        },
+    )
+    .await?;
     let guests = rows
         .iter()
         .map(Guest::from_row)

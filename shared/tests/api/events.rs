@@ -837,3 +837,197 @@ async fn cancelling_an_event_cancels_tickets_and_queues_one_email_per_guest() {
         .iter()
         .all(|j| j.get::<_, String>(0) == "email" && j.get::<_, String>(1) == "event_cancelled"));
 }
+
+/// `pagination.total` of `GET /api/events?{query}` for `token`, next to the same count done
+/// directly in SQL (`tenant` = None for an admin: every organizer).
+async fn total_and_truth(
+    app: &TestApp,
+    token: &str,
+    tenant: Option<&str>,
+    query: &str,
+) -> (i64, i64) {
+    let r = app
+        .get(&format!("/api/events?limit=1&{query}"), token)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.body);
+    let total = r.data()["pagination"]["total"].as_i64().unwrap();
+    let mut conditions = vec!["true".to_owned()];
+    if let Some(t) = tenant {
+        conditions.push(format!("organizer_id = '{t}'"));
+    }
+    for part in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap();
+        conditions.push(match (k, v) {
+            ("status", "upcoming") => "status = 'published' AND event_date > now()".into(),
+            ("status", "past") => "event_date <= now()".into(),
+            ("status", s) => format!("status = '{s}'"),
+            ("search", term) => format!("(title ILIKE '%{term}%' OR location ILIKE '%{term}%')"),
+            _ => unreachable!("{part}"),
+        });
+    }
+    let truth = app
+        .count(&format!(
+            "SELECT count(*) FROM events WHERE {}",
+            conditions.join(" AND ")
+        ))
+        .await;
+    (total, truth)
+}
+
+/// Every filter's total, for two organizers and an admin, equals a count in SQL.
+async fn assert_totals_exact(app: &TestApp, step: &str) {
+    let filters = [
+        "",
+        "status=draft",
+        "status=published",
+        "status=cancelled",
+        "status=completed",
+        "status=upcoming",
+        "status=past",
+        "search=conf",
+        "search=lyon",
+        "search=conf&status=published",
+        "search=nothing-matches",
+    ];
+    let who = [
+        (app.organizer("alice"), Some("alice")),
+        (app.organizer("bob"), Some("bob")),
+        (app.admin(), None),
+    ];
+    for (token, tenant) in &who {
+        for f in filters {
+            let (total, truth) = total_and_truth(app, token, *tenant, f).await;
+            assert_eq!(total, truth, "{step}: total of ?{f} for {tenant:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn list_totals_stay_exact_after_creates_status_changes_and_deletes() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.organizer("alice"), app.organizer("bob"));
+    assert_totals_exact(&app, "empty").await;
+
+    let mut ids = Vec::new();
+    for (token, title, location) in [
+        (&alice, "Rust Conference", "Lyon"),
+        (&alice, "Jazz Night", "Paris"),
+        (&alice, "Data Summit", "Lyon, Conference Center"),
+        (&bob, "Wine Fair", "Bordeaux"),
+        (&bob, "Cloud Conference", "Lille"),
+    ] {
+        let e = app
+            .create_event(token, json!({"title": title, "location": location}))
+            .await;
+        ids.push((token, e["id"].as_i64().unwrap()));
+    }
+    assert_totals_exact(&app, "after creates").await;
+    let (total, _) = total_and_truth(&app, &alice, Some("alice"), "status=draft").await;
+    assert_eq!(total, 3, "alice's three drafts");
+
+    for (i, status) in [
+        (0, "published"),
+        (1, "published"),
+        (3, "published"),
+        (4, "cancelled"),
+    ] {
+        let (token, id) = ids[i];
+        let r = app
+            .patch(
+                &format!("/api/events/{id}"),
+                token,
+                json!({"status": status}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    // An edit that names the same status, and one without a status, change no total.
+    let (token, id) = ids[0];
+    let r = app
+        .patch(
+            &format!("/api/events/{id}"),
+            token,
+            json!({"status": "published", "title": "Rust Conf 2"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_totals_exact(&app, "after status changes").await;
+    let (total, _) = total_and_truth(&app, &alice, Some("alice"), "status=published").await;
+    assert_eq!(total, 2);
+
+    let (token, id) = ids[2];
+    assert_eq!(
+        app.delete(&format!("/api/events/{id}"), token).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_totals_exact(&app, "after a delete").await;
+
+    // Writes that do not go through the API (bulk, past dates, several statuses in one
+    // statement) keep the totals exact too.
+    let db = app.sql().await;
+    db.batch_execute(
+        "INSERT INTO events (organizer_id, title, event_date, location, max_attendees, status)
+         SELECT CASE WHEN g % 2 = 0 THEN 'alice' ELSE 'bob' END, 'Past Conference ' || g,
+                now() - g * interval '1 day', 'Lyon', 10,
+                (ARRAY['completed', 'published', 'cancelled', 'draft'])[1 + g % 4]
+           FROM generate_series(1, 40) g;
+         UPDATE events SET status = 'completed' WHERE status = 'published' AND event_date < now() - interval '20 days';
+         DELETE FROM events WHERE title LIKE 'Past Conference 1%';",
+    )
+    .await
+    .unwrap();
+    assert_totals_exact(&app, "after bulk SQL writes").await;
+    let drift = app
+        .count(
+            "SELECT count(*)
+               FROM (SELECT organizer_id, status, count(*) AS n FROM events GROUP BY 1, 2) e
+               FULL JOIN event_counts c USING (organizer_id, status)
+              WHERE COALESCE(e.n, 0) <> COALESCE(c.n, 0)",
+        )
+        .await;
+    assert_eq!(drift, 0, "every counter equals its count");
+}
+
+#[tokio::test]
+async fn lists_answer_with_a_pool_of_one_or_two_connections_under_concurrency() {
+    for size in [1, 2] {
+        let app = TestApp::spawn_with(|c| c.db_pool_size = size).await;
+        let token = app.organizer("alice");
+        for i in 0..3 {
+            app.create_event(&token, json!({"title": format!("Conference {i}")}))
+                .await;
+        }
+        // Drafts: 3 of each filter but upcoming (published only).
+        let filters = [
+            ("", 3),
+            ("&search=conf", 3),
+            ("&status=draft", 3),
+            ("&status=upcoming", 0),
+        ];
+        let lists = (0..8).map(|i| {
+            let (app, token) = (&app, &token);
+            async move {
+                let (q, expected) = filters[i % 4];
+                (
+                    app.get(&format!("/api/events?limit=2{q}"), token).await,
+                    q,
+                    expected,
+                )
+            }
+        });
+        let answers = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            futures_util::future::join_all(lists),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("lists with a pool of {size} did not answer (deadlock?)"));
+        for (r, q, expected) in answers {
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            assert_eq!(
+                r.data()["pagination"]["total"],
+                expected,
+                "?{q}, pool of {size}"
+            );
+        }
+    }
+}
