@@ -8,7 +8,7 @@
 -- step in the same transaction as the change, so it is exact at every snapshot: a list without
 -- a search term and with no status or a plain status (draft/published/cancelled/completed)
 -- reads one to four rows of it instead of counting. Creating, deleting an event or changing its
--- status is rare (never the hot path: registrations update events without touching status, and
+-- status is rare (never the hot path: registrations do not write the event row, and
 -- the UPDATE trigger names its columns, so they do not fire it); the row lock these changes take
 -- on their counter row until commit is the price.
 CREATE TABLE event_counts (
@@ -39,7 +39,7 @@ END $$;
 
 -- Status (or owner) changes: row-level, because a trigger with a column list cannot have
 -- transition tables, and the column list plus the WHEN clause is what keeps every other
--- UPDATE of events (registered_count on each registration, edits) free of any trigger work.
+-- UPDATE of events (edits) free of any trigger work.
 CREATE FUNCTION event_counts_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO event_counts AS c (organizer_id, status, n)

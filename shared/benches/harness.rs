@@ -1047,9 +1047,17 @@ async fn plan_checks(pg: &tokio_postgres::Client, fx: &Fixture) -> anyhow::Resul
             format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.organizer_id = $1 ORDER BY e.title ASC, e.id ASC LIMIT $2 OFFSET $3"),
             vec![org.clone(), "20".into(), "0".into()],
         ),
+        // Totals without a search term come from the event_counts counters (migration V5),
+        // as shared/src/events/queries.rs::list builds them.
         (
-            "event list: count (organizer)",
-            "SELECT count(*) FROM events e WHERE e.organizer_id = $1".into(),
+            "event list: total (organizer, counters)",
+            "SELECT ((SELECT COALESCE(sum(c.n), 0) FROM event_counts c WHERE c.organizer_id = $1))::bigint".into(),
+            vec![org.clone()],
+        ),
+        (
+            "event list: total (organizer, status=upcoming)",
+            "SELECT ((SELECT COALESCE(sum(c.n), 0) FROM event_counts c WHERE c.organizer_id = $1 AND c.status = 'published')
+                     - (SELECT count(*) FROM events e WHERE e.organizer_id = $1 AND e.status = 'published' AND e.event_date <= now()))::bigint".into(),
             vec![org.clone()],
         ),
         (

@@ -688,16 +688,7 @@ async fn delete_only_while_no_guest_ever_registered() {
 
     // A guest registered through the API, then deleted: no guest row is left, but the
     // event had one.
-    let e = app.published_event(&token, json!({})).await;
-    let id = e["id"].as_i64().unwrap();
-    let reg = app
-        .register(
-            &token,
-            id,
-            guest_body("gone@example.com", &e["ticketTypes"][0]["id"]),
-        )
-        .await;
-    let guest = reg.data()["guest"]["id"].as_i64().unwrap();
+    let (id, guest) = app.registered_guest(&token, "gone@example.com").await;
     let r = app
         .delete(&format!("/api/events/{id}/guests/{guest}"), &token)
         .await;

@@ -745,16 +745,7 @@ async fn patching_a_guest() {
 async fn resending_a_ticket_queues_an_email() {
     let app = TestApp::spawn().await;
     let token = app.organizer("alice");
-    let e = app.published_event(&token, json!({})).await;
-    let id = e["id"].as_i64().unwrap();
-    let reg = app
-        .register(
-            &token,
-            id,
-            guest_body("r@example.com", &e["ticketTypes"][0]["id"]),
-        )
-        .await;
-    let gid = reg.data()["guest"]["id"].as_i64().unwrap();
+    let (id, gid) = app.registered_guest(&token, "r@example.com").await;
     let r = app
         .post(
             &format!("/api/events/{id}/guests/{gid}/resend-ticket"),

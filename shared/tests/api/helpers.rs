@@ -236,6 +236,17 @@ impl TestApp {
             .await
     }
 
+    /// A published event (defaults) with one guest registered through the API:
+    /// (event id, guest id).
+    pub async fn registered_guest(&self, token: &str, email: &str) -> (i64, i64) {
+        let e = self.published_event(token, serde_json::json!({})).await;
+        let id = e["id"].as_i64().unwrap();
+        let reg = self
+            .register(token, id, guest_body(email, &e["ticketTypes"][0]["id"]))
+            .await;
+        (id, reg.data()["guest"]["id"].as_i64().unwrap())
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.sql().await.query_one(sql, &[]).await.unwrap().get(0)
     }
