@@ -8,19 +8,28 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::EventStatus;
 use crate::guests::model::{Guest, GUEST_COLUMNS};
 
-fn select() -> String {
+/// The select list `from_row` reads, over `t` (tickets), `g` (guests), `e` (events) and
+/// `tt` (ticket types, may be null).
+pub(super) fn columns() -> String {
     format!(
-        "SELECT t.id AS tk_id, t.ticket_code, t.status AS tk_status, t.validated_at, t.validated_by,
+        "t.id AS tk_id, t.ticket_code, t.status AS tk_status, t.validated_at, t.validated_by,
                 t.validation_location, t.qr_payload, t.qr_code_data, t.created_at AS tk_created_at,
                 {GUEST_COLUMNS},
                 e.title AS e_title, e.event_date AS e_date, e.location AS e_location, e.status AS e_status,
                 e.organizer_id AS e_organizer,
                 tt.id AS tt_id, tt.name AS tt_name, tt.price_cents AS tt_price, tt.quantity AS tt_quantity,
-                seats_taken(tt.event_id, tt.id) AS tt_sold
+                seats_taken(tt.event_id, tt.id) AS tt_sold"
+    )
+}
+
+fn select() -> String {
+    format!(
+        "SELECT {}
            FROM tickets t
            JOIN guests g ON g.id = t.guest_id
            JOIN events e ON e.id = t.event_id
-           LEFT JOIN ticket_types tt ON tt.id = t.ticket_type_id"
+           LEFT JOIN ticket_types tt ON tt.id = t.ticket_type_id",
+        columns()
     )
 }
 
@@ -47,7 +56,7 @@ pub async fn by_guest(db: &impl GenericClient, guest_id: i64) -> ApiResult<Optio
         .transpose()
 }
 
-fn from_row(row: &Row) -> ApiResult<Ticket> {
+pub(super) fn from_row(row: &Row) -> ApiResult<Ticket> {
     let status: String = row.get("tk_status");
     let event_status: String = row.get("e_status");
     let validated_at: Option<chrono::DateTime<chrono::Utc>> = row.get("validated_at");

@@ -1,13 +1,26 @@
 //! Check-in at the door: exactly one scan of a ticket is accepted, however many scanners
 //! try at the same moment.
 //!
-//! The acceptance is one conditional update,
-//! `UPDATE tickets SET validated_at = now() … WHERE id = $1 AND validated_at IS NULL AND status = 'active'`.
-//! Concurrent scans of the same ticket queue on its row lock; when the first commits,
-//! PostgreSQL re-evaluates the `WHERE` of the others on the new row, finds `validated_at`
-//! set, and updates nothing: they answer `TICKET_ALREADY_VALIDATED` with the first scan's
-//! details. Every attempt, accepted or not, is written to `ticket_scans` in the same
-//! transaction as its outcome.
+//! The acceptance is one statement, `ACCEPT`, run on its own (outside an explicit
+//! transaction: a single statement is atomic, and this saves the `BEGIN`/`COMMIT` round
+//! trips). Its writable CTEs do the whole check-in: the conditional update
+//! `UPDATE tickets SET validated_at = now() … WHERE id = $1 AND validated_at IS NULL AND status = 'active'`
+//! (with the event published and, unless the caller is an admin, its organizer the
+//! caller's), the guest becomes `checked_in`, the `accepted` row goes to `ticket_scans`,
+//! and the statement returns the ticket as it now is, for the answer.
+//! Concurrent scans of the same ticket queue on its row lock; when the first statement
+//! commits, PostgreSQL re-evaluates the `WHERE` of the others on the new row, finds
+//! `validated_at` set, and updates nothing, so their guest update and scan insert (which
+//! read the update's rows) do nothing either.
+//!
+//! A statement that accepts nothing (already validated, cancelled, not found, event not
+//! published, another organizer's ticket: the rare path) is followed by the
+//! multi-statement check-in in a transaction (`validate`), which says why and writes the
+//! refusal to `ticket_scans` in the same transaction as its outcome; its own conditional
+//! update still accepts a ticket that became valid in between, so every attempt is logged
+//! exactly once, with its result.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Client, GenericClient, Transaction};
@@ -73,18 +86,15 @@ pub async fn by_id(
     scan: Scan,
 ) -> ApiResult<Validation> {
     scan.validate()?;
-    let tx = db.transaction().await?;
-    let outcome = validate(
-        &tx,
+    check_in(
+        db,
         cache,
         caller,
         Some(ticket_id),
         &scan.scanner_id,
         &scan.location,
     )
-    .await;
-    tx.commit().await?;
-    outcome
+    .await
 }
 
 pub async fn by_code(
@@ -95,22 +105,22 @@ pub async fn by_code(
     input: ScanCode,
 ) -> ApiResult<Validation> {
     input.validate()?;
-    let tx = db.transaction().await?;
     let code = input.code.trim();
+    // Which ticket was read: plain reads (a ticket's id, event and code never change).
     let ticket_id = if signing::looks_like_payload(code) {
         match keys.verify(code) {
             Ok(claims) => {
                 // The signature is good; the ticket must still say the same thing.
-                let stmt = tx
+                let stmt = db
                     .prepare_cached("SELECT id FROM tickets WHERE id = $1 AND event_id = $2 AND ticket_code = $3")
                     .await?;
-                tx.query_opt(&stmt, &[&claims.ticket_id, &claims.event_id, &claims.code])
+                db.query_opt(&stmt, &[&claims.ticket_id, &claims.event_id, &claims.code])
                     .await?
                     .map(|r| r.get(0))
             }
             Err(e) => {
                 log_scan(
-                    &tx,
+                    &*db,
                     None,
                     None,
                     &input.scanner_id,
@@ -118,7 +128,6 @@ pub async fn by_code(
                     result::INVALID_SIGNATURE,
                 )
                 .await?;
-                tx.commit().await?;
                 return Err(ApiError::new(
                     ErrorCode::InvalidSignature,
                     format!("the ticket's signature does not verify ({e})"),
@@ -126,24 +135,104 @@ pub async fn by_code(
             }
         }
     } else if code::looks_like_code(&code.to_ascii_uppercase()) {
-        let stmt = tx
+        let stmt = db
             .prepare_cached("SELECT id FROM tickets WHERE ticket_code = $1")
             .await?;
-        tx.query_opt(&stmt, &[&code.to_ascii_uppercase()])
+        db.query_opt(&stmt, &[&code.to_ascii_uppercase()])
             .await?
             .map(|r| r.get(0))
     } else {
         None
     };
-    let outcome = validate(
-        &tx,
+    check_in(
+        db,
         cache,
         caller,
         ticket_id,
         &input.scanner_id,
         &input.location,
     )
-    .await;
+    .await
+}
+
+/// The whole accepted check-in in one statement (see the module doc): `$1` ticket,
+/// `$2` scanner, `$3` location, `$4` the caller's tenant (null for an admin), `$5` the
+/// scan log's result. It returns one row, the ticket as `queries::from_row` reads it,
+/// when the scan is accepted, and none otherwise (nothing then changed). The final
+/// `SELECT` sees the database as it was before the statement, so the ticket and guest
+/// come from the CTEs' `RETURNING` (their new rows), the event and ticket type (which a
+/// check-in does not change) from their tables.
+static ACCEPT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH accepted AS (
+            UPDATE tickets t
+               SET validated_at = now(), validated_by = $2, validation_location = $3, updated_at = now()
+             WHERE t.id = $1 AND t.status = 'active' AND t.validated_at IS NULL
+               AND EXISTS (SELECT 1 FROM events e
+                            WHERE e.id = t.event_id AND e.status = 'published'
+                              AND ($4::text IS NULL OR e.organizer_id = $4::text))
+         RETURNING t.*),
+              checked_in AS (
+            UPDATE guests g SET status = 'checked_in', updated_at = now()
+              FROM accepted a WHERE g.id = a.guest_id
+         RETURNING g.*),
+              scan AS (
+            INSERT INTO ticket_scans (ticket_id, event_id, scanner_id, location, result)
+            SELECT a.id, a.event_id, $2::text, $3::text, $5::text FROM accepted a)
+        SELECT {}
+          FROM accepted t
+          LEFT JOIN checked_in g ON g.id = t.guest_id
+          JOIN events e ON e.id = t.event_id
+          LEFT JOIN ticket_types tt ON tt.id = t.ticket_type_id",
+        queries::columns()
+    )
+});
+
+/// A scan of `ticket_id` (`None`: nothing matched what was read): the one-statement
+/// acceptance, else the explaining check-in in a transaction.
+async fn check_in(
+    db: &mut Client,
+    cache: &Cache,
+    caller: &Caller,
+    ticket_id: Option<i64>,
+    scanner_id: &str,
+    location: &str,
+) -> ApiResult<Validation> {
+    if let Some(id) = ticket_id {
+        let stmt = db.prepare_cached(&ACCEPT).await?;
+        let tenant = caller.tenant();
+        if let Some(row) = db
+            .query_opt(
+                &stmt,
+                &[&id, &scanner_id, &location, &tenant, &result::ACCEPTED],
+            )
+            .await?
+        {
+            // Committed. A guest the update did not find (it cannot: deleting a guest
+            // deletes its ticket) is an error, as it was on the multi-statement path.
+            if row.get::<_, Option<i64>>("id").is_none() {
+                return Err(ApiError::internal("guest vanished"));
+            }
+            let ticket = queries::from_row(&row)?;
+            let validated_at = ticket
+                .validated_at
+                .ok_or_else(|| ApiError::internal("validated_at"))?;
+            tracing::info!(
+                ticket_id = id,
+                event_id = ticket.event.id,
+                scanner_id,
+                "ticket validated"
+            );
+            return Ok(Validation {
+                valid: true,
+                ticket,
+                validated_at,
+            });
+        }
+    }
+    // Rare: refused (or not found). Say why, and log it, in one transaction.
+    let tx = db.transaction().await?;
+    let outcome = validate(&tx, cache, caller, ticket_id, scanner_id, location).await;
     tx.commit().await?;
     outcome
 }
@@ -168,6 +257,9 @@ async fn owner(tx: &Transaction<'_>, cache: &Cache, id: i64) -> ApiResult<Option
     Ok(found)
 }
 
+/// The check-in as separate statements in `tx`, for the scans `ACCEPT` did not accept:
+/// tenancy, the same conditional update (which accepts a ticket that became valid since),
+/// else why not, and the scan log's row with the result.
 async fn validate(
     tx: &Transaction<'_>,
     cache: &Cache,

@@ -222,6 +222,38 @@ async fn first_scan_checks_in_later_scans_say_when_and_where() {
 }
 
 #[tokio::test]
+async fn an_admin_checks_in_any_ticket_and_every_scan_names_its_ticket() {
+    let f = fixture().await;
+    // Another organizer's scanner is refused before the admin's scan is accepted.
+    assert_eq!(f.scan(&f.app.scanner("eve"), "x").await.code(), "NOT_FOUND");
+    let r = f.scan(&f.app.admin(), "door-1").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.data()["ticket"]["id"], f.ticket["id"]);
+    assert_eq!(r.data()["ticket"]["validatedBy"], "door-1");
+    assert_eq!(r.data()["ticket"]["guest"]["status"], "checked_in");
+    assert_eq!(r.data()["ticket"]["event"]["id"], f.event["id"]);
+    assert_eq!(r.data()["validatedAt"], r.data()["ticket"]["validatedAt"]);
+    assert_eq!(
+        f.scan(&f.token, "door-2").await.code(),
+        "TICKET_ALREADY_VALIDATED"
+    );
+    let ids = format!(
+        "ticket_id = {} AND event_id = {}",
+        f.ticket["id"], f.event["id"]
+    );
+    for (result, which) in [
+        ("not_found", "ticket_id IS NULL AND event_id IS NULL"),
+        ("accepted", ids.as_str()),
+        ("already_validated", ids.as_str()),
+    ] {
+        let sql =
+            format!("SELECT count(*) FROM ticket_scans WHERE result = '{result}' AND {which}");
+        assert_eq!(f.app.count(&sql).await, 1, "{result}");
+    }
+    assert_eq!(f.app.count("SELECT count(*) FROM ticket_scans").await, 3);
+}
+
+#[tokio::test]
 async fn refused_scans() {
     let f = fixture().await;
     let (scanner, eve) = (f.app.scanner("alice"), f.app.scanner("eve"));
