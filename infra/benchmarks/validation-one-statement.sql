@@ -1,11 +1,9 @@
--- PROPOSAL, measured by the harness (pgbench only; the service does not do this yet): the
--- check-in of validation.sql as ONE statement, so it is one round trip and its own transaction
--- (no BEGIN/COMMIT round trips): the tenancy check (the event's organizer), the conditional
--- ticket update, the guest update and the scan row as writable CTEs. The service runs 7 round
--- trips for the same check-in (BEGIN, tenancy SELECT, ticket UPDATE, guest UPDATE, scan INSERT,
--- the answer's SELECT, COMMIT); the answer's ticket could come from the same statement too. A
--- refused scan (already validated, cancelled) finds no row in `accepted` and would be explained
--- and logged by a second statement on that rare path.
+-- The check-in as the service runs it since the accepted path became one statement
+-- (shared::tickets::validate, ACCEPT): the tenancy check (the event's organizer), the
+-- conditional ticket update, the guest update and the scan row as writable CTEs, one round
+-- trip and its own transaction (no BEGIN/COMMIT round trips). The service's statement also
+-- returns the answer's ticket (joins on the updated rows); a refused scan finds no row in
+-- `accepted` and is explained and logged by a second transaction on that rare path.
 --   pgbench ... -f validation-one-statement.sql -D first_ticket=.. -D clients=C -D i=0 -D org=<organizer>
 \set tid :first_ticket + :client_id + :clients * :i
 \set i :i + 1

@@ -1,5 +1,7 @@
--- The check-in transaction as the service runs it (shared::tickets::validate), as plain SQL for
--- pgbench: the database's own limit for the same writes. Each transaction validates a ticket
+-- The validation transaction the issue's target refers to (update ticket, update guest, insert
+-- scan row: BEGIN, three statements, COMMIT), as plain SQL for pgbench: the database's own limit
+-- for those writes. The service does the same writes as one statement since then
+-- (validation-one-statement.sql). Each transaction validates a ticket
 -- no other transaction touches (distinct tickets: a per-client counter over a pool of
 -- consecutive ticket ids).
 --   pgbench -n -M prepared -c C -j 2 -T S -f validation.sql \

@@ -2588,7 +2588,7 @@ async fn run() -> anyhow::Result<i32> {
     {
         let p = &pgb["val1s64"];
         res.rows.push([
-            "PROPOSAL, pgbench only: the check-in as one statement (validation-one-statement.sql)"
+            "pgbench only: the service's own check-in statement (validation-one-statement.sql)"
                 .into(),
             "64".into(),
             "–".into(),
@@ -2641,7 +2641,7 @@ async fn run() -> anyhow::Result<i32> {
         ("val64", "pgbench validation.sql", 64),
         (
             "val1s64",
-            "pgbench validation-one-statement.sql (proposal)",
+            "pgbench validation-one-statement.sql (the service's)",
             64,
         ),
     ] {
