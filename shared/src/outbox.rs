@@ -52,18 +52,28 @@ pub async fn enqueue(
     job_type: &str,
     payload: Value,
 ) -> Result<Uuid, tokio_postgres::Error> {
-    let job_id = Uuid::new_v4();
+    Ok(enqueue_all(tx, &[(job_type, payload)]).await?[0])
+}
+
+/// Writes several jobs in the caller's transaction with one statement (one round trip),
+/// in the order given. Returns their ids.
+pub async fn enqueue_all(
+    tx: &impl GenericClient,
+    jobs: &[(&str, Value)],
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
+    let queues: Vec<&str> = jobs.iter().map(|(t, _)| queue_of(t).name()).collect();
+    let types: Vec<&str> = jobs.iter().map(|(t, _)| *t).collect();
+    let payloads: Vec<&Value> = jobs.iter().map(|(_, p)| p).collect();
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO job_outbox (job_id, queue, job_type, payload) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO job_outbox (job_id, queue, job_type, payload)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])",
         )
         .await?;
-    tx.execute(
-        &stmt,
-        &[&job_id, &queue_of(job_type).name(), &job_type, &payload],
-    )
-    .await?;
-    Ok(job_id)
+    tx.execute(&stmt, &[&ids, &queues, &types, &payloads])
+        .await?;
+    Ok(ids)
 }
 
 #[derive(Debug, Clone)]

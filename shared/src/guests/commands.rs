@@ -66,27 +66,41 @@ pub async fn register(
     caller.require_manager()?;
     input.check()?;
     let tx = db.transaction().await?;
-    let event = event_access_locked(&tx, caller, event_id, EventLock::Share).await?;
+    let event = event_access_locked(
+        &tx,
+        caller,
+        event_id,
+        EventLock::Share,
+        input.ticket_type_id,
+    )
+    .await?;
     if event.status != "published" {
         return Err(closed(&format!("the event is {}", event.status)));
     }
     if event.event_date <= chrono::Utc::now() {
         return Err(closed("the event has started"));
     }
-    check_ticket_type(&tx, event_id, event.has_ticket_types, input.ticket_type_id).await?;
+    check_ticket_type(
+        event.has_ticket_types,
+        event.has_ticket_type,
+        input.ticket_type_id,
+    )?;
     let status = if event.requires_approval {
         GuestStatus::Pending
     } else {
         GuestStatus::Confirmed
     };
 
+    // The ticket id is drawn with the guest row (one round trip), so its signed payload is
+    // written with the ticket row.
     let stmt = tx
         .prepare_cached(
             "INSERT INTO guests (event_id, ticket_type_id, first_name, last_name, email, phone, status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             RETURNING id, CASE WHEN $7 = 'confirmed' THEN nextval(pg_get_serial_sequence('tickets', 'id')) END",
         )
         .await?;
-    let guest_id: i64 = tx
+    let row = tx
         .query_one(
             &stmt,
             &[
@@ -100,17 +114,17 @@ pub async fn register(
             ],
         )
         .await
-        .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?
-        .get(0);
-    outbox::enqueue(
-        &tx,
+        .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?;
+    let (guest_id, ticket_id): (i64, Option<i64>) = (row.get(0), row.get(1));
+    let mut jobs = vec![(
         types::REGISTRATION_CONFIRMATION,
         json!({"eventId": event_id, "guestId": guest_id}),
-    )
-    .await?;
-    if status == GuestStatus::Confirmed {
-        issue_ticket(&tx, keys, event_id, guest_id, input.ticket_type_id).await?;
+    )];
+    if let Some(ticket_id) = ticket_id {
+        let ids = (event_id, guest_id, ticket_id);
+        jobs.push(issue_ticket(&tx, keys, ids, input.ticket_type_id).await?);
     }
+    outbox::enqueue_all(&tx, &jobs).await?;
     // Last, so the seat shards stay locked only until the commit right after.
     take_seat(&tx, event_id, input.ticket_type_id, guest_id).await?;
     tx.commit().await?;
@@ -129,13 +143,9 @@ pub async fn register(
     Ok(Registration { guest, ticket })
 }
 
-/// `ticketTypeId` is required when the event has ticket types, and must be one of them.
-async fn check_ticket_type(
-    tx: &Transaction<'_>,
-    event_id: i64,
-    has_types: bool,
-    id: Option<i64>,
-) -> ApiResult<()> {
+/// `ticketTypeId` is required when the event has ticket types, and must be one of them
+/// (`is_one`: whether it is, as [`EventAccess`](super::queries::EventAccess) found).
+fn check_ticket_type(has_types: bool, is_one: bool, id: Option<i64>) -> ApiResult<()> {
     match (has_types, id) {
         (false, None) => Ok(()),
         (false, Some(_)) => Err(ApiError::field(
@@ -146,18 +156,11 @@ async fn check_ticket_type(
             "ticketTypeId",
             "is required: the event has ticket types",
         )),
-        (true, Some(id)) => {
-            let stmt = tx
-                .prepare_cached("SELECT 1 FROM ticket_types WHERE id = $1 AND event_id = $2")
-                .await?;
-            match tx.query_opt(&stmt, &[&id, &event_id]).await? {
-                Some(_) => Ok(()),
-                None => Err(ApiError::field(
-                    "ticketTypeId",
-                    "is not a ticket type of this event",
-                )),
-            }
-        }
+        (true, Some(_)) if is_one => Ok(()),
+        (true, Some(_)) => Err(ApiError::field(
+            "ticketTypeId",
+            "is not a ticket type of this event",
+        )),
     }
 }
 
@@ -239,20 +242,23 @@ async fn add_type_seat(
     Ok(row.get(0))
 }
 
-/// Creates the guest's ticket with a fresh code (a collision just draws another) and
-/// queues its generation job.
+/// Draws the id of a ticket about to be issued (see [`issue_ticket`]).
+async fn next_ticket_id(tx: &Transaction<'_>) -> ApiResult<i64> {
+    let stmt = tx
+        .prepare_cached("SELECT nextval(pg_get_serial_sequence('tickets', 'id'))")
+        .await?;
+    Ok(tx.query_one(&stmt, &[]).await?.get(0))
+}
+
+/// Creates the guest's ticket (`ids`: event, guest, and the ticket id drawn beforehand, so
+/// the signed payload is written with the row) with a fresh code (a collision just draws
+/// another). Returns its generation job, for the caller to queue with its others.
 async fn issue_ticket(
     tx: &Transaction<'_>,
     keys: &TicketKeys,
-    event_id: i64,
-    guest_id: i64,
+    (event_id, guest_id, ticket_id): (i64, i64, i64),
     ticket_type_id: Option<i64>,
-) -> ApiResult<i64> {
-    // The id is drawn first so the signed payload is written with the row.
-    let next_id = tx
-        .prepare_cached("SELECT nextval(pg_get_serial_sequence('tickets', 'id'))")
-        .await?;
-    let ticket_id: i64 = tx.query_one(&next_id, &[]).await?.get(0);
+) -> ApiResult<(&'static str, serde_json::Value)> {
     let insert = tx
         .prepare_cached(
             "INSERT INTO tickets (id, guest_id, event_id, ticket_type_id, ticket_code, qr_payload)
@@ -273,8 +279,7 @@ async fn issue_ticket(
             &payload,
         ];
         if tx.execute(&insert, &params).await? == 1 {
-            outbox::enqueue(tx, types::GENERATE_TICKET, json!({"ticketId": ticket_id})).await?;
-            return Ok(ticket_id);
+            return Ok((types::GENERATE_TICKET, json!({"ticketId": ticket_id})));
         }
     }
     Err(ApiError::internal(
@@ -287,6 +292,8 @@ struct LockedGuest {
     status: GuestStatus,
     ticket_type_id: Option<i64>,
     event_status: String,
+    /// Whether the ticket type `lock_guest` was asked about is one of the event's.
+    has_ticket_type: bool,
 }
 
 async fn lock_guest(
@@ -295,8 +302,9 @@ async fn lock_guest(
     event_id: i64,
     guest_id: i64,
     lock: EventLock,
+    ticket_type: Option<i64>,
 ) -> ApiResult<LockedGuest> {
-    let event = event_access_locked(tx, caller, event_id, lock).await?;
+    let event = event_access_locked(tx, caller, event_id, lock, ticket_type).await?;
     let stmt = tx
         .prepare_cached(
             "SELECT status, ticket_type_id FROM guests WHERE id = $1 AND event_id = $2 FOR UPDATE",
@@ -311,6 +319,7 @@ async fn lock_guest(
         status: GuestStatus::parse(&status).ok_or_else(|| ApiError::internal("guest status"))?,
         ticket_type_id: row.get(1),
         event_status: event.status,
+        has_ticket_type: event.has_ticket_type,
     })
 }
 
@@ -332,7 +341,7 @@ pub async fn approve(
     guest_id: i64,
 ) -> ApiResult<Registration> {
     let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share).await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share, None).await?;
     refuse_if_event_final(&g)?;
     if g.status != GuestStatus::Pending {
         return Err(ApiError::invalid_state(format!(
@@ -345,7 +354,10 @@ pub async fn approve(
         &[&guest_id],
     )
     .await?;
-    issue_ticket(&tx, keys, event_id, guest_id, g.ticket_type_id).await?;
+    let ticket_id = next_ticket_id(&tx).await?;
+    let (job_type, payload) =
+        issue_ticket(&tx, keys, (event_id, guest_id, ticket_id), g.ticket_type_id).await?;
+    outbox::enqueue(&tx, job_type, payload).await?;
     let guest = queries::by_id(&tx, event_id, guest_id).await?;
     let ticket = tickets::queries::by_guest(&tx, guest_id).await?;
     tx.commit().await?;
@@ -360,7 +372,7 @@ pub async fn cancel(
     guest_id: i64,
 ) -> ApiResult<Guest> {
     let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share).await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share, None).await?;
     refuse_if_event_final(&g)?;
     match g.status {
         GuestStatus::CheckedIn => {
@@ -405,7 +417,7 @@ pub async fn delete(
     let tx = db.transaction().await?;
     // The event row is written (it had a guest): lock it for that at once, rather than
     // share it first and then wait to upgrade.
-    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Update).await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Update, None).await?;
     if g.status == GuestStatus::CheckedIn {
         return Err(ApiError::invalid_state(
             "a checked-in guest cannot be deleted",
@@ -434,7 +446,7 @@ pub async fn resend_ticket(
     guest_id: i64,
 ) -> ApiResult<uuid::Uuid> {
     let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share).await?;
+    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share, None).await?;
     let ticket: Option<i64> = tx
         .query_opt(
             "SELECT id FROM tickets WHERE guest_id = $1 AND status = 'active'",
@@ -467,7 +479,15 @@ pub async fn update(
     caller.require_manager()?;
     input.check()?;
     let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id, EventLock::Share).await?;
+    let g = lock_guest(
+        &tx,
+        caller,
+        event_id,
+        guest_id,
+        EventLock::Share,
+        input.ticket_type_id,
+    )
+    .await?;
     if let Some(new_type) = input
         .ticket_type_id
         .filter(|t| Some(*t) != g.ticket_type_id)
@@ -526,7 +546,7 @@ async fn move_seat(
         }
     }
     refuse_if_event_final(g)?;
-    check_ticket_type(tx, event_id, true, Some(to)).await?;
+    check_ticket_type(true, g.has_ticket_type, Some(to))?;
     let take = || async {
         if !add_type_seat(tx, event_id, to, 1, guest_id).await? {
             return Err(ApiError::new(

@@ -17,6 +17,9 @@ pub struct EventAccess {
     pub event_date: chrono::DateTime<chrono::Utc>,
     pub requires_approval: bool,
     pub has_ticket_types: bool,
+    /// Whether the ticket type asked about ([`event_access_locked`]'s `ticket_type`) is one
+    /// of the event's.
+    pub has_ticket_type: bool,
 }
 
 /// The row lock a guest command takes on its event, see [`event_access_locked`].
@@ -35,7 +38,7 @@ pub async fn event_access(
     caller: &Caller,
     id: i64,
 ) -> ApiResult<EventAccess> {
-    access(db, caller, id, None).await
+    access(db, caller, id, None, None).await
 }
 
 /// [`event_access`], with the event row locked for the rest of the transaction. Every
@@ -44,13 +47,17 @@ pub async fn event_access(
 /// they wait for those guest commands and the guest commands wait for them. A registration
 /// therefore sees a status that cannot change before it commits, and seat shards that are
 /// not being laid out again (see migrations/V4__seat_shards.sql).
+///
+/// `ticket_type`: a ticket type id to check against the event in the same round trip
+/// ([`EventAccess::has_ticket_type`]).
 pub async fn event_access_locked(
     db: &impl GenericClient,
     caller: &Caller,
     id: i64,
     lock: EventLock,
+    ticket_type: Option<i64>,
 ) -> ApiResult<EventAccess> {
-    access(db, caller, id, Some(lock)).await
+    access(db, caller, id, Some(lock), ticket_type).await
 }
 
 async fn access(
@@ -58,10 +65,12 @@ async fn access(
     caller: &Caller,
     id: i64,
     lock: Option<EventLock>,
+    ticket_type: Option<i64>,
 ) -> ApiResult<EventAccess> {
     caller.require_manager()?;
     const SELECT: &str = "SELECT organizer_id, status, event_date, requires_approval,
-                    EXISTS (SELECT 1 FROM ticket_types t WHERE t.event_id = e.id) AS has_types
+                    EXISTS (SELECT 1 FROM ticket_types t WHERE t.event_id = e.id) AS has_types,
+                    EXISTS (SELECT 1 FROM ticket_types t WHERE t.event_id = e.id AND t.id = $2) AS has_type
                FROM events e WHERE id = $1";
     let stmt = match lock {
         None => db.prepare_cached(SELECT).await?,
@@ -72,7 +81,7 @@ async fn access(
         }
     };
     let row = db
-        .query_opt(&stmt, &[&id])
+        .query_opt(&stmt, &[&id, &ticket_type])
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;
     if !caller.can_see(row.get("organizer_id")) {
@@ -84,6 +93,7 @@ async fn access(
         event_date: row.get("event_date"),
         requires_approval: row.get("requires_approval"),
         has_ticket_types: row.get("has_types"),
+        has_ticket_type: row.get("has_type"),
     })
 }
 
