@@ -1,6 +1,6 @@
 //! Registrations per second through the real router and a real PostgreSQL, with the seat
 //! counts checked afterwards. Run: `cargo bench -p shared --bench registrations`
-//! (figures recorded in infra/benchmarks/README.md). `BENCH_REGISTRATIONS` sets N.
+//! (figures recorded in the README, Benchmarks). `BENCH_REGISTRATIONS` sets N.
 //!
 //! Two loads: every request on ONE hot ticket type (the worst case: all transactions
 //! queue on the same counter rows), and requests spread over 50 events.
