@@ -2,8 +2,9 @@
 //! counts checked afterwards. Run: `cargo bench -p shared --bench registrations`
 //! (figures recorded in the README, Benchmarks). `BENCH_REGISTRATIONS` sets N.
 //!
-//! Two loads: every request on ONE hot ticket type (the worst case: all transactions
-//! queue on the same counter rows), and requests spread over 50 events.
+//! Two loads: every request on ONE hot ticket type (the worst case for locking: every
+//! transaction takes seats of the same event and ticket type, spread over their seat
+//! shards), and requests spread over 50 events.
 
 mod common;
 
