@@ -9,8 +9,8 @@ use crate::events::EventStatus;
 use crate::guests::model::{Guest, GUEST_COLUMNS};
 
 /// The select list `from_row` reads, over `t` (tickets), `g` (guests), `e` (events) and
-/// `tt` (ticket types, may be null).
-pub(super) fn columns() -> String {
+/// `tt` (ticket types, may be null). Also EXPLAINed by the performance harness.
+pub fn columns() -> String {
     format!(
         "t.id AS tk_id, t.ticket_code, t.status AS tk_status, t.validated_at, t.validated_by,
                 t.validation_location, t.qr_payload, t.qr_code_data, t.created_at AS tk_created_at,
