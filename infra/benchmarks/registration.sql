@@ -1,4 +1,4 @@
--- The registration transaction as the service runs it (shared::guests::commands::register),
+-- The registration transaction as the service runs it (domain::guests::commands::register),
 -- as plain SQL for pgbench: the database's own limit for the same transaction.
 -- The event row is locked FOR SHARE (its status cannot change before the commit), the
 -- guest, its ticket and their two jobs are written, and the seats are taken last, from the

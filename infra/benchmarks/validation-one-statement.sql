@@ -1,5 +1,5 @@
 -- The check-in as the service runs it since the accepted path became one statement
--- (shared::tickets::validate, ACCEPT): the tenancy check (the event's organizer), the
+-- (domain::tickets::checkin, ACCEPT): the tenancy check (the event's organizer), the
 -- conditional ticket update, the guest update and the scan row as writable CTEs, one round
 -- trip and its own transaction (no BEGIN/COMMIT round trips). The service's statement also
 -- returns the answer's ticket (joins on the updated rows); a refused scan finds no row in

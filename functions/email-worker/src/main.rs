@@ -1,9 +1,9 @@
 //! The `email-worker` Lambda function, triggered by the email queue (SQS event source with
-//! `ReportBatchItemFailures`). It runs the same [`shared::workers::Workers`] as the
+//! `ReportBatchItemFailures`). It runs the same [`jobs::workers::Workers`] as the
 //! ticket worker (they dispatch by job type); the two stay separate functions because
 //! each queue has its own event source, concurrency and alarms.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::sqs_worker::run_lambda("email-worker").await
+    jobs::lambda::run_lambda("email-worker").await
 }

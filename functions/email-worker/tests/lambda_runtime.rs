@@ -1,11 +1,11 @@
 //! The email-worker function driven through the Lambda runtime interface (cargo-lambda's
 //! emulator) with a real SQS event: a real job and a poison message in one batch.
 
+use domain::outbox::{self, RelayConfig};
 use serde_json::json;
-use shared::outbox::{self, RelayConfig};
-use shared::testing::aws::lambda_sqs_event;
-use shared::testing::lambda::Emulator;
-use shared::testing::{fixtures, TestDatabase};
+use testkit::aws::lambda_sqs_event;
+use testkit::lambda::Emulator;
+use testkit::{fixtures, TestDatabase};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -29,7 +29,7 @@ async fn a_batch_reports_exactly_its_poison_message() {
         .mount(&stub)
         .await;
 
-    let signing_key = shared::tickets::signing::TicketKeys::generate().seed_base64();
+    let signing_key = domain::tickets::signing::TicketKeys::generate().seed_base64();
     let notification_url = stub.uri();
     let env = [
         ("DATABASE_URL", db.url.as_str()),

@@ -1,11 +1,12 @@
 //! The events function driven through the Lambda runtime interface
 //! (cargo-lambda's emulator) with real API Gateway HTTP API v2 payloads.
 
+use domain::Role;
+use edge::auth::{issue_token, Claims};
+use platform::config::JwtConfig;
 use serde_json::{json, Value};
-use shared::auth::{issue_token, Claims, Role};
-use shared::config::JwtConfig;
-use shared::testing::lambda::{apigw_v2, Emulator};
-use shared::testing::TestDatabase;
+use testkit::lambda::{apigw_v2, Emulator};
+use testkit::TestDatabase;
 
 fn body(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().expect("a body")).expect("a JSON body")
@@ -15,7 +16,7 @@ fn body(response: &Value) -> Value {
 async fn events_answer_through_the_lambda_runtime() {
     let db = TestDatabase::create().await;
     let secret = "lambda-test-secret";
-    let signing_key = shared::tickets::signing::TicketKeys::generate().seed_base64();
+    let signing_key = domain::tickets::signing::TicketKeys::generate().seed_base64();
     let env = [
         ("DATABASE_URL", db.url.as_str()),
         ("JWT_SECRET", secret),

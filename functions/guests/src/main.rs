@@ -1,9 +1,9 @@
 //! The `guests` Lambda function: registration, approval, cancellation of guests.
-use shared::api::{router, Group};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::logging::init("guests");
-    let state = shared::AppState::load().await?;
-    lambda_http::run(router(state, &[Group::Guests])).await
+    let env = platform::config::Env::process();
+    platform::logging::init("guests");
+    let state = edge::ApiState::load(env).await?;
+    lambda_http::run(edge::http::serve(guests::routes(), state)).await
 }

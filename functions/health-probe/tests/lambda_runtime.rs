@@ -2,9 +2,9 @@
 //! emulator): the returned document is the EMF line it prints.
 
 use serde_json::Value;
-use shared::testing::aws::{create_queue, moto};
-use shared::testing::lambda::Emulator;
-use shared::testing::TestDatabase;
+use testkit::aws::{create_queue, moto};
+use testkit::lambda::Emulator;
+use testkit::TestDatabase;
 
 fn scheduled_event() -> Value {
     serde_json::from_str(include_str!(

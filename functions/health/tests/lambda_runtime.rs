@@ -2,8 +2,8 @@
 //! emulator) with real API Gateway HTTP API v2 payloads.
 
 use serde_json::Value;
-use shared::testing::lambda::{apigw_v2, Emulator};
-use shared::testing::TestDatabase;
+use testkit::lambda::{apigw_v2, Emulator};
+use testkit::TestDatabase;
 
 fn body(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().expect("a body")).expect("a JSON body")
@@ -12,7 +12,7 @@ fn body(response: &Value) -> Value {
 #[tokio::test]
 async fn health_answers_through_the_lambda_runtime() {
     let db = TestDatabase::create().await;
-    let key = shared::tickets::signing::TicketKeys::generate().seed_base64();
+    let key = domain::tickets::signing::TicketKeys::generate().seed_base64();
     let env = [
         ("DATABASE_URL", db.url.as_str()),
         ("JWT_SECRET", "s"),
@@ -29,12 +29,12 @@ async fn health_answers_through_the_lambda_runtime() {
         (200, Some(200)),
         "{res}"
     );
-    assert_eq!(body(&res)["data"]["status"], "healthy");
+    assert_eq!(body(&res)["status"], "healthy");
     let (_, res) = emulator
         .invoke("health", &apigw_v2("GET", "/health/ready", None, None))
         .await;
     assert_eq!(res["statusCode"], 200);
-    assert_eq!(body(&res)["data"]["dependencies"]["database"], true);
+    assert_eq!(body(&res)["dependencies"]["database"], true);
     let (_, res) = emulator
         .invoke("health", &apigw_v2("GET", "/api/openapi.json", None, None))
         .await;

@@ -1,19 +1,26 @@
 //! The `migrate` Lambda function: applies `migrations/` when CloudFormation creates or updates
 //! the `Migrations` custom resource, or when invoked directly with `{}`; generates (and on
 //! request rotates) the ticket signing key of the `TicketSigningKey` custom resource.
-//! It always answers CloudFormation, even on errors (`shared::ops::cfn`).
+//! It always answers CloudFormation, even on errors ([`cfn`]).
+
+mod cfn;
+mod migrate;
+mod ticket_key;
+
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use platform::config::Env;
+use platform::invocation::Invocation;
 use serde_json::Value;
-use shared::ops::{migrate, Invocation};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::logging::init("migrate");
+    let env = &Env::process();
+    platform::logging::init("migrate");
     // Nothing fallible before the runtime starts: a failed init could not answer CloudFormation.
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
         let (payload, ctx) = event.into_parts();
         let invocation = Invocation::new(&ctx.request_id, ctx.deadline, &ctx.env_config.log_stream);
-        Ok::<_, Error>(migrate::handle(payload, invocation).await?)
+        Ok::<_, Error>(migrate::handle(env, payload, invocation).await?)
     }))
     .await
 }

@@ -4,8 +4,8 @@
 
 use base64::Engine;
 use serde_json::{json, Value};
-use shared::testing::aws::moto;
-use shared::testing::lambda::Emulator;
+use testkit::aws::moto;
+use testkit::lambda::Emulator;
 use tokio_postgres::NoTls;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -19,7 +19,7 @@ struct BlankDatabase {
 }
 
 async fn admin() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&shared::testing::server_url(), NoTls)
+    let (client, conn) = tokio_postgres::connect(&testkit::server_url(), NoTls)
         .await
         .expect("PostgreSQL runs (infra/scripts/services.sh)");
     tokio::spawn(conn);
@@ -36,7 +36,7 @@ impl BlankDatabase {
             .await
             .unwrap();
         Self {
-            url: shared::testing::url_for(&name),
+            url: testkit::url_for(&name),
             name,
         }
     }
@@ -390,7 +390,7 @@ async fn the_ticket_signing_key_is_generated_once_and_rotated_on_request() {
         .decode(seed.trim())
         .expect("standard base64");
     assert_eq!(bytes.len(), 32, "a 32-byte Ed25519 seed");
-    let keys = shared::tickets::signing::TicketKeys::from_seed_base64(&seed, &[]).unwrap();
+    let keys = domain::tickets::signing::TicketKeys::from_seed_base64(&seed, &[]).unwrap();
     assert_eq!(created["Data"]["KeyId"], keys.kid());
     assert_eq!(created["Data"]["PublicKey"], keys.public_key_base64());
 

@@ -1,13 +1,18 @@
 //! The `outbox-sweep` Lambda function (EventBridge schedule, every minute): relays the due
-//! jobs of the outbox to the SQS queues and publishes the backlog (`shared::ops::sweep`).
+//! jobs of the outbox to the SQS queues and publishes the backlog ([`sweep`]).
+
+mod sweep;
+
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use platform::invocation::Invocation;
 use serde_json::Value;
-use shared::ops::{sweep::Sweeper, Invocation};
+use sweep::Sweeper;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::logging::init("outbox-sweep");
-    let sweeper = &Sweeper::from_env().await?;
+    let env = platform::config::Env::process();
+    platform::logging::init("outbox-sweep");
+    let sweeper = &Sweeper::from_env(env).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let ctx = event.context;
         let invocation = Invocation::new(&ctx.request_id, ctx.deadline, &ctx.env_config.log_stream);

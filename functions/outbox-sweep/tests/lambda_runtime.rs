@@ -2,9 +2,9 @@
 //! emulator) with an EventBridge scheduled event; the queues are moto's SQS.
 
 use serde_json::Value;
-use shared::testing::aws::{create_queue, moto};
-use shared::testing::lambda::Emulator;
-use shared::testing::{fixtures, TestDatabase};
+use testkit::aws::{create_queue, moto};
+use testkit::lambda::Emulator;
+use testkit::{fixtures, TestDatabase};
 
 async fn receive_types(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
     let out = sqs

@@ -1,9 +1,9 @@
 //! The `ticket-worker` Lambda function, triggered by the ticket-generation queue (SQS event
-//! source with `ReportBatchItemFailures`). It runs the same [`shared::workers::Workers`]
+//! source with `ReportBatchItemFailures`). It runs the same [`jobs::workers::Workers`]
 //! as the email worker; the `ticket_ready` email a `generate_ticket` job writes is
 //! relayed to the email queue before the invocation ends.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::sqs_worker::run_lambda("ticket-worker").await
+    jobs::lambda::run_lambda("ticket-worker").await
 }

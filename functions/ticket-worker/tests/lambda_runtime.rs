@@ -2,11 +2,11 @@
 //! emulator) with a real SQS event, its outbox relayed to (moto's) SQS through the SDK's
 //! own `AWS_ENDPOINT_URL` configuration.
 
+use domain::outbox::{self, RelayConfig};
 use serde_json::{json, Value};
-use shared::outbox::{self, RelayConfig};
-use shared::testing::aws::{create_queue, lambda_sqs_event, moto};
-use shared::testing::lambda::Emulator;
-use shared::testing::{fixtures, TestDatabase};
+use testkit::aws::{create_queue, lambda_sqs_event, moto};
+use testkit::lambda::Emulator;
+use testkit::{fixtures, TestDatabase};
 use wiremock::MockServer;
 
 #[tokio::test]
@@ -28,7 +28,7 @@ async fn a_batch_renders_the_ticket_relays_its_email_and_reports_the_poison_mess
     let ticket_queue = create_queue(&sqs, "ticket-generation", 30, 3).await;
     let stub = MockServer::start().await; // required in Lambda; this worker sends no email
 
-    let signing_key = shared::tickets::signing::TicketKeys::generate().seed_base64();
+    let signing_key = domain::tickets::signing::TicketKeys::generate().seed_base64();
     let notification_url = stub.uri();
     let aws_env = moto.env();
     let mut env = vec![

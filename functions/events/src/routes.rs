@@ -1,0 +1,230 @@
+//! Routes of the `events` function: events and their ticket types.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use domain::events::input::{
+    CreateEvent, ListEvents, NewTicketType, UpdateEvent, UpdateTicketType,
+};
+use domain::events::{commands, queries, Event, EventList, TicketType};
+use domain::{access, Caller};
+use edge::docs::{ErrorBody, Success};
+use edge::error::ApiResult;
+use edge::http::{created, ok, ApiJson, ApiPath, ApiQuery, Envelope, Manager};
+use edge::ApiState;
+
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events, create_event))
+        .routes(routes!(get_event, update_event, delete_event))
+        .routes(routes!(create_ticket_type))
+        .routes(routes!(update_ticket_type, delete_ticket_type))
+}
+
+#[utoipa::path(get, path = "/api/events", tag = "events", params(ListEvents),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the caller's events", body = Success<EventList>),
+        (status = 400, description = "VALIDATION_ERROR: bad query parameters", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "scanners", body = ErrorBody),
+    ))]
+async fn list_events(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiQuery(query): ApiQuery<ListEvents>,
+) -> ApiResult<Envelope<EventList>> {
+    let db = state.db.get().await?;
+    list_cached(&db, &state, &caller, &query).await.map(ok)
+}
+
+#[utoipa::path(post, path = "/api/events", tag = "events", request_body = CreateEvent,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The event, in status `draft`", body = Success<Event>),
+        (status = 400, description = "VALIDATION_ERROR", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: duplicate ticket type names", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+    ))]
+async fn create_event(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiJson(input): ApiJson<CreateEvent>,
+) -> ApiResult<Envelope<Event>> {
+    let mut db = state.db.get().await?;
+    let event = commands::create(&mut db, &caller, input).await?;
+    state.after_commit(event.id).await;
+    Ok(created(event))
+}
+
+#[utoipa::path(get, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Success<Event>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "unknown, or another organizer's", body = ErrorBody),
+    ))]
+async fn get_event(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Envelope<Event>> {
+    let db = state.db.get().await?;
+    get_cached(&db, &state, &caller, id).await.map(ok)
+}
+
+#[utoipa::path(patch, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)), request_body = UpdateEvent,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Success<Event>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: forbidden status transition, final event, maxAttendees below registered, quantity below sold", body = ErrorBody),
+    ))]
+async fn update_event(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<UpdateEvent>,
+) -> ApiResult<Envelope<Event>> {
+    let mut db = state.db.get().await?;
+    let event = commands::update(&mut db, &caller, id, input).await?;
+    state.after_commit(id).await;
+    Ok(ok(event))
+}
+
+#[utoipa::path(delete, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: a guest was registered once", body = ErrorBody),
+    ))]
+async fn delete_event(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    let mut db = state.db.get().await?;
+    commands::delete(&mut db, &caller, id).await?;
+    state.after_commit(id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/events/{id}/ticket-types", tag = "events", params(("id" = i64, Path)),
+    request_body = NewTicketType, security(("bearer" = [])),
+    responses(
+        (status = 201, body = Success<TicketType>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: final event, name taken, more than 50 types", body = ErrorBody),
+    ))]
+async fn create_ticket_type(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<NewTicketType>,
+) -> ApiResult<Envelope<TicketType>> {
+    let mut db = state.db.get().await?;
+    let created_type = commands::add_ticket_type(&mut db, &caller, id, input).await?;
+    state.after_commit(id).await;
+    Ok(created(created_type))
+}
+
+#[utoipa::path(patch, path = "/api/events/{id}/ticket-types/{ticketTypeId}", tag = "events",
+    params(("id" = i64, Path), ("ticketTypeId" = i64, Path)), request_body = UpdateTicketType,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Success<TicketType>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: quantity below sold, name taken, final event", body = ErrorBody),
+    ))]
+async fn update_ticket_type(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
+    ApiJson(input): ApiJson<UpdateTicketType>,
+) -> ApiResult<Envelope<TicketType>> {
+    let mut db = state.db.get().await?;
+    let updated = commands::update_ticket_type(&mut db, &caller, id, ticket_type_id, input).await?;
+    state.after_commit(id).await;
+    Ok(ok(updated))
+}
+
+#[utoipa::path(delete, path = "/api/events/{id}/ticket-types/{ticketTypeId}", tag = "events",
+    params(("id" = i64, Path), ("ticketTypeId" = i64, Path)), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: seats were sold", body = ErrorBody),
+    ))]
+async fn delete_ticket_type(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<StatusCode> {
+    let mut db = state.db.get().await?;
+    commands::delete_ticket_type(&mut db, &caller, id, ticket_type_id).await?;
+    state.after_commit(id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// [`queries::get`] through the cache: the entry is keyed by the event's generation (see
+/// `platform::cache`), and the tenancy gate's rule is applied to the cached value as to a
+/// fresh one.
+async fn get_cached(
+    db: &deadpool_postgres::Client,
+    state: &ApiState,
+    caller: &Caller,
+    id: i64,
+) -> ApiResult<Event> {
+    let Some(generation) = state.cache.generation(&format!("event:{id}")).await else {
+        return Ok(queries::get(db, caller, id).await?);
+    };
+    let key = format!("event:{id}:{generation}");
+    let event = match state.cache.get::<Event>(&key).await {
+        Some(event) => event,
+        None => {
+            let event = queries::get_unscoped(db, id).await?;
+            state.cache.put(&key, &event).await;
+            event
+        }
+    };
+    access::check(caller, &event.organizer_id, "event")?;
+    Ok(event)
+}
+
+/// [`queries::list`] through the cache, for a short time (lists of upcoming/past events
+/// move with the clock) and invalidated by any change to any event.
+async fn list_cached(
+    db: &deadpool_postgres::Client,
+    state: &ApiState,
+    caller: &Caller,
+    q: &ListEvents,
+) -> ApiResult<EventList> {
+    q.check()?;
+    let Some(generation) = state.cache.generation("lists").await else {
+        return Ok(queries::list(db, Some(&state.db), caller, q).await?);
+    };
+    let key = format!(
+        "events:{}:{generation}:{}:{}:{:?}:{:?}:{}",
+        caller.tenant().unwrap_or("*"),
+        q.page(),
+        q.limit(),
+        q.status,
+        q.sort,
+        q.search.as_deref().unwrap_or("")
+    );
+    if let Some(hit) = state.cache.get::<EventList>(&key).await {
+        return Ok(hit);
+    }
+    let fresh = queries::list(db, Some(&state.db), caller, q).await?;
+    state
+        .cache
+        .put_for(&key, &fresh, Some(std::time::Duration::from_secs(30)))
+        .await;
+    Ok(fresh)
+}

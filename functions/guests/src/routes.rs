@@ -1,0 +1,181 @@
+//! Routes of the `guests` function.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use domain::guests::input::{ListGuests, Register, UpdateGuest};
+use domain::guests::model::GuestList;
+use domain::guests::{commands, queries, Guest, Registration};
+use edge::docs::{ErrorBody, Success};
+use edge::error::ApiResult;
+use edge::http::{created, ok, ApiJson, ApiPath, ApiQuery, Envelope, Manager};
+use edge::rate_limit::{Limited, Registrations};
+use edge::ApiState;
+
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_guests, register_guest))
+        .routes(routes!(get_guest, update_guest, delete_guest))
+        .routes(routes!(approve_guest))
+        .routes(routes!(cancel_guest))
+        .routes(routes!(resend_ticket))
+}
+
+#[utoipa::path(get, path = "/api/events/{eventId}/guests", tag = "guests",
+    params(("eventId" = i64, Path), ListGuests), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Success<GuestList>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+async fn list_guests(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath(event_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<ListGuests>,
+) -> ApiResult<Envelope<GuestList>> {
+    let db = state.db.get().await?;
+    queries::list(&db, &caller, event_id, &query)
+        .await
+        .map(ok)
+        .map_err(Into::into)
+}
+
+#[utoipa::path(post, path = "/api/events/{eventId}/guests", tag = "guests",
+    params(("eventId" = i64, Path)), request_body = Register, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "`confirmed` with its ticket, or `pending` (ticket null) when the event requires approval", body = Success<Registration>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "DUPLICATE_GUEST, SOLD_OUT, EVENT_FULL, REGISTRATION_CLOSED", body = ErrorBody),
+    ))]
+async fn register_guest(
+    State(state): State<ApiState>,
+    _: Limited<Registrations>,
+    Manager(caller): Manager,
+    ApiPath(event_id): ApiPath<i64>,
+    ApiJson(input): ApiJson<Register>,
+) -> ApiResult<Envelope<Registration>> {
+    let mut db = state.db.get().await?;
+    let registration =
+        commands::register(&mut db, &caller, &state.ticket_keys, event_id, input).await?;
+    state.after_commit(event_id).await;
+    Ok(created(registration))
+}
+
+#[utoipa::path(get, path = "/api/events/{eventId}/guests/{guestId}", tag = "guests",
+    params(("eventId" = i64, Path), ("guestId" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Success<Guest>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_guest(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<Envelope<Guest>> {
+    let db = state.db.get().await?;
+    queries::get(&db, &caller, event_id, guest_id)
+        .await
+        .map(ok)
+        .map_err(Into::into)
+}
+
+#[utoipa::path(patch, path = "/api/events/{eventId}/guests/{guestId}", tag = "guests",
+    params(("eventId" = i64, Path), ("guestId" = i64, Path)), request_body = UpdateGuest, security(("bearer" = [])),
+    responses(
+        (status = 200, body = Success<Guest>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "DUPLICATE_GUEST (email taken), SOLD_OUT (new ticket type full), INVALID_STATE", body = ErrorBody),
+    ))]
+async fn update_guest(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
+    ApiJson(input): ApiJson<UpdateGuest>,
+) -> ApiResult<Envelope<Guest>> {
+    let mut db = state.db.get().await?;
+    let guest = commands::update(&mut db, &caller, event_id, guest_id, input).await?;
+    state.after_commit(event_id).await;
+    Ok(ok(guest))
+}
+
+#[utoipa::path(delete, path = "/api/events/{eventId}/guests/{guestId}", tag = "guests",
+    params(("eventId" = i64, Path), ("guestId" = i64, Path)), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted; a held seat is freed"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: checked in", body = ErrorBody),
+    ))]
+async fn delete_guest(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<StatusCode> {
+    let mut db = state.db.get().await?;
+    commands::delete(&mut db, &caller, event_id, guest_id).await?;
+    state.after_commit(event_id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/events/{eventId}/guests/{guestId}/approve", tag = "guests",
+    params(("eventId" = i64, Path), ("guestId" = i64, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Confirmed, with the new ticket", body = Success<Registration>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: not pending", body = ErrorBody),
+    ))]
+async fn approve_guest(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<Envelope<Registration>> {
+    let mut db = state.db.get().await?;
+    let registration =
+        commands::approve(&mut db, &caller, &state.ticket_keys, event_id, guest_id).await?;
+    state.after_commit(event_id).await;
+    Ok(ok(registration))
+}
+
+#[utoipa::path(post, path = "/api/events/{eventId}/guests/{guestId}/cancel", tag = "guests",
+    params(("eventId" = i64, Path), ("guestId" = i64, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cancelled: seat freed, ticket cancelled, email queued", body = Success<Guest>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: checked in or already cancelled", body = ErrorBody),
+    ))]
+async fn cancel_guest(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<Envelope<Guest>> {
+    let mut db = state.db.get().await?;
+    let guest = commands::cancel(&mut db, &caller, event_id, guest_id).await?;
+    state.after_commit(event_id).await;
+    Ok(ok(guest))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    pub job_id: uuid::Uuid,
+}
+
+#[utoipa::path(post, path = "/api/events/{eventId}/guests/{guestId}/resend-ticket", tag = "guests",
+    params(("eventId" = i64, Path), ("guestId" = i64, Path)), security(("bearer" = [])),
+    responses(
+        (status = 202, description = "The ticket email is queued", body = Success<Queued>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: no active ticket", body = ErrorBody),
+    ))]
+async fn resend_ticket(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<Envelope<Queued>> {
+    let mut db = state.db.get().await?;
+    let job_id = commands::resend_ticket(&mut db, &caller, event_id, guest_id).await?;
+    state.after_commit(event_id).await;
+    Ok(Envelope(StatusCode::ACCEPTED, Queued { job_id }))
+}

@@ -1,0 +1,20 @@
+//! The development server: every API function's routes on one port over one [`ApiState`],
+//! and the in-process job runner ([`runner`]). No second implementation of anything: the
+//! routes are the functions' own (`events::routes()`, ...), the jobs run through the same
+//! relay, claims and handlers as the worker functions.
+
+pub mod runner;
+
+use axum::Router;
+use edge::ApiState;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Every API function's routes (the health function's too), with the shared layers.
+pub fn app(state: ApiState) -> Router {
+    let routes = OpenApiRouter::new()
+        .merge(events::routes())
+        .merge(guests::routes())
+        .merge(tickets::routes())
+        .merge(health::routes());
+    edge::http::serve(routes, state)
+}

@@ -1,0 +1,94 @@
+//! The local server's job path: the same outbox relay, claims and handlers as in AWS,
+//! fed by an in-process queue, or by SQS pollers when queue URLs are configured.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::outbox::{self, Message, Queue};
+use edge::ApiState;
+use jobs::dispatch::{JobError, JobHandler};
+use jobs::lambda::PollConfig;
+use jobs::queue::InProcessQueue;
+use jobs::workers::Workers;
+use platform::config::Env;
+use platform::sqs::SqsQueue;
+
+/// The local server's job path without SQS: an in-process queue feeding [`Workers`], and
+/// the outbox relay woken after each commit (and every few seconds as a sweep).
+pub fn start_in_process(env: &Env, state: &ApiState) -> anyhow::Result<()> {
+    let workers = Arc::new(Workers::from_env(env, state.db.clone(), &state.cache)?);
+    let queue = InProcessQueue::start(state.db.clone(), workers, 5);
+    tokio::spawn(outbox::run_relay(
+        state.db.clone(),
+        queue,
+        state.outbox_signal.clone(),
+        Duration::from_secs(5),
+    ));
+    tracing::info!("jobs: in-process queue and outbox relay started");
+    Ok(())
+}
+
+/// The local server's job path. With `EMAIL_QUEUE_URL` and `TICKET_QUEUE_URL` set (and
+/// `AWS_ENDPOINT_URL` for a local SQS-compatible server such as moto), jobs go through
+/// SQS ([`start_with_sqs`]); without them, [`start_in_process`].
+pub async fn start_local(env: &Env, state: &ApiState) -> anyhow::Result<()> {
+    match SqsQueue::from_env(env).await? {
+        Some(queue) => start_with_sqs(env, state, queue, PollConfig::default()).await,
+        None => start_in_process(env, state),
+    }
+}
+
+/// Jobs through SQS: the outbox relay sends them to `queue` (woken after each commit,
+/// and every 5 s as a sweep), and one long-polling loop per queue
+/// ([`jobs::lambda::poll_forever`]) feeds [`Workers`], the same per-message code
+/// the Lambda worker functions run.
+pub async fn start_with_sqs(
+    env: &Env,
+    state: &ApiState,
+    queue: SqsQueue,
+    poll: PollConfig,
+) -> anyhow::Result<()> {
+    let workers: Arc<dyn JobHandler> = Arc::new(WakeRelayAfter {
+        workers: Workers::from_env(env, state.db.clone(), &state.cache)?,
+        relay: state.outbox_signal.clone(),
+    });
+    if !queue.ping().await {
+        tracing::warn!("SQS does not answer yet: jobs wait in the outbox and the pollers retry");
+    }
+    for q in Queue::ALL {
+        tokio::spawn(jobs::lambda::poll_forever(
+            queue.client().clone(),
+            queue.urls().url(q).to_owned(),
+            state.db.clone(),
+            workers.clone(),
+            poll.clone(),
+        ));
+    }
+    let urls = queue.urls().clone();
+    tokio::spawn(outbox::run_relay(
+        state.db.clone(),
+        Arc::new(queue),
+        state.outbox_signal.clone(),
+        Duration::from_secs(5),
+    ));
+    tracing::info!(email_queue = %urls.email, ticket_queue = %urls.ticket_generation,
+        "jobs: SQS queues, pollers and outbox relay started");
+    Ok(())
+}
+
+/// Wakes the relay after each job, so that the jobs a job wrote (`generate_ticket` writes
+/// `ticket_ready`) leave the outbox at once instead of at the next sweep.
+struct WakeRelayAfter {
+    workers: Workers,
+    relay: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl JobHandler for WakeRelayAfter {
+    async fn handle(&self, job: &Message) -> Result<(), JobError> {
+        let result = self.workers.handle(job).await;
+        self.relay.notify_one();
+        result
+    }
+}

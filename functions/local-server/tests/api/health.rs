@@ -1,0 +1,135 @@
+use axum::http::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_needs_no_token() {
+    let app = TestApp::spawn().await;
+    let r = app.call(Method::GET, "/health", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Flat, as the contract says: no success/data envelope (probes read it directly).
+    let h = &r.body;
+    assert!(h.get("success").is_none() && h.get("data").is_none(), "{h}");
+    assert_eq!(h["status"], "healthy");
+    assert_eq!(h["service"], "core-service");
+    assert!(h["uptime"].is_u64());
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn readiness_pings_the_database() {
+    let app = TestApp::spawn().await;
+    let r = app.call(Method::GET, "/health/ready", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.get("success").is_none(), "{}", r.body);
+    assert_eq!(r.body["status"], "ready");
+    assert_eq!(
+        r.body["dependencies"],
+        serde_json::json!({"database": true})
+    );
+
+    // The same app pointed at a port where no database listens.
+    let down = TestApp::spawn_with(|c| {
+        c.db.url = "postgres://postgres@127.0.0.1:1/nothing".into();
+        c.db.timeout = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let r = down.call(Method::GET, "/health/ready", None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The same flat shape as the 200, with the status that says why.
+    assert!(r.body.get("error").is_none(), "{}", r.body);
+    assert_eq!(r.body["status"], "not_ready");
+    assert_eq!(r.body["dependencies"]["database"], false);
+    // And the API answers 503, never 500, while the database is down.
+    let r = down.get("/api/events", &down.organizer("alice")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+    );
+    assert_eq!(
+        down.call(Method::GET, "/health", None, None).await.status,
+        StatusCode::OK,
+        "liveness stays up"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let app = TestApp::spawn().await;
+    let r = app.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = &r.body;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    let expected = [
+        ("/api/events", "get"),
+        ("/api/events", "post"),
+        ("/api/events/{id}", "get"),
+        ("/api/events/{id}", "patch"),
+        ("/api/events/{id}", "delete"),
+        ("/api/events/{id}/ticket-types", "post"),
+        ("/api/events/{id}/ticket-types/{ticketTypeId}", "patch"),
+        ("/api/events/{id}/ticket-types/{ticketTypeId}", "delete"),
+        ("/api/events/{eventId}/guests", "get"),
+        ("/api/events/{eventId}/guests", "post"),
+        ("/api/events/{eventId}/guests/{guestId}", "get"),
+        ("/api/events/{eventId}/guests/{guestId}", "patch"),
+        ("/api/events/{eventId}/guests/{guestId}", "delete"),
+        ("/api/events/{eventId}/guests/{guestId}/approve", "post"),
+        ("/api/events/{eventId}/guests/{guestId}/cancel", "post"),
+        (
+            "/api/events/{eventId}/guests/{guestId}/resend-ticket",
+            "post",
+        ),
+        ("/api/tickets/{ticketId}", "get"),
+        ("/api/tickets/{ticketId}/qr", "get"),
+        ("/api/tickets/{ticketId}/validate", "post"),
+        ("/api/tickets/validate", "post"),
+        ("/api/events/{eventId}/scanner-key", "get"),
+        ("/api/events/{eventId}/stats", "get"),
+        ("/health", "get"),
+        ("/health/ready", "get"),
+        ("/api/openapi.json", "get"),
+    ];
+    for (path, method) in expected {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is not documented"
+        );
+    }
+    // Every documented operation is served (never the router's 404/405 fallback).
+    let token = app.admin();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let uri: Vec<&str> = path
+                .split('/')
+                .map(|seg| if seg.starts_with('{') { "1" } else { seg })
+                .collect();
+            let uri = uri.join("/");
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = matches!(m, Method::POST | Method::PATCH)
+                .then(|| Value::Object(Default::default()));
+            let r = app.call(m.clone(), &uri, Some(&token), body).await;
+            assert!(
+                r.status != StatusCode::METHOD_NOT_ALLOWED
+                    && !(r.status == StatusCode::NOT_FOUND
+                        && r.body["error"]["message"] == "no such route"),
+                "{m} {uri} is documented but not routed: {}",
+                r.body
+            );
+        }
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for s in [
+        "Event",
+        "TicketType",
+        "CreateEvent",
+        "UpdateEvent",
+        "ErrorBody",
+        "ErrorCode",
+    ] {
+        assert!(schemas.contains_key(s), "schema {s} missing");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}

@@ -1,0 +1,12 @@
+//! API integration tests against the real PostgreSQL (one database per test).
+mod cache;
+mod conventions;
+mod events;
+mod guests;
+mod health;
+mod helpers;
+mod outbox;
+mod races;
+mod tenancy;
+mod ticket_types;
+mod tickets;

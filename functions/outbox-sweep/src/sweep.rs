@@ -1,0 +1,195 @@
+//! The `outbox-sweep` function, run every minute by an EventBridge schedule: relays the
+//! due jobs of the outbox to SQS ([`domain::outbox::relay_once`] until nothing is due or
+//! the invocation's time runs out), then measures what is left.
+//!
+//! The API functions only write jobs to the outbox (in the transaction of the change);
+//! the workers relay the jobs their own batches wrote. Everything else reaches SQS
+//! through this sweep, so a job waits at most about a minute, and a job whose send failed
+//! is retried by a later round (its lease expires). Concurrent sweeps are harmless:
+//! leases skip each other's rows.
+//!
+//! Each run publishes (EMF, namespace `EventPlannerCore`, dimension `Service`):
+//! `OutboxSent`, `OutboxFailed`, `OutboxPending` (jobs not yet dispatched) and
+//! `OutboxOldestPendingAge` (seconds): a growing age means jobs are not getting out
+//! (SQS unreachable, or every send failing).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use tokio::sync::OnceCell;
+
+use domain::outbox::{self, QueueBackend, RelayConfig};
+use platform::config::Env;
+use platform::emf::{Metrics, Unit};
+use platform::invocation::{Invocation, METRICS_NAMESPACE};
+
+/// Kept back from the invocation's time to measure the backlog and answer.
+const MARGIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    pub sent: usize,
+    pub failed: usize,
+    /// Relay rounds (each leases up to `RelayConfig::batch` jobs).
+    pub rounds: usize,
+    /// True when the time ran out before the outbox was drained.
+    pub out_of_time: bool,
+    /// Jobs not dispatched after the sweep (due or waiting for a retry).
+    pub pending: i64,
+    /// Age of the oldest of them, in seconds (0 when none).
+    pub oldest_pending_age_seconds: f64,
+}
+
+impl SweepReport {
+    /// The EMF document of this run.
+    pub fn metrics(&self, service: &str) -> Metrics {
+        Metrics::new(METRICS_NAMESPACE)
+            .dimension("Service", service)
+            .metric("OutboxSent", Unit::Count, self.sent as f64)
+            .metric("OutboxFailed", Unit::Count, self.failed as f64)
+            .metric("OutboxPending", Unit::Count, self.pending as f64)
+            .metric(
+                "OutboxOldestPendingAge",
+                Unit::Seconds,
+                self.oldest_pending_age_seconds,
+            )
+    }
+}
+
+/// Relays due jobs until none is left, a round sends nothing, or `deadline` is near.
+pub async fn sweep(
+    pool: &Pool,
+    backend: &dyn QueueBackend,
+    config: &RelayConfig,
+    deadline: Instant,
+) -> anyhow::Result<SweepReport> {
+    let mut report = SweepReport::default();
+    loop {
+        if Instant::now() >= deadline {
+            report.out_of_time = true;
+            break;
+        }
+        let round = outbox::relay_once(pool, backend, config).await?;
+        report.rounds += 1;
+        report.sent += round.sent;
+        report.failed += round.failed;
+        // As `outbox::drain`: stop when nothing was due, or when nothing got through (the
+        // queue is down: the failed jobs wait for their retry time).
+        if round.sent == 0 {
+            break;
+        }
+    }
+    let db = pool.get().await.context("connecting to the database")?;
+    let row = db
+        .query_one(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+               FROM job_outbox WHERE dispatched_at IS NULL",
+            &[],
+        )
+        .await
+        .context("measuring the outbox backlog")?;
+    report.pending = row.get(0);
+    report.oldest_pending_age_seconds = row.get::<_, f64>(1).max(0.0);
+    Ok(report)
+}
+
+/// The sweep of one execution environment: the pool is opened at the first run (so a
+/// database outage is a failed invocation, visible in the `Errors` metric, not a failed
+/// start), the queue backend is given.
+pub struct Sweeper {
+    pool: OnceCell<Pool>,
+    env: Env,
+    backend: Arc<dyn QueueBackend>,
+    config: RelayConfig,
+    service: String,
+}
+
+impl Sweeper {
+    pub fn new(env: Env, backend: Arc<dyn QueueBackend>) -> Self {
+        Self {
+            pool: OnceCell::new(),
+            service: env.service_name(),
+            env,
+            backend,
+            config: RelayConfig::default(),
+        }
+    }
+
+    /// With the SQS backend (`EMAIL_QUEUE_URL`, `TICKET_QUEUE_URL`, both required).
+    pub async fn from_env(env: Env) -> anyhow::Result<Self> {
+        // Boxed: the SDK's configuration loading is a deep future (rustc's layout depth limit).
+        let queue = Box::pin(platform::sqs::SqsQueue::from_env(&env))
+            .await?
+            .context("EMAIL_QUEUE_URL and TICKET_QUEUE_URL must be set")?;
+        Ok(Self::new(env, Arc::new(queue)))
+    }
+
+    /// One scheduled run: sweeps, logs, publishes the metrics, returns the report.
+    pub async fn run(&self, invocation: &Invocation) -> anyhow::Result<SweepReport> {
+        let pool = self
+            .pool
+            .get_or_try_init(|| async { platform::db::pool(&self.env.database_resolved(1).await?) })
+            .await?;
+        let budget = invocation.budget(MARGIN, Duration::from_secs(50));
+        let report = sweep(
+            pool,
+            self.backend.as_ref(),
+            &self.config,
+            Instant::now() + budget,
+        )
+        .await?;
+        if report.failed > 0 || report.out_of_time {
+            tracing::warn!(
+                sent = report.sent,
+                failed = report.failed,
+                pending = report.pending,
+                out_of_time = report.out_of_time,
+                "outbox sweep left jobs behind"
+            );
+        } else {
+            tracing::info!(sent = report.sent, pending = report.pending, "outbox sweep");
+        }
+        report.metrics(&self.service).emit();
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_name_the_backlog() {
+        let report = SweepReport {
+            sent: 3,
+            failed: 1,
+            rounds: 2,
+            out_of_time: false,
+            pending: 1,
+            oldest_pending_age_seconds: 12.5,
+        };
+        let doc = report.metrics("epc-test").document(0);
+        assert_eq!(doc["OutboxSent"], 3);
+        assert_eq!(doc["OutboxOldestPendingAge"], 12.5);
+        assert_eq!(doc["Service"], "epc-test");
+        let names: Vec<&str> = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "OutboxSent",
+                "OutboxFailed",
+                "OutboxPending",
+                "OutboxOldestPendingAge"
+            ]
+        );
+    }
+}

@@ -1,0 +1,445 @@
+//! Changing events and their ticket types. Each command is one transaction: it locks the
+//! event row (`FOR UPDATE`) before checking a rule that depends on its state, so two
+//! concurrent changes cannot both pass a check that only one of them may pass.
+
+use chrono::Utc;
+use deadpool_postgres::{Client, GenericClient, Transaction};
+
+use super::input::{CreateEvent, NewTicketType, UpdateEvent, UpdateTicketType, MAX_TICKET_TYPES};
+use super::model::{Event, EventStatus, TicketType};
+use super::queries;
+use crate::access::{self, Lock};
+use crate::caller::Caller;
+use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
+use crate::outbox::{self, Job};
+
+const TICKET_TYPE_NAME_KEY: &str = "ticket_types_event_name_key";
+
+fn duplicate_name() -> DomainError {
+    DomainError::new(
+        ErrorCode::InvalidState,
+        "a ticket type with this name already exists for this event",
+    )
+}
+
+pub async fn create(db: &mut Client, caller: &Caller, input: CreateEvent) -> DomainResult<Event> {
+    let event_date = input.check()?;
+    let tx = db.transaction().await?;
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (organizer_id, title, description, event_date, location, max_attendees, requires_approval)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .await?;
+    let max = input.max_attendees as i32;
+    let id: i64 = tx
+        .query_one(
+            &stmt,
+            &[
+                &caller.user_id,
+                &input.title,
+                &input.description,
+                &event_date,
+                &input.location,
+                &max,
+                &input.requires_approval,
+            ],
+        )
+        .await?
+        .get(0);
+    insert_ticket_types(&tx, id, &input.ticket_types).await?;
+    let event = queries::get(&tx, caller, id).await?;
+    tx.commit().await?;
+    tracing::info!(event_id = id, organizer_id = %caller.user_id, "event created");
+    Ok(event)
+}
+
+/// The locked state of an event a command is about to change.
+struct Locked {
+    status: EventStatus,
+    max_attendees: i32,
+    registered: i32,
+    ever_registered: bool,
+    ticket_types: i64,
+}
+
+/// Locks the event row for this transaction (through the tenancy gate: NOT_FOUND when it
+/// is not the caller's), with the counts the event rules need.
+async fn lock(tx: &Transaction<'_>, caller: &Caller, id: i64) -> DomainResult<Locked> {
+    let event = access::event(tx, caller, id, Lock::Update, None).await?;
+    let stmt = tx
+        .prepare_cached(
+            "SELECT seats_taken($1, NULL), (SELECT count(*) FROM ticket_types t WHERE t.event_id = $1)",
+        )
+        .await?;
+    let row = tx.query_one(&stmt, &[&id]).await?;
+    Ok(Locked {
+        status: event.status,
+        max_attendees: event.max_attendees,
+        registered: row.get(0),
+        ever_registered: event.ever_registered,
+        ticket_types: row.get(1),
+    })
+}
+
+fn refuse_if_final(status: EventStatus) -> DomainResult<()> {
+    if status.is_final() {
+        return Err(DomainError::invalid_state(format!(
+            "the event is {} and can no longer change",
+            status.as_str()
+        )));
+    }
+    Ok(())
+}
+
+pub async fn update(
+    db: &mut Client,
+    caller: &Caller,
+    id: i64,
+    input: UpdateEvent,
+) -> DomainResult<Event> {
+    let event_date = input.check()?;
+    let tx = db.transaction().await?;
+    let current = lock(&tx, caller, id).await?;
+    refuse_if_final(current.status)?;
+
+    let max_attendees = input
+        .max_attendees
+        .map(|m| m as i32)
+        .unwrap_or(current.max_attendees);
+    if max_attendees < current.registered {
+        return Err(DomainError::invalid_state(format!(
+            "maxAttendees cannot drop below the {} guests already registered",
+            current.registered
+        )));
+    }
+    if let Some(next) = input.status {
+        if !current.status.can_become(next) {
+            return Err(DomainError::invalid_state(format!(
+                "an event cannot go from {} to {}",
+                current.status.as_str(),
+                next.as_str()
+            )));
+        }
+        if next == EventStatus::Published && current.status != next {
+            let date = match event_date {
+                Some(d) => d,
+                None => tx
+                    .query_one("SELECT event_date FROM events WHERE id = $1", &[&id])
+                    .await?
+                    .get(0),
+            };
+            if date <= Utc::now() {
+                return Err(DomainError::invalid_state(
+                    "an event that has already started cannot be published",
+                ));
+            }
+        }
+    }
+
+    let (set_description, description) = match &input.description {
+        Some(d) => (true, d.clone()),
+        None => (false, None),
+    };
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE events SET
+                title = COALESCE($2, title),
+                description = CASE WHEN $3 THEN $4 ELSE description END,
+                event_date = COALESCE($5, event_date),
+                location = COALESCE($6, location),
+                max_attendees = $7,
+                requires_approval = COALESCE($8, requires_approval),
+                status = COALESCE($9, status),
+                updated_at = now()
+              WHERE id = $1",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &id,
+            &input.title,
+            &set_description,
+            &description,
+            &event_date,
+            &input.location,
+            &max_attendees,
+            &input.requires_approval,
+            &input.status.map(EventStatus::as_str),
+        ],
+    )
+    .await?;
+
+    if let Some(types) = &input.ticket_types {
+        replace_ticket_types(&tx, id, types, max_attendees).await?;
+    }
+    if input.status == Some(EventStatus::Cancelled) {
+        cancel_registrations(&tx, id).await?;
+    }
+    let event = queries::get(&tx, caller, id).await?;
+    tx.commit().await?;
+    tracing::info!(
+        event_id = id,
+        status = event.status.as_str(),
+        "event updated"
+    );
+    Ok(event)
+}
+
+/// `DELETE /api/events/{id}`: only while no guest was ever registered.
+pub async fn delete(db: &mut Client, caller: &Caller, id: i64) -> DomainResult<()> {
+    let tx = db.transaction().await?;
+    let current = lock(&tx, caller, id).await?;
+    if current.ever_registered {
+        return Err(DomainError::invalid_state(
+            "an event that has had guests cannot be deleted; cancel it instead",
+        ));
+    }
+    tx.execute("DELETE FROM events WHERE id = $1", &[&id])
+        .await
+        .map_err(|e| match e.code() {
+            Some(c) if *c == tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION => {
+                DomainError::invalid_state(
+                    "an event that has had guests cannot be deleted; cancel it instead",
+                )
+            }
+            _ => e.into(),
+        })?;
+    tx.commit().await?;
+    tracing::info!(event_id = id, "event deleted");
+    Ok(())
+}
+
+pub async fn add_ticket_type(
+    db: &mut Client,
+    caller: &Caller,
+    event_id: i64,
+    input: NewTicketType,
+) -> DomainResult<TicketType> {
+    let tx = db.transaction().await?;
+    let current = lock(&tx, caller, event_id).await?;
+    input.check(current.max_attendees as i64)?;
+    refuse_if_final(current.status)?;
+    if current.ticket_types >= MAX_TICKET_TYPES as i64 {
+        return Err(DomainError::invalid_state(format!(
+            "an event has at most {MAX_TICKET_TYPES} ticket types"
+        )));
+    }
+    let ids = insert_ticket_types(&tx, event_id, std::slice::from_ref(&input)).await?;
+    let created = queries::ticket_type(&tx, event_id, ids[0]).await?;
+    touch(&tx, event_id).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+pub async fn update_ticket_type(
+    db: &mut Client,
+    caller: &Caller,
+    event_id: i64,
+    id: i64,
+    input: UpdateTicketType,
+) -> DomainResult<TicketType> {
+    let tx = db.transaction().await?;
+    let current = lock(&tx, caller, event_id).await?;
+    input.check(current.max_attendees as i64)?;
+    refuse_if_final(current.status)?;
+    let existing = queries::ticket_type(&tx, event_id, id).await?;
+    if let Some(q) = input
+        .quantity
+        .map(|q| q as i32)
+        .filter(|q| *q < existing.sold)
+    {
+        return Err(DomainError::invalid_state(format!(
+            "quantity {q} is below the {} seats already sold",
+            existing.sold
+        )));
+    }
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE ticket_types SET name = COALESCE($2, name), price_cents = COALESCE($3, price_cents),
+                    quantity = COALESCE($4, quantity), updated_at = now()
+              WHERE id = $1",
+        )
+        .await?;
+    let price = input.price.map(|p| (p * 100.0).round() as i64);
+    tx.execute(
+        &stmt,
+        &[&id, &input.name, &price, &input.quantity.map(|q| q as i32)],
+    )
+    .await
+    .on_constraint(TICKET_TYPE_NAME_KEY, duplicate_name)?;
+    let updated = queries::ticket_type(&tx, event_id, id).await?;
+    touch(&tx, event_id).await?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+pub async fn delete_ticket_type(
+    db: &mut Client,
+    caller: &Caller,
+    event_id: i64,
+    id: i64,
+) -> DomainResult<()> {
+    let tx = db.transaction().await?;
+    let current = lock(&tx, caller, event_id).await?;
+    refuse_if_final(current.status)?;
+    let existing = queries::ticket_type(&tx, event_id, id).await?;
+    remove_ticket_type(&tx, &existing).await?;
+    touch(&tx, event_id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn remove_ticket_type(tx: &Transaction<'_>, t: &TicketType) -> DomainResult<()> {
+    if t.sold > 0 {
+        return Err(DomainError::invalid_state(format!(
+            "ticket type '{}' has sold seats and cannot be deleted",
+            t.name
+        )));
+    }
+    tx.execute("DELETE FROM ticket_types WHERE id = $1", &[&t.id])
+        .await
+        .map_err(|e| match e.code() {
+            Some(c) if *c == tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION => {
+                DomainError::invalid_state(format!(
+                    "ticket type '{}' is referenced by past registrations and cannot be deleted",
+                    t.name
+                ))
+            }
+            _ => e.into(),
+        })?;
+    Ok(())
+}
+
+async fn insert_ticket_types(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    types: &[NewTicketType],
+) -> DomainResult<Vec<i64>> {
+    if types.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
+    let prices: Vec<i64> = types.iter().map(NewTicketType::price_cents).collect();
+    let quantities: Vec<i32> = types.iter().map(|t| t.quantity as i32).collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO ticket_types (event_id, name, price_cents, quantity)
+             SELECT $1, t.name, t.price, t.qty
+               FROM unnest($2::text[], $3::bigint[], $4::int[]) WITH ORDINALITY AS t(name, price, qty, ord)
+              ORDER BY t.ord
+             RETURNING id",
+        )
+        .await?;
+    let rows = tx
+        .query(&stmt, &[&event_id, &names, &prices, &quantities])
+        .await
+        .on_constraint(TICKET_TYPE_NAME_KEY, duplicate_name)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// PATCH with `ticketTypes`: the list becomes the event's ticket types (matched by name).
+async fn replace_ticket_types(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    wanted: &[NewTicketType],
+    max_attendees: i32,
+) -> DomainResult<()> {
+    let rows = tx
+        .query(
+            "SELECT id, event_id, name, price_cents, quantity, seats_taken(event_id, id) AS sold
+               FROM ticket_types WHERE event_id = $1",
+            &[&event_id],
+        )
+        .await?;
+    let existing: Vec<TicketType> = rows.iter().map(queries::ticket_type_from_row).collect();
+    let key = |name: &str| name.trim().to_lowercase();
+    for t in &existing {
+        if !wanted.iter().any(|w| key(&w.name) == key(&t.name)) {
+            remove_ticket_type(tx, t).await?;
+        }
+    }
+    let mut new = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
+        if w.quantity > max_attendees as i64 {
+            return Err(DomainError::field(
+                &format!("ticketTypes[{i}].quantity"),
+                format!("must not exceed maxAttendees ({max_attendees})"),
+            ));
+        }
+        match existing.iter().find(|t| key(&t.name) == key(&w.name)) {
+            Some(t) if (w.quantity as i32) < t.sold => {
+                return Err(DomainError::invalid_state(format!(
+                    "ticket type '{}': quantity {} is below the {} seats already sold",
+                    t.name, w.quantity, t.sold
+                )))
+            }
+            Some(t) => {
+                tx.execute(
+                    "UPDATE ticket_types SET name = $2, price_cents = $3, quantity = $4, updated_at = now() WHERE id = $1",
+                    &[&t.id, &w.name, &w.price_cents(), &(w.quantity as i32)],
+                )
+                .await?;
+            }
+            None => new.push(w.clone()),
+        }
+    }
+    insert_ticket_types(tx, event_id, &new).await?;
+    Ok(())
+}
+
+/// Cancelling an event: every active ticket is cancelled, every pending or confirmed guest
+/// too, seats are released, and each guest who held a place gets an `event_cancelled`
+/// email through the outbox, all in the transaction that changes the status.
+async fn cancel_registrations(tx: &Transaction<'_>, event_id: i64) -> DomainResult<()> {
+    let jobs: Vec<Job> = tx
+        .query(
+            "SELECT id FROM guests WHERE event_id = $1 AND status <> 'cancelled' ORDER BY id",
+            &[&event_id],
+        )
+        .await?
+        .iter()
+        .map(|r| Job::EventCancelled {
+            event_id,
+            guest_id: r.get(0),
+        })
+        .collect();
+    outbox::enqueue_all(tx, &jobs).await?;
+    let emails = jobs.len();
+    tx.execute("UPDATE tickets SET status = 'cancelled', updated_at = now() WHERE event_id = $1 AND status = 'active'", &[&event_id])
+        .await?;
+    tx.execute(
+        "UPDATE guests SET status = 'cancelled', updated_at = now() WHERE event_id = $1 AND status IN ('pending', 'confirmed')",
+        &[&event_id],
+    )
+    .await?;
+    // Only the checked-in guests keep their seats (the event row is locked FOR UPDATE: no
+    // guest command is taking or giving back seats meanwhile).
+    tx.execute(
+        "SELECT seat_shards_set(e.id, NULL, e.max_attendees,
+                    (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'checked_in')::int)
+           FROM events e WHERE e.id = $1
+         UNION ALL
+         SELECT seat_shards_set(t.event_id, t.id, t.quantity,
+                    (SELECT count(*) FROM guests g WHERE g.ticket_type_id = t.id AND g.status = 'checked_in')::int)
+           FROM ticket_types t WHERE t.event_id = $1",
+        &[&event_id],
+    )
+    .await?;
+    tracing::info!(
+        event_id,
+        emails,
+        "event cancelled: registrations cancelled, emails queued"
+    );
+    Ok(())
+}
+
+async fn touch(tx: &Transaction<'_>, event_id: i64) -> DomainResult<()> {
+    tx.execute(
+        "UPDATE events SET updated_at = now() WHERE id = $1",
+        &[&event_id],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! What the API returns for events and ticket types.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    Draft,
+    Published,
+    Cancelled,
+    Completed,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Published => "published",
+            Self::Cancelled => "cancelled",
+            Self::Completed => "completed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "draft" => Self::Draft,
+            "published" => Self::Published,
+            "cancelled" => Self::Cancelled,
+            "completed" => Self::Completed,
+            _ => return None,
+        })
+    }
+
+    /// Cancelled and completed events cannot change any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Cancelled | Self::Completed)
+    }
+
+    /// The lifecycle: `draft → published → completed`, `draft|published → cancelled`.
+    pub fn can_become(self, next: Self) -> bool {
+        use EventStatus::*;
+        self == next && !self.is_final()
+            || matches!(
+                (self, next),
+                (Draft, Published) | (Published, Completed) | (Draft | Published, Cancelled)
+            )
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub event_date: DateTime<Utc>,
+    pub location: String,
+    pub max_attendees: i32,
+    pub status: EventStatus,
+    pub organizer_id: String,
+    pub requires_approval: bool,
+    pub ticket_types: Vec<TicketType>,
+    pub stats: EventStats,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventStats {
+    /// Pending, confirmed and checked-in guests.
+    pub registered: i32,
+    pub checked_in: i32,
+    /// Seats left: `maxAttendees - registered`.
+    pub available: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketType {
+    pub id: i64,
+    pub event_id: i64,
+    pub name: String,
+    /// In the event's currency, at most 2 decimals.
+    pub price: f64,
+    pub quantity: i32,
+    /// Seats held by pending, confirmed and checked-in guests.
+    pub sold: i32,
+    pub available: i32,
+}
+
+pub use crate::page::Pagination;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventList {
+    pub events: Vec<Event>,
+    pub pagination: Pagination,
+}
+
+pub fn cents_to_price(cents: i64) -> f64 {
+    cents as f64 / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventStatus::*;
+    use super::*;
+
+    #[test]
+    fn lifecycle() {
+        assert!(Draft.can_become(Published));
+        assert!(Published.can_become(Completed));
+        assert!(Draft.can_become(Cancelled));
+        assert!(Published.can_become(Cancelled));
+        assert!(Draft.can_become(Draft));
+        assert!(!Draft.can_become(Completed));
+        assert!(!Published.can_become(Draft));
+        for end in [Cancelled, Completed] {
+            for next in [Draft, Published, Cancelled, Completed] {
+                assert!(!end.can_become(next), "{end:?} -> {next:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn pagination_rounds_up() {
+        assert_eq!(Pagination::new(1, 20, 0).total_pages, 0);
+        assert_eq!(Pagination::new(1, 20, 20).total_pages, 1);
+        assert_eq!(Pagination::new(1, 20, 21).total_pages, 2);
+    }
+
+    #[test]
+    fn prices_round_trip() {
+        assert_eq!(cents_to_price(29999), 299.99);
+        assert_eq!(serde_json::to_string(&cents_to_price(100)).unwrap(), "1.0");
+    }
+}

@@ -1,0 +1,89 @@
+//! Request bodies and query parameters of the Guests section.
+
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use validator::Validate;
+
+use super::model::GuestStatus;
+use crate::error::{DomainError, DomainResult};
+use crate::rules::{e164, field_errors, finish, not_blank, nullable};
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Register {
+    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    pub first_name: String,
+    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    pub last_name: String,
+    /// Compared case-insensitively.
+    #[validate(length(max = 254), email)]
+    pub email: String,
+    /// E.164, e.g. `+33612345678`.
+    #[validate(custom(function = "e164"))]
+    pub phone: Option<String>,
+    /// Required when the event has ticket types.
+    pub ticket_type_id: Option<i64>,
+}
+
+/// `PATCH /api/events/{eventId}/guests/{guestId}`: any subset; `phone: null` clears it.
+/// Changing `ticketTypeId` moves the guest's seat (SOLD_OUT when the new type is full).
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateGuest {
+    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    pub first_name: Option<String>,
+    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    pub last_name: Option<String>,
+    #[validate(length(max = 254), email)]
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub phone: Option<Option<String>>,
+    pub ticket_type_id: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, Validate, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ListGuests {
+    #[validate(range(min = 1, max = 1000000))]
+    pub page: Option<i64>,
+    #[validate(range(min = 1, max = 100))]
+    pub limit: Option<i64>,
+    /// Case-insensitive match on first name, last name and email.
+    #[validate(length(min = 1, max = 100))]
+    pub search: Option<String>,
+    pub status: Option<GuestStatus>,
+    pub ticket_type_id: Option<i64>,
+}
+
+impl Register {
+    pub fn check(&self) -> DomainResult<()> {
+        self.validate().map_err(DomainError::from)
+    }
+}
+
+impl UpdateGuest {
+    pub fn check(&self) -> DomainResult<()> {
+        let mut errors = field_errors(self.validate());
+        if let Some(Err(e)) = self.phone.as_ref().and_then(|p| p.as_deref()).map(e164) {
+            errors.push(crate::error::FieldError::new(
+                "phone",
+                e.message.unwrap_or_default(),
+            ));
+        }
+        finish(errors)
+    }
+}
+
+impl ListGuests {
+    pub fn check(&self) -> DomainResult<()> {
+        self.validate().map_err(DomainError::from)
+    }
+    pub fn page(&self) -> i64 {
+        self.page.unwrap_or(1)
+    }
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(20)
+    }
+}

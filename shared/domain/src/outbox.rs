@@ -1,0 +1,229 @@
+//! The transactional outbox. A job is written with [`enqueue`] in the same transaction as
+//! the change that causes it, so it exists exactly when the change does. The relay
+//! ([`relay_once`]) later hands pending jobs to the queue backend: it *leases* a batch
+//! (pushes `next_attempt_at` forward in one short transaction, no lock held while
+//! sending), sends, then marks each job dispatched. A relay that dies between commit and
+//! dispatch, or between send and mark, leaves jobs whose lease simply expires: the next
+//! relay sends them again. Delivery is therefore at least once; workers dedupe by
+//! `jobId` (`processed_jobs`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use async_trait::async_trait;
+
+pub use crate::job::{Job, Queue};
+
+/// The message body of the contract: `{"jobId", "type", "payload", "createdAt"}`, as stored
+/// in `job_outbox` and sent on the queues. [`Message::job`] reads the typed [`Job`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub job_id: Uuid,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub payload: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Message {
+    /// A new message for `job` (tests, and jobs sent without the outbox).
+    pub fn new(job: &Job) -> Self {
+        Self {
+            job_id: Uuid::new_v4(),
+            job_type: job.type_name().to_owned(),
+            payload: job.payload(),
+            created_at: Utc::now(),
+        }
+    }
+
+    /// The typed job; an error for a type or payload no worker knows (a poison message).
+    pub fn job(&self) -> Result<Job, String> {
+        Job::from_parts(&self.job_type, &self.payload)
+    }
+
+    /// The queue this message travels on (the email queue for a type it does not know).
+    pub fn queue(&self) -> Queue {
+        self.job().map(|j| j.queue()).unwrap_or(Queue::Email)
+    }
+}
+
+/// Where the relay hands jobs: SQS in AWS (`platform::sqs`), an in-process queue locally
+/// (`jobs::queue`). A port: the domain knows only this trait.
+#[async_trait]
+pub trait QueueBackend: Send + Sync {
+    async fn send(&self, queue: Queue, message: &Message) -> anyhow::Result<()>;
+
+    /// Whether the queue answers now (readiness).
+    async fn ping(&self) -> bool {
+        true
+    }
+}
+
+/// Writes one job in the caller's transaction. Returns its id.
+pub async fn enqueue(tx: &impl GenericClient, job: Job) -> Result<Uuid, tokio_postgres::Error> {
+    Ok(enqueue_all(tx, &[job]).await?[0])
+}
+
+/// Writes several jobs in the caller's transaction with one statement (one round trip),
+/// in the order given. Returns their ids.
+pub async fn enqueue_all(
+    tx: &impl GenericClient,
+    jobs: &[Job],
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
+    let queues: Vec<&str> = jobs.iter().map(|j| j.queue().name()).collect();
+    let types: Vec<&str> = jobs.iter().map(|j| j.type_name()).collect();
+    let payloads: Vec<Value> = jobs.iter().map(|j| j.payload()).collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO job_outbox (job_id, queue, job_type, payload)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])",
+        )
+        .await?;
+    tx.execute(&stmt, &[&ids, &queues, &types, &payloads])
+        .await?;
+    Ok(ids)
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Jobs leased per round.
+    pub batch: i64,
+    /// How long a leased job is hidden from other relays before it counts as lost.
+    pub lease: Duration,
+    /// Retry delay after a failed send (doubled per attempt, capped at 5 minutes).
+    pub retry_base: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch: 100,
+            lease: Duration::from_secs(30),
+            retry_base: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayReport {
+    pub sent: usize,
+    pub failed: usize,
+}
+
+/// Leases up to `config.batch` due jobs, oldest first. Other relays skip them until the
+/// lease runs out.
+pub async fn lease(
+    pool: &Pool,
+    config: &RelayConfig,
+) -> Result<Vec<(i64, Message)>, anyhow::Error> {
+    let db = pool.get().await?;
+    let stmt = db
+        .prepare_cached(
+            "UPDATE job_outbox o SET next_attempt_at = now() + make_interval(secs => $2), attempts = attempts + 1
+              WHERE o.id IN (SELECT id FROM job_outbox
+                              WHERE dispatched_at IS NULL AND next_attempt_at <= now()
+                              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+          RETURNING o.id, o.job_id, o.job_type, o.payload, o.created_at",
+        )
+        .await?;
+    let rows = db
+        .query(&stmt, &[&config.batch, &config.lease.as_secs_f64()])
+        .await?;
+    let mut jobs: Vec<(i64, Message)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Message {
+                    job_id: r.get(1),
+                    job_type: r.get(2),
+                    payload: r.get(3),
+                    created_at: r.get(4),
+                },
+            )
+        })
+        .collect();
+    jobs.sort_by_key(|(id, _)| *id);
+    Ok(jobs)
+}
+
+/// One relay round: lease, send, mark. Returns what happened.
+pub async fn relay_once(
+    pool: &Pool,
+    backend: &dyn QueueBackend,
+    config: &RelayConfig,
+) -> anyhow::Result<RelayReport> {
+    let jobs = lease(pool, config).await?;
+    let mut report = RelayReport::default();
+    let mut sent_ids = Vec::new();
+    for (id, job) in jobs {
+        match backend.send(job.queue(), &job).await {
+            Ok(()) => {
+                sent_ids.push(id);
+                report.sent += 1;
+            }
+            Err(e) => {
+                report.failed += 1;
+                tracing::warn!(job_id = %job.job_id, error = %e, "job could not be sent, will retry");
+                let db = pool.get().await?;
+                db.execute(
+                    "UPDATE job_outbox SET last_error = $2,
+                            next_attempt_at = now() + make_interval(secs => least($3 * power(2, attempts - 1), 300))
+                      WHERE id = $1",
+                    &[&id, &e.to_string(), &config.retry_base.as_secs_f64()],
+                )
+                .await?;
+            }
+        }
+    }
+    if !sent_ids.is_empty() {
+        let db = pool.get().await?;
+        db.execute(
+            "UPDATE job_outbox SET dispatched_at = now(), last_error = NULL WHERE id = ANY($1)",
+            &[&sent_ids],
+        )
+        .await?;
+    }
+    Ok(report)
+}
+
+/// Relays until no due job is left (tests, the scheduled sweep).
+pub async fn drain(
+    pool: &Pool,
+    backend: &dyn QueueBackend,
+    config: &RelayConfig,
+) -> anyhow::Result<RelayReport> {
+    let mut total = RelayReport::default();
+    loop {
+        let r = relay_once(pool, backend, config).await?;
+        total.sent += r.sent;
+        total.failed += r.failed;
+        if r.sent + r.failed == 0 || r.sent == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// The relay loop of a long-running process (the local server): woken by `notify`
+/// after each commit that wrote jobs, and every `interval` as a sweep.
+pub async fn run_relay(
+    pool: Pool,
+    backend: std::sync::Arc<dyn QueueBackend>,
+    notify: std::sync::Arc<tokio::sync::Notify>,
+    interval: Duration,
+) {
+    let config = RelayConfig::default();
+    loop {
+        if let Err(e) = drain(&pool, backend.as_ref(), &config).await {
+            tracing::warn!(error = %e, "outbox relay round failed");
+        }
+        let _ = tokio::time::timeout(interval, notify.notified()).await;
+    }
+}

@@ -1,0 +1,106 @@
+//! Field rules and helpers shared by the request types of every domain module.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use validator::ValidationError;
+
+use crate::error::{validation_field_errors, DomainError, DomainResult, FieldError};
+
+pub fn not_blank(s: &str) -> Result<(), ValidationError> {
+    if s.trim().is_empty() {
+        Err(rule("blank", "must not be blank"))
+    } else {
+        Ok(())
+    }
+}
+
+/// E.164 phone numbers: `+` and 2–15 digits, not starting with 0.
+pub fn e164(phone: &str) -> Result<(), ValidationError> {
+    let digits = phone.strip_prefix('+').unwrap_or("");
+    let ok = (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if ok {
+        Ok(())
+    } else {
+        Err(rule("e164", "must be an E.164 number, e.g. +33612345678"))
+    }
+}
+
+pub fn rule(code: &'static str, message: &'static str) -> ValidationError {
+    ValidationError::new(code).with_message(message.into())
+}
+
+/// Distinguishes a field sent as `null` (`Some(None)`) from a missing one (`None`).
+pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// validator's result as a list, so extra cross-field problems can join it.
+pub fn field_errors(result: Result<(), validator::ValidationErrors>) -> Vec<FieldError> {
+    result
+        .err()
+        .map(|e| validation_field_errors(&e))
+        .unwrap_or_default()
+}
+
+/// `Ok` when nothing is wrong, else one VALIDATION_ERROR listing every problem.
+pub fn finish(errors: Vec<FieldError>) -> DomainResult<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(DomainError::validation(errors))
+    }
+}
+
+/// A JSON document parsed into `T` with field paths in its errors: malformed JSON, wrong
+/// types and unknown fields are `VALIDATION_ERROR`s naming the field (`items[0].name`).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> DomainResult<T> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." || path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        };
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("malformed JSON: {inner}")
+        } else {
+            strip_position(&inner.to_string())
+        };
+        DomainError::validation(vec![FieldError::new(field, message)])
+    })
+}
+
+/// serde_json appends " at line 1 column 42"; the field path already says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones() {
+        assert!(e164("+33612345678").is_ok());
+        assert!(e164("+1").is_err());
+        assert!(e164("0612345678").is_err());
+        assert!(e164("+0612345678").is_err());
+        assert!(e164("+3361234567890123").is_err());
+        assert!(e164("+33 6 12").is_err());
+    }
+
+    #[test]
+    fn blanks() {
+        assert!(not_blank(" \t").is_err());
+        assert!(not_blank(" a ").is_ok());
+    }
+}

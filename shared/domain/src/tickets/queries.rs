@@ -1,0 +1,103 @@
+//! Reading tickets with their guest, event and ticket type in one statement.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::model::{EventSummary, Ticket, TicketStatus};
+use crate::error::{DomainError, DomainResult};
+use crate::events::EventStatus;
+use crate::guests::model::{Guest, GUEST_COLUMNS};
+
+/// The select list `from_row` reads, over `t` (tickets), `g` (guests), `e` (events) and
+/// `tt` (ticket types, may be null). Also EXPLAINed by the performance harness.
+pub fn columns() -> String {
+    format!(
+        "t.id AS tk_id, t.ticket_code, t.status AS tk_status, t.validated_at, t.validated_by,
+                t.validation_location, t.qr_payload, t.qr_code_data, t.created_at AS tk_created_at,
+                {GUEST_COLUMNS},
+                e.title AS e_title, e.event_date AS e_date, e.location AS e_location, e.status AS e_status,
+                e.organizer_id AS e_organizer,
+                tt.id AS tt_id, tt.name AS tt_name, tt.price_cents AS tt_price, tt.quantity AS tt_quantity,
+                seats_taken(tt.event_id, tt.id) AS tt_sold"
+    )
+}
+
+fn select() -> String {
+    format!(
+        "SELECT {}
+           FROM tickets t
+           JOIN guests g ON g.id = t.guest_id
+           JOIN events e ON e.id = t.event_id
+           LEFT JOIN ticket_types tt ON tt.id = t.ticket_type_id",
+        columns()
+    )
+}
+
+/// The ticket `id`, whoever owns it (callers check tenancy on `ticket.event.organizer_id`).
+pub async fn by_id(db: &impl GenericClient, id: i64) -> DomainResult<Option<Ticket>> {
+    let stmt = db
+        .prepare_cached(&format!("{} WHERE t.id = $1", select()))
+        .await?;
+    db.query_opt(&stmt, &[&id])
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+pub async fn by_guest(db: &impl GenericClient, guest_id: i64) -> DomainResult<Option<Ticket>> {
+    let stmt = db
+        .prepare_cached(&format!("{} WHERE t.guest_id = $1", select()))
+        .await?;
+    db.query_opt(&stmt, &[&guest_id])
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+pub(super) fn from_row(row: &Row) -> DomainResult<Ticket> {
+    let status: String = row.get("tk_status");
+    let event_status: String = row.get("e_status");
+    let validated_at: Option<chrono::DateTime<chrono::Utc>> = row.get("validated_at");
+    let guest = Guest::from_row(row)?;
+    let ticket_type = row.get::<_, Option<i64>>("tt_id").map(|id| {
+        let (quantity, sold): (i32, i32) = (row.get("tt_quantity"), row.get("tt_sold"));
+        crate::events::TicketType {
+            id,
+            event_id: guest.event_id,
+            name: row.get("tt_name"),
+            price: crate::events::model::cents_to_price(row.get("tt_price")),
+            quantity,
+            sold,
+            available: quantity - sold,
+        }
+    });
+    Ok(Ticket {
+        id: row.get("tk_id"),
+        ticket_code: row.get("ticket_code"),
+        status: if status == "active" {
+            TicketStatus::Active
+        } else {
+            TicketStatus::Cancelled
+        },
+        is_validated: validated_at.is_some(),
+        validated_at,
+        validated_by: row.get("validated_by"),
+        validation_location: row.get("validation_location"),
+        qr_payload: row.get("qr_payload"),
+        qr_code_data: row.get("qr_code_data"),
+        event: EventSummary {
+            id: guest.event_id,
+            title: row.get("e_title"),
+            event_date: row.get("e_date"),
+            location: row.get("e_location"),
+            status: EventStatus::parse(&event_status)
+                .ok_or_else(|| DomainError::internal("event status"))?,
+            organizer_id: row.get("e_organizer"),
+        },
+        guest,
+        ticket_type,
+        created_at: row.get("tk_created_at"),
+    })
+}

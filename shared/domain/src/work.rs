@@ -1,0 +1,51 @@
+//! Units of work. A command runs inside a transaction it is given and returns [`Done`]:
+//! its result and the [`Effects`] to apply once the transaction has committed (cached views
+//! to invalidate, jobs to relay). The edge's one helper commits and applies them, so no
+//! handler can forget them; a command never commits by itself.
+
+/// What must happen after a commit.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[must_use = "effects must be applied after the commit"]
+pub struct Effects {
+    /// Events whose cached views (and every cached list) are now stale.
+    pub events_changed: Vec<i64>,
+    /// The transaction wrote jobs to the outbox: relay them now.
+    pub jobs_written: bool,
+}
+
+impl Effects {
+    pub fn event_changed(mut self, event_id: i64) -> Self {
+        if !self.events_changed.contains(&event_id) {
+            self.events_changed.push(event_id);
+        }
+        self
+    }
+
+    pub fn jobs(mut self) -> Self {
+        self.jobs_written = true;
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events_changed.is_empty() && !self.jobs_written
+    }
+}
+
+/// A command's result, to be committed: [`Done::into_parts`] is for the one helper that
+/// commits and then applies the effects.
+#[derive(Debug)]
+#[must_use = "a command's result must be committed with its effects"]
+pub struct Done<T> {
+    value: T,
+    effects: Effects,
+}
+
+impl<T> Done<T> {
+    pub fn new(value: T, effects: Effects) -> Self {
+        Self { value, effects }
+    }
+
+    pub fn into_parts(self) -> (T, Effects) {
+        (self.value, self.effects)
+    }
+}

@@ -1,0 +1,114 @@
+//! [`ApiError`]: the domain's error as an HTTP response. The status comes from the
+//! contract's code ([`ErrorCode::http_status`]); the body is the error envelope, written
+//! with the request id by the request middleware ([`crate::http::request_context`]),
+//! which also logs the internal cause (SQLSTATE, dependency) that never reaches the client.
+
+use std::ops::{Deref, DerefMut};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+pub use domain::error::{DbResultExt, ErrorCode, FieldError};
+use domain::DomainError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError(pub DomainError);
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(DomainError::new(code, message))
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self(DomainError::field(field, message))
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self(DomainError::validation(errors))
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self(DomainError::not_found(what))
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self(DomainError::unauthorized(message))
+    }
+
+    pub fn forbidden() -> Self {
+        Self(DomainError::forbidden())
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self(DomainError::internal(cause))
+    }
+
+    pub fn unavailable(what: &str, cause: impl std::fmt::Display) -> Self {
+        Self(DomainError::unavailable(what, cause))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl Deref for ApiError {
+    type Target = DomainError;
+    fn deref(&self) -> &DomainError {
+        &self.0
+    }
+}
+
+impl DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut DomainError {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<validator::ValidationErrors> for ApiError {
+    fn from(e: validator::ValidationErrors) -> Self {
+        Self(e.into())
+    }
+}
+
+/// The response carries the error in its extensions; the request middleware logs it and
+/// writes the final body with the request id.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), axum::Json(self.0.body(None))).into_response();
+        if let Some(secs) = self.0.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}

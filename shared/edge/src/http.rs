@@ -1,0 +1,284 @@
+//! HTTP plumbing shared by every function: the response envelope, extractors whose
+//! rejections are contract errors, the authenticated caller, and the request middleware
+//! (request id, structured request log, error bodies, panics).
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::Instrument;
+
+use domain::rules::parse_json;
+use domain::Caller;
+
+use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::state::ApiState;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Largest accepted request body (documented in the OpenAPI description).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// `{"success": true, "data": ...}` with a status.
+pub struct Envelope<T>(pub StatusCode, pub T);
+
+pub fn ok<T: Serialize>(data: T) -> Envelope<T> {
+    Envelope(StatusCode::OK, data)
+}
+
+pub fn created<T: Serialize>(data: T) -> Envelope<T> {
+    Envelope(StatusCode::CREATED, data)
+}
+
+impl<T: Serialize> IntoResponse for Envelope<T> {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<T> {
+            success: bool,
+            data: T,
+        }
+        (
+            self.0,
+            axum::Json(Body {
+                success: true,
+                data: self.1,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// A JSON body deserialized with field paths in its errors: malformed JSON, wrong types
+/// and unknown fields are `VALIDATION_ERROR`, an oversized body `PAYLOAD_TOO_LARGE`.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::field(
+                "body",
+                "Content-Type must be application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::field("body", "the body could not be read")
+            }
+        })?;
+        Ok(ApiJson(parse_json(&bytes)?))
+    }
+}
+
+/// Query parameters with the same error shape as bodies (unknown parameters refused).
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let field = if field == "." {
+                    "query".to_owned()
+                } else {
+                    field
+                };
+                ApiError::validation(vec![FieldError::new(field, e.into_inner().to_string())])
+            })
+    }
+}
+
+/// A path parameter; a malformed one (`/api/events/abc`) is a `VALIDATION_ERROR`.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::field("path", e.body_text()))
+    }
+}
+
+/// The authenticated caller; any failure is the same `401 UNAUTHORIZED`.
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        state.tokens.verify_header(header)
+    }
+}
+
+/// A function's routes as the router it serves, with the shared layers ([`finish`]).
+pub fn serve(routes: utoipa_axum::router::OpenApiRouter<ApiState>, state: ApiState) -> Router {
+    finish(routes.split_for_parts().0, state)
+}
+
+/// The caller of an endpoint that only organizers and admins may call. A scanner gets 403
+/// here, as an extractor that runs before the path, the query and the body are read, so
+/// a caller without the role never learns anything from the validation of its input.
+/// Handlers take it before their `ApiPath`/`ApiQuery`/`ApiJson` arguments.
+pub struct Manager(pub Caller);
+
+impl FromRequestParts<ApiState> for Manager {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.is_manager() {
+            Ok(Manager(caller))
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+}
+
+/// Applies the cross-cutting layers to a function's router: every function (and the
+/// local server) goes through this, so they behave the same.
+pub fn finish(router: Router<ApiState>, state: ApiState) -> Router {
+    router
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this method is not allowed on this route",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::internal("handler panicked").into_response()
+        }))
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+/// Request id (echoed when the client sent a sane one), one span per request so every
+/// log line carries it, a completion log line, and the error body written with it.
+pub async fn request_context(req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_sane_request_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let started = Instant::now();
+    async move {
+        let mut response = next.run(req).await;
+        let status = response.status();
+        if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+            if status.is_server_error() {
+                tracing::error!(code = error.code.as_str(), cause = error.internal.as_deref(), %method, %path, "request failed");
+            } else {
+                tracing::info!(code = error.code.as_str(), cause = error.internal.as_deref(), "request refused");
+            }
+            let (mut parts, _) = response.into_parts();
+            let body = serde_json::to_vec(&error.body(Some(&request_id))).unwrap_or_default();
+            parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            response = Response::from_parts(parts, Body::from(body));
+        }
+        tracing::info!(%method, %path, status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request completed");
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+fn is_sane_request_id(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Sample {
+        max_attendees: i64,
+        items: Vec<Item>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        name: String,
+    }
+
+    fn field_of(e: domain::DomainError) -> String {
+        e.details.unwrap()[0]["field"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let e = parse_json::<Sample>(br#"{"maxAttendees": "x", "items": []}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError);
+        assert_eq!(field_of(e), "maxAttendees");
+        let e =
+            parse_json::<Sample>(br#"{"maxAttendees": 1, "items": [{"name": 1}]}"#).unwrap_err();
+        assert_eq!(field_of(e), "items[0].name");
+        let e =
+            parse_json::<Sample>(br#"{"maxAttendees": 1, "items": [], "extra": 1}"#).unwrap_err();
+        assert!(e.details.unwrap()[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field"));
+        let e = parse_json::<Sample>(b"{not json").unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError);
+    }
+
+    #[test]
+    fn request_ids_are_checked() {
+        assert!(is_sane_request_id("abc-123_x.y"));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id("a\nb"));
+        assert!(!is_sane_request_id(&"a".repeat(129)));
+    }
+}

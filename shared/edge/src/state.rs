@@ -1,0 +1,159 @@
+//! The state of the API functions (and of the local server), built once per process (per
+//! Lambda execution environment), and the unit-of-work helper every command goes through.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use deadpool_postgres::{Pool, Transaction};
+use domain::outbox::{self, QueueBackend, RelayConfig};
+use domain::tickets::signing::{self, KeySource, TicketKeys};
+use domain::{DomainError, Done, Effects};
+use platform::cache::Cache;
+use platform::config::{Config, Env, Secret};
+use tokio::sync::Notify;
+
+use crate::auth::TokenVerifier;
+use crate::error::ApiResult;
+
+/// Where the local server keeps the development ticket-signing key it creates once.
+pub const DEV_TICKET_KEY_FILE: &str = ".local/ticket-signing-key";
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub db: Pool,
+    pub tokens: Arc<TokenVerifier>,
+    pub ticket_keys: Arc<TicketKeys>,
+    /// Redis cache and rate-limit counters; a no-op without `REDIS_URL`.
+    pub cache: Cache,
+    pub config: Arc<Config>,
+    pub started_at: Instant,
+    /// Wakes the outbox relay of this process (if it runs one) after a commit that wrote jobs.
+    pub outbox_signal: Arc<Notify>,
+    /// Where jobs are relayed right after a commit (SQS in Lambda). `None` locally, where
+    /// a relay loop woken by `outbox_signal` does it instead.
+    pub queue: Option<Arc<dyn QueueBackend>>,
+}
+
+impl ApiState {
+    /// Builds the state; connections are opened lazily by the pool.
+    pub fn new(config: Config, ticket_keys: TicketKeys) -> anyhow::Result<Self> {
+        if config.jwt.is_development_default {
+            tracing::warn!(
+                "JWT_SECRET is not set: using the DEVELOPMENT default key; never run like this outside a laptop"
+            );
+        }
+        Ok(Self {
+            db: platform::db::pool(&config.db)?,
+            tokens: Arc::new(TokenVerifier::new(&config.jwt)),
+            ticket_keys: Arc::new(ticket_keys),
+            cache: match &config.redis {
+                Some(r) => Cache::new(&r.url, r.timeout, r.ttl, &r.prefix)?,
+                None => Cache::disabled(),
+            },
+            config: Arc::new(config),
+            started_at: Instant::now(),
+            outbox_signal: Arc::new(Notify::new()),
+            queue: None,
+        })
+    }
+
+    /// What every API function calls once per execution environment: the database, JWT
+    /// and ticket-key secrets (and only those) are resolved from Secrets Manager into the
+    /// configuration, and with `EMAIL_QUEUE_URL`/`TICKET_QUEUE_URL` set the outbox is
+    /// relayed to SQS right after each commit. Locally (no ARNs) this is [`ApiState::from_env`].
+    pub async fn load(env: Env) -> anyhow::Result<Self> {
+        let env = env
+            .with_secrets(&[Secret::Database, Secret::Jwt, Secret::TicketKey])
+            .await?;
+        let mut state = Self::from_env(&env)?;
+        if let Some(sqs) = platform::sqs::SqsQueue::from_env(&env).await? {
+            state.queue = Some(Arc::new(sqs));
+        }
+        Ok(state)
+    }
+
+    /// From an environment without secrets to resolve (local server, tests). In Lambda the
+    /// ticket key must be configured; locally a development key is created once in
+    /// [`DEV_TICKET_KEY_FILE`] and reused.
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        let config = env.config()?;
+        if env.in_lambda() && env.get("TICKET_SIGNING_KEY").is_none() {
+            anyhow::bail!("TICKET_SIGNING_KEY is not set");
+        }
+        let (keys, source) = signing::load(env.lookup(), Path::new(DEV_TICKET_KEY_FILE))?;
+        match source {
+            KeySource::Configured => tracing::info!(
+                key_id = keys.kid(),
+                "ticket signing key loaded from the configuration"
+            ),
+            KeySource::DevelopmentFile { created } => tracing::warn!(
+                key_id = keys.kid(),
+                file = DEV_TICKET_KEY_FILE,
+                created,
+                "TICKET_SIGNING_KEY is not set: using a DEVELOPMENT ticket key kept in a local file"
+            ),
+        }
+        Self::new(config, keys)
+    }
+
+    /// The unit of work: runs `command` in a new transaction, commits, then applies the
+    /// effects the command returned (cache generations, job relay). The only way the API
+    /// commits a change, so no route can forget the effects.
+    pub async fn run<T, F>(&self, command: F) -> ApiResult<T>
+    where
+        F: for<'t> AsyncFnOnce(&'t Transaction<'t>) -> Result<Done<T>, DomainError>,
+    {
+        let mut db = self.db.get().await?;
+        let tx = db.transaction().await?;
+        let (value, effects) = command(&tx).await?.into_parts();
+        tx.commit().await?;
+        drop(db);
+        self.apply(effects).await;
+        Ok(value)
+    }
+
+    /// After a command that committed by itself: the event's views and every list go
+    /// stale, and its jobs are relayed.
+    pub async fn after_commit(&self, event_id: i64) {
+        self.apply(Effects::default().event_changed(event_id).jobs())
+            .await;
+    }
+
+    /// What must happen after a commit: cached views of the changed events and every
+    /// cached list go stale, and the jobs the change wrote are relayed.
+    pub async fn apply(&self, effects: Effects) {
+        if !effects.events_changed.is_empty() {
+            let mut keys: Vec<String> = effects
+                .events_changed
+                .iter()
+                .map(|id| format!("event:{id}"))
+                .collect();
+            keys.push("lists".to_owned());
+            self.cache.bump(&keys).await;
+        }
+        if effects.jobs_written {
+            self.relay_jobs().await;
+        }
+    }
+
+    /// Hands the outbox's due jobs to the queue now (Lambda: SQS), or wakes this
+    /// process's relay loop (local server). A failure only logs: the jobs stay in the
+    /// outbox for the next relay or the scheduled sweep.
+    pub async fn relay_jobs(&self) {
+        self.outbox_signal.notify_one();
+        let Some(queue) = &self.queue else { return };
+        match outbox::drain(&self.db, queue.as_ref(), &RelayConfig::default()).await {
+            Ok(r) if r.failed > 0 => tracing::warn!(
+                sent = r.sent,
+                failed = r.failed,
+                "outbox relay: some jobs wait for the next round"
+            ),
+            Ok(r) if r.sent > 0 => tracing::debug!(sent = r.sent, "outbox relayed"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox relay failed; the jobs wait for the next round")
+            }
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Configuration, read once per process (per Lambda execution environment) into typed
+//! sections. [`Env::process`] is the one place in the code base that reads the process
+//! environment; in AWS, [`Env::with_secrets`] resolves the Secrets Manager ARNs a role
+//! needs into the same [`Env`], and each role builds only the sections it uses
+//! ([`Env::config`] for the API, [`Env::database`] for the others). Every variable has a
+//! local-development default except in AWS, where the template sets them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A snapshot of the environment (plus resolved secrets): the only source of configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+/// A secret a role may ask [`Env::with_secrets`] to resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    /// `DB_SECRET_ARN` (+ `DB_HOST`/`DB_PORT`/`DB_NAME`) → `DATABASE_URL`.
+    Database,
+    /// `JWT_SECRET_ARN` → `JWT_SECRET`.
+    Jwt,
+    /// `TICKET_SIGNING_KEY_SECRET_ARN` → `TICKET_SIGNING_KEY`.
+    TicketKey,
+}
+
+impl Env {
+    /// The process environment. The only reader of `std::env` outside tests.
+    pub fn process() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    /// An environment made of `pairs` (tests, tools).
+    pub fn from_pairs<K: ToString, V: ToString>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The same environment with `key` set (tests, tools).
+    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// A variable, unless unset or blank.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.vars.get(key).filter(|v| !v.trim().is_empty()).cloned()
+    }
+
+    /// `get` as a closure, for the `from_lookup` constructors.
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        move |k| self.get(k)
+    }
+
+    /// Running inside AWS Lambda.
+    pub fn in_lambda(&self) -> bool {
+        self.get("AWS_LAMBDA_FUNCTION_NAME").is_some()
+    }
+
+    /// The environment with `wanted` secrets resolved from Secrets Manager (when their ARN
+    /// variables are set) into the variables they stand for; other ARNs are not read.
+    pub async fn with_secrets(mut self, wanted: &[Secret]) -> anyhow::Result<Self> {
+        let resolved = {
+            let only = |k: &str| {
+                let needed = match k {
+                    "DB_SECRET_ARN" | "DB_HOST" | "DB_PORT" | "DB_NAME" => Secret::Database,
+                    "JWT_SECRET_ARN" => Secret::Jwt,
+                    k if crate::secrets::TICKET_SIGNING_KEY_ARN_VARS.contains(&k) => {
+                        Secret::TicketKey
+                    }
+                    _ => return None,
+                };
+                wanted.contains(&needed).then(|| self.get(k)).flatten()
+            };
+            // Boxed: the SDK's futures are deep (rustc's layout depth limit).
+            Box::pin(crate::secrets::resolve_env(only)).await?
+        };
+        self.vars.extend(resolved);
+        Ok(self)
+    }
+
+    fn number(&self, key: &str, default: u64) -> anyhow::Result<u64> {
+        self.get(key)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| anyhow::anyhow!("{key} must be a whole number, got {v:?}"))
+            })
+            .unwrap_or(Ok(default))
+    }
+
+    /// `SERVICE_NAME` (metrics dimension, logs), default `event-planner-core`.
+    pub fn service_name(&self) -> String {
+        self.get("SERVICE_NAME")
+            .unwrap_or_else(|| "event-planner-core".to_owned())
+    }
+
+    /// The database section: `DATABASE_URL` (or the resolved `DB_SECRET_ARN`), `DB_POOL_SIZE`
+    /// (default `default_pool` in Lambda, 16 locally), `DB_TIMEOUT_MS`.
+    pub fn database(&self, default_pool: usize) -> anyhow::Result<DbConfig> {
+        let url = match self.get("DATABASE_URL") {
+            Some(url) => url,
+            None if self.in_lambda() => {
+                anyhow::bail!("neither DB_SECRET_ARN nor DATABASE_URL is set")
+            }
+            None => DEFAULT_DATABASE_URL.to_owned(),
+        };
+        let default_pool = if self.in_lambda() { default_pool } else { 16 };
+        Ok(DbConfig {
+            url,
+            pool_size: self.number("DB_POOL_SIZE", default_pool as u64)?.max(1) as usize,
+            timeout: Duration::from_millis(self.number("DB_TIMEOUT_MS", 5_000)?),
+            secret_arn: self.get("DB_SECRET_ARN"),
+        })
+    }
+
+    /// `JWT_SECRET` (required in Lambda; a loud development default locally),
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`.
+    pub fn jwt(&self) -> anyhow::Result<JwtConfig> {
+        let (secret, is_development_default) = match self.get("JWT_SECRET") {
+            Some(s) => (s, false),
+            None if self.in_lambda() => anyhow::bail!("JWT_SECRET is not set"),
+            None => (DEVELOPMENT_JWT_SECRET.to_owned(), true),
+        };
+        Ok(JwtConfig {
+            secret,
+            issuer: self.get("JWT_ISSUER"),
+            audience: self.get("JWT_AUDIENCE"),
+            is_development_default,
+        })
+    }
+
+    /// `REDIS_URL` enables the cache; `REDIS_TIMEOUT_MS`, `CACHE_TTL_SECS`, `REDIS_PREFIX`.
+    pub fn redis(&self) -> anyhow::Result<Option<RedisConfig>> {
+        Ok(match self.get("REDIS_URL") {
+            Some(url) => Some(RedisConfig {
+                url,
+                timeout: Duration::from_millis(self.number("REDIS_TIMEOUT_MS", 100)?),
+                ttl: Duration::from_secs(self.number("CACHE_TTL_SECS", 300)?),
+                prefix: self
+                    .get("REDIS_PREFIX")
+                    .unwrap_or_else(|| "epc:".to_owned()),
+            }),
+            None => None,
+        })
+    }
+
+    /// The database section with `DB_SECRET_ARN` resolved (and no other secret): what the
+    /// operations functions and the workers need.
+    pub async fn database_resolved(&self, default_pool: usize) -> anyhow::Result<DbConfig> {
+        self.clone()
+            .with_secrets(&[Secret::Database])
+            .await?
+            .database(default_pool)
+    }
+
+    /// The API's whole configuration.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Config::from_env(self)
+    }
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/event_planner_core";
+/// Used only when `JWT_SECRET` is unset; the start-up log says so loudly.
+pub const DEVELOPMENT_JWT_SECRET: &str = "development-only-secret-change-me";
+
+/// The database section ([`Env::database`]).
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub url: String,
+    /// Connections per process: 1–2 in a Lambda execution environment (it serves one
+    /// request at a time), more for the local server.
+    pub pool_size: usize,
+    pub timeout: Duration,
+    /// `DB_SECRET_ARN` (AWS): new connections re-fetch the credentials from Secrets
+    /// Manager when the database refuses them (after a rotation).
+    pub secret_arn: Option<String>,
+}
+
+/// What the API functions (and the local server) read.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub db: DbConfig,
+    pub jwt: JwtConfig,
+    pub port: u16,
+    pub redis: Option<RedisConfig>,
+    pub limits: Limits,
+}
+
+/// `REDIS_URL` enables the cache and the rate limits.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Per operation (`REDIS_TIMEOUT_MS`, default 100): a slow Redis costs at most this.
+    pub timeout: Duration,
+    /// Cached entries live at most this long (`CACHE_TTL_SECS`, default 300).
+    pub ttl: Duration,
+    /// Key prefix (`REDIS_PREFIX`, default `epc:`).
+    pub prefix: String,
+}
+
+/// Requests per minute per token (or per IP without one).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `RATE_LIMIT_REGISTRATIONS_PER_MINUTE`, default 600.
+    pub registrations_per_minute: u64,
+    /// `RATE_LIMIT_VALIDATIONS_PER_MINUTE`, default 1200 (a busy entrance scans ~1/s per scanner).
+    pub validations_per_minute: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            registrations_per_minute: 600,
+            validations_per_minute: 1200,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub secret: String,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// True when the development default is in use.
+    pub is_development_default: bool,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        Ok(Self {
+            db: env.database(2)?,
+            jwt: env.jwt()?,
+            redis: env.redis()?,
+            limits: Limits {
+                registrations_per_minute: env.number("RATE_LIMIT_REGISTRATIONS_PER_MINUTE", 600)?,
+                validations_per_minute: env.number("RATE_LIMIT_VALIDATIONS_PER_MINUTE", 1200)?,
+            },
+            port: env
+                .number("PORT", 3001)?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("PORT must be a port number"))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        Env::from_pairs(vars.iter().copied()).config()
+    }
+
+    #[test]
+    fn local_defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 3001);
+        assert_eq!(c.db.url, DEFAULT_DATABASE_URL);
+        assert!(c.jwt.is_development_default);
+        assert_eq!(c.db.pool_size, 16);
+    }
+
+    #[test]
+    fn lambda_needs_a_secret_and_uses_a_small_pool() {
+        assert!(config(&[("AWS_LAMBDA_FUNCTION_NAME", "events")]).is_err());
+        // In Lambda the database is configured (or its secret resolved), never the local default.
+        let no_db = config(&[("AWS_LAMBDA_FUNCTION_NAME", "events"), ("JWT_SECRET", "s")]);
+        assert!(format!("{:#}", no_db.unwrap_err()).contains("DATABASE_URL"));
+        let c = config(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "events"),
+            ("JWT_SECRET", "s"),
+            ("DATABASE_URL", "postgres://db/x"),
+        ])
+        .unwrap();
+        assert_eq!(c.db.pool_size, 2);
+        assert!(!c.jwt.is_development_default);
+    }
+
+    #[test]
+    fn bad_numbers_are_reported() {
+        assert!(config(&[("PORT", "abc")]).is_err());
+        assert!(config(&[("PORT", "70000")]).is_err());
+        assert_eq!(config(&[("PORT", "8080")]).unwrap().port, 8080);
+    }
+}

@@ -1,0 +1,117 @@
+//! PostgreSQL: the connection pool, database creation for local runs, and migrations.
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::NoTls;
+
+use crate::config::DbConfig;
+
+pub use deadpool_postgres::{GenericClient, Pool as DbPool, Transaction};
+
+mod embedded {
+    refinery::embed_migrations!("../../migrations");
+}
+
+/// Any lock id works as long as it is the same everywhere: migrations from several
+/// processes (local servers, test binaries, deploy step) run one at a time.
+const MIGRATION_LOCK: i64 = 0x6576_656e_7473; // "events"
+
+pub fn pool(config: &DbConfig) -> anyhow::Result<Pool> {
+    let pg = tokio_postgres::Config::from_str(&config.url)
+        .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match &config.secret_arn {
+        // Credentials rotated by RDS: re-fetched from Secrets Manager on an authentication failure.
+        Some(arn) => deadpool_postgres::Manager::from_connect(
+            pg,
+            crate::secrets::RefreshingConnect::new(
+                crate::secrets::SecretsCache::global().clone(),
+                arn,
+            ),
+            manager_config,
+        ),
+        None => deadpool_postgres::Manager::from_config(pg, NoTls, manager_config),
+    };
+    let timeouts = Timeouts {
+        wait: Some(config.timeout),
+        create: Some(config.timeout),
+        recycle: Some(config.timeout),
+    };
+    Pool::builder(manager)
+        .config(PoolConfig {
+            max_size: config.pool_size,
+            timeouts,
+            ..PoolConfig::default()
+        })
+        .runtime(Runtime::Tokio1)
+        .build()
+        .context("building the database pool")
+}
+
+/// Creates the database named in `url` when it does not exist (local development and
+/// tests; in AWS the database is created with the RDS instance).
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let config = tokio_postgres::Config::from_str(url).context("invalid DATABASE_URL")?;
+    let name = config.get_dbname().unwrap_or("postgres").to_owned();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, conn) = admin
+        .connect(NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let sql = format!("CREATE DATABASE {}", domain::page::quote_ident(&name));
+        match client.batch_execute(&sql).await {
+            Ok(()) => tracing::info!(database = %name, "created the database"),
+            // Someone else created it in the meantime.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e).context("creating the database"),
+        }
+    }
+    Ok(())
+}
+
+/// Applies `migrations/` (embedded at compile time). Safe to run concurrently and twice.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<usize> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = embedded::migrations::runner().run_async(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let report = result.context("applying migrations")?;
+    for m in report.applied_migrations() {
+        tracing::info!(migration = %m, "applied migration");
+    }
+    Ok(report.applied_migrations().len())
+}
+
+pub async fn migrate_pool(pool: &Pool) -> anyhow::Result<usize> {
+    let mut client = pool.get().await.context("connecting to the database")?;
+    migrate(&mut client).await
+}
+
+/// A fingerprint of the embedded migrations (tests key their template database by it).
+pub fn migrations_fingerprint() -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for m in embedded::migrations::runner().get_migrations() {
+        hash.update(m.to_string());
+        hash.update(m.checksum().to_le_bytes());
+    }
+    hash.finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

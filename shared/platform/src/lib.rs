@@ -1,0 +1,13 @@
+//! What every function's process stands on, whatever its role: configuration (the one
+//! place that reads the environment, with secrets resolved into it), the PostgreSQL pool
+//! and migrations, Redis, the SQS queue backend, structured logs, EMF metrics and the
+//! Lambda invocation context. No HTTP routing and no job handling here.
+
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod emf;
+pub mod invocation;
+pub mod logging;
+pub mod secrets;
+pub mod sqs;
