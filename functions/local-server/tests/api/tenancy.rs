@@ -19,6 +19,9 @@ enum Scanners {
     OwnOrganizer,
 }
 
+/// (method, documented path, concrete uri, a valid body for another organizer, scanners, has an owner)
+type Route<'a> = (Method, &'a str, String, Option<Value>, Scanners, bool);
+
 #[tokio::test]
 async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
     let app = TestApp::spawn().await;
@@ -40,8 +43,7 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
 
     let invalid = json!({"title": 1, "firstName": 2, "scannerId": 3});
     let scan = json!({"scannerId": "s-1", "location": "Gate A"});
-    // (method, documented path, concrete uri, a valid body for bob, scanners, has an owner)
-    let routes: Vec<(Method, &str, String, Option<Value>, Scanners, bool)> = vec![
+    let routes: Vec<Route> = vec![
         (
             Method::GET,
             "/api/events",
