@@ -3,8 +3,8 @@
 #
 #   infra/benchmarks/run.sh
 #
-# builds the local server and the Lambda function binaries in release, then runs
-# shared/benches/harness.rs (cargo bench), which
+# builds the local server and the Lambda function binaries in release, then runs the harness
+# (infra/benchmarks/harness/benches/harness/, crate `harness`, cargo bench), which
 #   - drops and re-creates the database ept_bench, starts target/release/local-server on a free
 #     port against it (the server migrates it), seeds 110 000 events (100 000 of one organizer),
 #     ticket types and pools of guests/tickets with INSERT ... SELECT generate_series,
@@ -14,11 +14,13 @@
 #     spread over 50 events) and validations at 16 and 64 clients,
 #   - runs the same writes with pgbench on the same database (registration.sql,
 #     registration-naive.sql, validation.sql in this directory),
-#   - measures the RSS of the server and of each Lambda function binary after its first request,
+#   - measures the RSS of the server and of each Lambda function binary after its first request
+#     (the functions under the project's Lambda runtime emulator, cargo-lambda's: .venv/bin/cargo-lambda,
+#     installed by infra/scripts/tools.sh),
 #   - prints the table and rewrites the generated block of infra/benchmarks/RESULTS.md.
 # About 4-6 minutes after the build. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust),
 # Redis on 127.0.0.1:6379 and pgbench (started/installed by infra/scripts/services.sh if missing,
-# except pgbench: apt-get install postgresql-client).
+# except pgbench: apt-get install postgresql-client), and cargo-lambda (infra/scripts/tools.sh).
 #
 # Environment (all optional): BENCH_SECS (8) seconds per HTTP load, BENCH_PGBENCH_SECS (8),
 # BENCH_WARMUP_SECS (1), BENCH_EVENTS (100000), BENCH_DB (ept_bench), BENCH_DB_POOL_SIZE
@@ -28,9 +30,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 infra/scripts/services.sh
+infra/scripts/tools.sh
 command -v pgbench >/dev/null || { echo "run.sh: pgbench is missing (apt-get install postgresql-client)" >&2; exit 1; }
 
 echo "run.sh: building the local server and the function binaries (release)..."
 cargo build --release --quiet -p local-server -p events -p guests -p tickets -p health
-echo "run.sh: building and running the harness (cargo bench -p shared --bench harness)..."
-exec cargo bench --quiet -p shared --bench harness
+echo "run.sh: building and running the harness (cargo bench -p harness --bench harness)..."
+exec cargo bench --quiet -p harness --bench harness

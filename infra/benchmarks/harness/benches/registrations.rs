@@ -1,5 +1,5 @@
 //! Registrations per second through the real router and a real PostgreSQL, with the seat
-//! counts checked afterwards. Run: `cargo bench -p shared --bench registrations`
+//! counts checked afterwards. Run: `cargo bench -p harness --bench registrations`
 //! (figures recorded in the README, Benchmarks). `BENCH_REGISTRATIONS` sets N.
 //!
 //! Two loads: every request on ONE hot ticket type (the worst case for locking: every

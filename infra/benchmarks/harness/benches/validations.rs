@@ -1,5 +1,5 @@
 //! Ticket validations per second and latency through the real router and PostgreSQL.
-//! Run: `cargo bench -p shared --bench validations` (figures in the README, Benchmarks).
+//! Run: `cargo bench -p harness --bench validations` (figures in the README, Benchmarks).
 //! `BENCH_VALIDATIONS` sets N.
 //!
 //! Two loads: every request validates a different ticket (the door on a busy evening),

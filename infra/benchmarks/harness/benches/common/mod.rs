@@ -1,8 +1,6 @@
 //! What the benchmarks share: an app on a fresh database, an organizer token, a driver
 //! that runs N requests from C concurrent clients and reports throughput and latency.
 
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,17 +8,18 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use domain::tickets::signing::TicketKeys;
+use domain::Role;
+use edge::auth::{issue_token, Claims};
+use edge::ApiState;
+use platform::config::{Config, DbConfig, JwtConfig};
 use serde_json::{json, Value};
-use shared::api::{router, Group};
-use shared::auth::{issue_token, Claims, Role};
-use shared::config::{Config, JwtConfig};
-use shared::testing::TestDatabase;
-use shared::AppState;
+use testkit::TestDatabase;
 use tower::ServiceExt;
 
 pub struct Bench {
     pub app: axum::Router,
-    pub state: AppState,
+    pub state: ApiState,
     pub token: String,
     _db: TestDatabase,
 }
@@ -35,17 +34,18 @@ impl Bench {
             is_development_default: false,
         };
         let config = Config {
-            database_url: db.url.clone(),
-            db_pool_size: pool_size,
-            db_timeout: Duration::from_secs(30),
+            db: DbConfig {
+                url: db.url.clone(),
+                pool_size,
+                timeout: Duration::from_secs(30),
+                secret_arn: None,
+            },
             jwt: jwt.clone(),
             port: 0,
             redis: None,
             limits: Default::default(),
-            db_secret_arn: None,
         };
-        let state =
-            AppState::new(config, shared::tickets::signing::TicketKeys::generate()).unwrap();
+        let state = ApiState::new(config, TicketKeys::generate()).unwrap();
         let claims = Claims {
             sub: "bench-org".into(),
             role: Role::Organizer,
@@ -55,7 +55,7 @@ impl Bench {
             aud: None,
         };
         Arc::new(Bench {
-            app: router(state.clone(), Group::ALL),
+            app: local_server::app(state.clone()),
             state,
             token: issue_token(&jwt, &claims),
             _db: db,
