@@ -12,7 +12,7 @@ use domain::events::{commands, queries, Event, EventList, TicketType};
 use domain::{access, Caller};
 use edge::docs::{ErrorBody, Success};
 use edge::error::ApiResult;
-use edge::http::{created, ok, ApiJson, ApiPath, ApiQuery, Envelope, Manager};
+use edge::http::{created, ok, ApiJson, ApiPath, ApiQuery, Envelope, JsonInput, Manager};
 use edge::ApiState;
 
 pub fn routes() -> OpenApiRouter<ApiState> {
@@ -54,8 +54,9 @@ async fn create_event(
     ApiJson(input): ApiJson<CreateEvent>,
 ) -> ApiResult<Envelope<Event>> {
     let mut db = state.db.get().await?;
-    let event = commands::create(&mut db, &caller, input).await?;
-    state.after_commit(event.id).await;
+    let tx = db.transaction().await?;
+    let done = commands::create(&tx, &caller, input).await?;
+    let event = state.commit(tx, done).await?;
     Ok(created(event))
 }
 
@@ -87,11 +88,12 @@ async fn update_event(
     State(state): State<ApiState>,
     Manager(caller): Manager,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(input): ApiJson<UpdateEvent>,
+    JsonInput(input): JsonInput<UpdateEvent>,
 ) -> ApiResult<Envelope<Event>> {
     let mut db = state.db.get().await?;
-    let event = commands::update(&mut db, &caller, id, input).await?;
-    state.after_commit(id).await;
+    let tx = db.transaction().await?;
+    let done = commands::update(&tx, &caller, id, input).await?;
+    let event = state.commit(tx, done).await?;
     Ok(ok(event))
 }
 
@@ -108,8 +110,9 @@ async fn delete_event(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     let mut db = state.db.get().await?;
-    commands::delete(&mut db, &caller, id).await?;
-    state.after_commit(id).await;
+    let tx = db.transaction().await?;
+    let done = commands::delete(&tx, &caller, id).await?;
+    state.commit(tx, done).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -125,11 +128,12 @@ async fn create_ticket_type(
     State(state): State<ApiState>,
     Manager(caller): Manager,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(input): ApiJson<NewTicketType>,
+    JsonInput(input): JsonInput<NewTicketType>,
 ) -> ApiResult<Envelope<TicketType>> {
     let mut db = state.db.get().await?;
-    let created_type = commands::add_ticket_type(&mut db, &caller, id, input).await?;
-    state.after_commit(id).await;
+    let tx = db.transaction().await?;
+    let done = commands::add_ticket_type(&tx, &caller, id, input).await?;
+    let created_type = state.commit(tx, done).await?;
     Ok(created(created_type))
 }
 
@@ -146,11 +150,12 @@ async fn update_ticket_type(
     State(state): State<ApiState>,
     Manager(caller): Manager,
     ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
-    ApiJson(input): ApiJson<UpdateTicketType>,
+    JsonInput(input): JsonInput<UpdateTicketType>,
 ) -> ApiResult<Envelope<TicketType>> {
     let mut db = state.db.get().await?;
-    let updated = commands::update_ticket_type(&mut db, &caller, id, ticket_type_id, input).await?;
-    state.after_commit(id).await;
+    let tx = db.transaction().await?;
+    let done = commands::update_ticket_type(&tx, &caller, id, ticket_type_id, input).await?;
+    let updated = state.commit(tx, done).await?;
     Ok(ok(updated))
 }
 
@@ -167,8 +172,9 @@ async fn delete_ticket_type(
     ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     let mut db = state.db.get().await?;
-    commands::delete_ticket_type(&mut db, &caller, id, ticket_type_id).await?;
-    state.after_commit(id).await;
+    let tx = db.transaction().await?;
+    let done = commands::delete_ticket_type(&tx, &caller, id, ticket_type_id).await?;
+    state.commit(tx, done).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -12,7 +12,7 @@ use domain::guests::model::GuestList;
 use domain::guests::{commands, queries, Guest, Registration};
 use edge::docs::{ErrorBody, Success};
 use edge::error::ApiResult;
-use edge::http::{created, ok, ApiJson, ApiPath, ApiQuery, Envelope, Manager};
+use edge::http::{created, ok, ApiPath, ApiQuery, Envelope, JsonInput, Manager};
 use edge::rate_limit::{Limited, Registrations};
 use edge::ApiState;
 
@@ -58,12 +58,15 @@ async fn register_guest(
     _: Limited<Registrations>,
     Manager(caller): Manager,
     ApiPath(event_id): ApiPath<i64>,
-    ApiJson(input): ApiJson<Register>,
+    JsonInput(input): JsonInput<Register>,
 ) -> ApiResult<Envelope<Registration>> {
     let mut db = state.db.get().await?;
-    let registration =
-        commands::register(&mut db, &caller, &state.ticket_keys, event_id, input).await?;
-    state.after_commit(event_id).await;
+    let tx = db.transaction().await?;
+    let done = commands::register(&tx, &caller, &state.ticket_keys, event_id, input).await?;
+    let registered = state.commit(tx, done).await?;
+    // Read after the commit (on the same connection): the seat shards were locked only
+    // until then.
+    let registration = queries::registration(&db, registered.event_id, registered.guest_id).await?;
     Ok(created(registration))
 }
 
@@ -93,11 +96,12 @@ async fn update_guest(
     State(state): State<ApiState>,
     Manager(caller): Manager,
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
-    ApiJson(input): ApiJson<UpdateGuest>,
+    JsonInput(input): JsonInput<UpdateGuest>,
 ) -> ApiResult<Envelope<Guest>> {
     let mut db = state.db.get().await?;
-    let guest = commands::update(&mut db, &caller, event_id, guest_id, input).await?;
-    state.after_commit(event_id).await;
+    let tx = db.transaction().await?;
+    let done = commands::update(&tx, &caller, event_id, guest_id, input).await?;
+    let guest = state.commit(tx, done).await?;
     Ok(ok(guest))
 }
 
@@ -114,8 +118,9 @@ async fn delete_guest(
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     let mut db = state.db.get().await?;
-    commands::delete(&mut db, &caller, event_id, guest_id).await?;
-    state.after_commit(event_id).await;
+    let tx = db.transaction().await?;
+    let done = commands::delete(&tx, &caller, event_id, guest_id).await?;
+    state.commit(tx, done).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -131,10 +136,11 @@ async fn approve_guest(
     Manager(caller): Manager,
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Envelope<Registration>> {
+    let keys = &state.ticket_keys;
     let mut db = state.db.get().await?;
-    let registration =
-        commands::approve(&mut db, &caller, &state.ticket_keys, event_id, guest_id).await?;
-    state.after_commit(event_id).await;
+    let tx = db.transaction().await?;
+    let done = commands::approve(&tx, &caller, keys, event_id, guest_id).await?;
+    let registration = state.commit(tx, done).await?;
     Ok(ok(registration))
 }
 
@@ -151,8 +157,9 @@ async fn cancel_guest(
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Envelope<Guest>> {
     let mut db = state.db.get().await?;
-    let guest = commands::cancel(&mut db, &caller, event_id, guest_id).await?;
-    state.after_commit(event_id).await;
+    let tx = db.transaction().await?;
+    let done = commands::cancel(&tx, &caller, event_id, guest_id).await?;
+    let guest = state.commit(tx, done).await?;
     Ok(ok(guest))
 }
 
@@ -175,7 +182,8 @@ async fn resend_ticket(
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Envelope<Queued>> {
     let mut db = state.db.get().await?;
-    let job_id = commands::resend_ticket(&mut db, &caller, event_id, guest_id).await?;
-    state.after_commit(event_id).await;
+    let tx = db.transaction().await?;
+    let done = commands::resend_ticket(&tx, &caller, event_id, guest_id).await?;
+    let job_id = state.commit(tx, done).await?;
     Ok(Envelope(StatusCode::ACCEPTED, Queued { job_id }))
 }

@@ -15,7 +15,7 @@ use domain::tickets::{qr, queries, Ticket};
 use domain::{access, Caller};
 use edge::docs::{ErrorBody, Success};
 use edge::error::{ApiError, ApiResult};
-use edge::http::{ok, ApiJson, ApiPath, Envelope, Manager};
+use edge::http::{ok, ApiJson, ApiPath, Envelope, JsonInput, Manager};
 use edge::rate_limit::{Limited, Validations};
 use edge::ApiState;
 
@@ -99,12 +99,12 @@ async fn validate_ticket(
     _: Limited<Validations>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(scan): ApiJson<Scan>,
+    JsonInput(scan): JsonInput<Scan>,
 ) -> ApiResult<Envelope<Validation>> {
     let mut db = state.db.get().await?;
-    let validation = checkin::by_id(&mut db, &caller, id, scan).await?;
-    state.after_commit(validation.ticket.event.id).await;
-    Ok(ok(validation))
+    let done = checkin::by_id(&mut db, &caller, id, scan).await?;
+    drop(db);
+    Ok(ok(state.finish(done).await))
 }
 
 #[utoipa::path(post, path = "/api/tickets/validate", tag = "tickets", request_body = ScanCode, security(("bearer" = [])),
@@ -121,9 +121,9 @@ async fn validate_scanned(
     ApiJson(input): ApiJson<ScanCode>,
 ) -> ApiResult<Envelope<Validation>> {
     let mut db = state.db.get().await?;
-    let validation = checkin::by_code(&mut db, &caller, &state.ticket_keys, input).await?;
-    state.after_commit(validation.ticket.event.id).await;
-    Ok(ok(validation))
+    let done = checkin::by_code(&mut db, &caller, &state.ticket_keys, input).await?;
+    drop(db);
+    Ok(ok(state.finish(done).await))
 }
 
 #[derive(Serialize, ToSchema)]

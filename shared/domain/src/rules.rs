@@ -84,6 +84,35 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// A request's input as it arrived: parsed or not, not yet trusted. Commands that act on an
+/// existing resource take it and open it only *after* the tenancy gate ([`crate::access`]), so
+/// another organizer's resource answers 404 whatever the body holds, and the caller's own
+/// gets the 400 that names the field.
+#[derive(Debug)]
+pub struct Input<T>(DomainResult<T>);
+
+impl<T> Input<T> {
+    /// The outcome of parsing the request (the HTTP edge builds it).
+    pub fn new(parsed: DomainResult<T>) -> Self {
+        Self(parsed)
+    }
+
+    /// Input that is already a value (tests, fixtures, tools).
+    pub fn ok(value: T) -> Self {
+        Self(Ok(value))
+    }
+
+    /// The value if it parsed, to steer a lookup before the gate has run (never to act on).
+    pub fn peek(&self) -> Option<&T> {
+        self.0.as_ref().ok()
+    }
+
+    /// The value, or the parse error: call after the gate.
+    pub fn take(self) -> DomainResult<T> {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

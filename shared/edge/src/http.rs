@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
 
-use domain::rules::parse_json;
+use domain::rules::{parse_json, Input};
 use domain::Caller;
 
 use crate::error::{ApiError, ErrorCode, FieldError};
@@ -63,36 +63,58 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("application/json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::field(
-                "body",
-                "Content-Type must be application/json",
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-                )
-            } else {
-                ApiError::field("body", "the body could not be read")
-            }
-        })?;
-        Ok(ApiJson(parse_json(&bytes)?))
+        read_json(req, state).await.map(ApiJson)
     }
+}
+
+/// A JSON body read like [`ApiJson`], whose problems are kept rather than answered at once:
+/// the command opens it after the tenancy gate ([`domain::rules::Input`]), so another
+/// organizer's resource is 404 whatever the body holds.
+pub struct JsonInput<T>(pub Input<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonInput<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(JsonInput(Input::new(
+            read_json(req, state).await.map_err(|e| e.0),
+        )))
+    }
+}
+
+async fn read_json<S: Send + Sync, T: DeserializeOwned>(
+    req: Request,
+    state: &S,
+) -> Result<T, ApiError> {
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::field(
+            "body",
+            "Content-Type must be application/json",
+        ));
+    }
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::field("body", "the body could not be read")
+        }
+    })?;
+    Ok(parse_json(&bytes)?)
 }
 
 /// Query parameters with the same error shape as bodies (unknown parameters refused).

@@ -8,7 +8,7 @@ use std::time::Instant;
 use deadpool_postgres::{Pool, Transaction};
 use domain::outbox::{self, QueueBackend, RelayConfig};
 use domain::tickets::signing::{self, KeySource, TicketKeys};
-use domain::{DomainError, Done, Effects};
+use domain::{Done, Effects};
 use platform::cache::Cache;
 use platform::config::{Config, Env, Secret};
 use tokio::sync::Notify;
@@ -97,27 +97,29 @@ impl ApiState {
         Self::new(config, keys)
     }
 
-    /// The unit of work: runs `command` in a new transaction, commits, then applies the
-    /// effects the command returned (cache generations, job relay). The only way the API
-    /// commits a change, so no route can forget the effects.
-    pub async fn run<T, F>(&self, command: F) -> ApiResult<T>
-    where
-        F: for<'t> AsyncFnOnce(&'t Transaction<'t>) -> Result<Done<T>, DomainError>,
-    {
-        let mut db = self.db.get().await?;
-        let tx = db.transaction().await?;
-        let (value, effects) = command(&tx).await?.into_parts();
+    /// The end of every unit of work: commits the transaction a command ran in, then applies
+    /// the effects the command returned (cache generations, job relay). The only way a
+    /// route gets a command's result, so none can forget the effects:
+    ///
+    /// ```ignore
+    /// let mut db = state.db.get().await?;
+    /// let tx = db.transaction().await?;
+    /// let done = commands::cancel(&tx, &caller, event_id, guest_id).await?;
+    /// let guest = state.commit(tx, done).await?;
+    /// ```
+    pub async fn commit<T>(&self, tx: Transaction<'_>, done: Done<T>) -> ApiResult<T> {
+        let (value, effects) = done.into_parts();
         tx.commit().await?;
-        drop(db);
         self.apply(effects).await;
         Ok(value)
     }
 
-    /// After a command that committed by itself: the event's views and every list go
-    /// stale, and its jobs are relayed.
-    pub async fn after_commit(&self, event_id: i64) {
-        self.apply(Effects::default().event_changed(event_id).jobs())
-            .await;
+    /// The effects of a command that is atomic on its own (the one-statement check-in),
+    /// applied now; its result.
+    pub async fn finish<T>(&self, done: Done<T>) -> T {
+        let (value, effects) = done.into_parts();
+        self.apply(effects).await;
+        value
     }
 
     /// What must happen after a commit: cached views of the changed events and every

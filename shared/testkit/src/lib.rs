@@ -511,6 +511,7 @@ pub mod aws {
 pub mod fixtures {
     use serde_json::{json, Value};
 
+    use domain::rules::Input;
     use domain::tickets::signing::TicketKeys;
     use domain::{Caller, Role};
     use edge::ApiState;
@@ -554,8 +555,10 @@ pub mod fixtures {
             .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
         let mut db = state.db.get().await.expect("a database connection");
-        let event = domain::events::commands::create(
-            &mut db,
+        // Each command in its own unit of work, committed with its effects, as the API does.
+        let tx = db.transaction().await.unwrap();
+        let done = domain::events::commands::create(
+            &tx,
             &caller,
             serde_json::from_value(json!({
                 "title": "Tech Conference 2027", "eventDate": date, "location": "Paris, La Défense",
@@ -565,29 +568,40 @@ pub mod fixtures {
         )
         .await
         .expect("the event is created");
+        let event = state.commit(tx, done).await.unwrap();
         let event = serde_json::to_value(event).unwrap();
         let event_id = event["id"].as_i64().expect("an event id");
-        domain::events::commands::update(
-            &mut db,
+        let tx = db.transaction().await.unwrap();
+        let done = domain::events::commands::update(
+            &tx,
             &caller,
             event_id,
-            serde_json::from_value(json!({"status": "published"})).unwrap(),
+            Input::ok(serde_json::from_value(json!({"status": "published"})).unwrap()),
         )
         .await
         .expect("the event is published");
-        let registration = domain::guests::commands::register(
-            &mut db,
+        state.commit(tx, done).await.unwrap();
+        let tx = db.transaction().await.unwrap();
+        let done = domain::guests::commands::register(
+            &tx,
             &caller,
             &state.ticket_keys,
             event_id,
-            serde_json::from_value(json!({
-                "firstName": "Ada", "lastName": "Lovelace", "email": email,
-                "ticketTypeId": event["ticketTypes"][0]["id"]
-            }))
-            .unwrap(),
+            Input::ok(
+                serde_json::from_value(json!({
+                    "firstName": "Ada", "lastName": "Lovelace", "email": email,
+                    "ticketTypeId": event["ticketTypes"][0]["id"]
+                }))
+                .unwrap(),
+            ),
         )
         .await
         .expect("the guest is registered");
+        let registered = state.commit(tx, done).await.unwrap();
+        let registration =
+            domain::guests::queries::registration(&db, registered.event_id, registered.guest_id)
+                .await
+                .unwrap();
         serde_json::to_value(registration).unwrap()
     }
 }

@@ -1,9 +1,10 @@
-//! Changing events and their ticket types. Each command is one transaction: it locks the
-//! event row (`FOR UPDATE`) before checking a rule that depends on its state, so two
-//! concurrent changes cannot both pass a check that only one of them may pass.
+//! Changing events and their ticket types. Each command runs in the transaction it is given
+//! (the edge's unit of work commits it and applies the returned effects): it locks the event
+//! row (`FOR UPDATE`, through the tenancy gate) before checking a rule that depends on its
+//! state, so two concurrent changes cannot both pass a check that only one of them may pass.
 
 use chrono::Utc;
-use deadpool_postgres::{Client, GenericClient, Transaction};
+use deadpool_postgres::{GenericClient, Transaction};
 
 use super::input::{CreateEvent, NewTicketType, UpdateEvent, UpdateTicketType, MAX_TICKET_TYPES};
 use super::model::{Event, EventStatus, TicketType};
@@ -12,6 +13,8 @@ use crate::access::{self, Lock};
 use crate::caller::Caller;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
 use crate::outbox::{self, Job};
+use crate::rules::Input;
+use crate::work::{Done, Effects};
 
 const TICKET_TYPE_NAME_KEY: &str = "ticket_types_event_name_key";
 
@@ -22,9 +25,12 @@ fn duplicate_name() -> DomainError {
     )
 }
 
-pub async fn create(db: &mut Client, caller: &Caller, input: CreateEvent) -> DomainResult<Event> {
+pub async fn create(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    input: CreateEvent,
+) -> DomainResult<Done<Event>> {
     let event_date = input.check()?;
-    let tx = db.transaction().await?;
     let stmt = tx
         .prepare_cached(
             "INSERT INTO events (organizer_id, title, description, event_date, location, max_attendees, requires_approval)
@@ -47,11 +53,10 @@ pub async fn create(db: &mut Client, caller: &Caller, input: CreateEvent) -> Dom
         )
         .await?
         .get(0);
-    insert_ticket_types(&tx, id, &input.ticket_types).await?;
-    let event = queries::get(&tx, caller, id).await?;
-    tx.commit().await?;
+    insert_ticket_types(tx, id, &input.ticket_types).await?;
+    let event = queries::get(tx, caller, id).await?;
     tracing::info!(event_id = id, organizer_id = %caller.user_id, "event created");
-    Ok(event)
+    Ok(Done::new(event, Effects::default().event_changed(id)))
 }
 
 /// The locked state of an event a command is about to change.
@@ -93,14 +98,14 @@ fn refuse_if_final(status: EventStatus) -> DomainResult<()> {
 }
 
 pub async fn update(
-    db: &mut Client,
+    tx: &Transaction<'_>,
     caller: &Caller,
     id: i64,
-    input: UpdateEvent,
-) -> DomainResult<Event> {
+    input: Input<UpdateEvent>,
+) -> DomainResult<Done<Event>> {
+    let current = lock(tx, caller, id).await?;
+    let input = input.take()?;
     let event_date = input.check()?;
-    let tx = db.transaction().await?;
-    let current = lock(&tx, caller, id).await?;
     refuse_if_final(current.status)?;
 
     let max_attendees = input
@@ -172,25 +177,26 @@ pub async fn update(
     .await?;
 
     if let Some(types) = &input.ticket_types {
-        replace_ticket_types(&tx, id, types, max_attendees).await?;
+        replace_ticket_types(tx, id, types, max_attendees).await?;
     }
-    if input.status == Some(EventStatus::Cancelled) {
-        cancel_registrations(&tx, id).await?;
+    let cancelled = input.status == Some(EventStatus::Cancelled);
+    if cancelled {
+        cancel_registrations(tx, id).await?;
     }
-    let event = queries::get(&tx, caller, id).await?;
-    tx.commit().await?;
+    let event = queries::get(tx, caller, id).await?;
     tracing::info!(
         event_id = id,
         status = event.status.as_str(),
         "event updated"
     );
-    Ok(event)
+    let effects = Effects::default().event_changed(id);
+    let effects = if cancelled { effects.jobs() } else { effects };
+    Ok(Done::new(event, effects))
 }
 
 /// `DELETE /api/events/{id}`: only while no guest was ever registered.
-pub async fn delete(db: &mut Client, caller: &Caller, id: i64) -> DomainResult<()> {
-    let tx = db.transaction().await?;
-    let current = lock(&tx, caller, id).await?;
+pub async fn delete(tx: &Transaction<'_>, caller: &Caller, id: i64) -> DomainResult<Done<()>> {
+    let current = lock(tx, caller, id).await?;
     if current.ever_registered {
         return Err(DomainError::invalid_state(
             "an event that has had guests cannot be deleted; cancel it instead",
@@ -206,19 +212,18 @@ pub async fn delete(db: &mut Client, caller: &Caller, id: i64) -> DomainResult<(
             }
             _ => e.into(),
         })?;
-    tx.commit().await?;
     tracing::info!(event_id = id, "event deleted");
-    Ok(())
+    Ok(Done::new((), Effects::default().event_changed(id)))
 }
 
 pub async fn add_ticket_type(
-    db: &mut Client,
+    tx: &Transaction<'_>,
     caller: &Caller,
     event_id: i64,
-    input: NewTicketType,
-) -> DomainResult<TicketType> {
-    let tx = db.transaction().await?;
-    let current = lock(&tx, caller, event_id).await?;
+    input: Input<NewTicketType>,
+) -> DomainResult<Done<TicketType>> {
+    let current = lock(tx, caller, event_id).await?;
+    let input = input.take()?;
     input.check(current.max_attendees as i64)?;
     refuse_if_final(current.status)?;
     if current.ticket_types >= MAX_TICKET_TYPES as i64 {
@@ -226,25 +231,27 @@ pub async fn add_ticket_type(
             "an event has at most {MAX_TICKET_TYPES} ticket types"
         )));
     }
-    let ids = insert_ticket_types(&tx, event_id, std::slice::from_ref(&input)).await?;
-    let created = queries::ticket_type(&tx, event_id, ids[0]).await?;
-    touch(&tx, event_id).await?;
-    tx.commit().await?;
-    Ok(created)
+    let ids = insert_ticket_types(tx, event_id, std::slice::from_ref(&input)).await?;
+    let created = queries::ticket_type(tx, event_id, ids[0]).await?;
+    touch(tx, event_id).await?;
+    Ok(Done::new(
+        created,
+        Effects::default().event_changed(event_id),
+    ))
 }
 
 pub async fn update_ticket_type(
-    db: &mut Client,
+    tx: &Transaction<'_>,
     caller: &Caller,
     event_id: i64,
     id: i64,
-    input: UpdateTicketType,
-) -> DomainResult<TicketType> {
-    let tx = db.transaction().await?;
-    let current = lock(&tx, caller, event_id).await?;
+    input: Input<UpdateTicketType>,
+) -> DomainResult<Done<TicketType>> {
+    let current = lock(tx, caller, event_id).await?;
+    let input = input.take()?;
     input.check(current.max_attendees as i64)?;
     refuse_if_final(current.status)?;
-    let existing = queries::ticket_type(&tx, event_id, id).await?;
+    let existing = queries::ticket_type(tx, event_id, id).await?;
     if let Some(q) = input
         .quantity
         .map(|q| q as i32)
@@ -269,26 +276,26 @@ pub async fn update_ticket_type(
     )
     .await
     .on_constraint(TICKET_TYPE_NAME_KEY, duplicate_name)?;
-    let updated = queries::ticket_type(&tx, event_id, id).await?;
-    touch(&tx, event_id).await?;
-    tx.commit().await?;
-    Ok(updated)
+    let updated = queries::ticket_type(tx, event_id, id).await?;
+    touch(tx, event_id).await?;
+    Ok(Done::new(
+        updated,
+        Effects::default().event_changed(event_id),
+    ))
 }
 
 pub async fn delete_ticket_type(
-    db: &mut Client,
+    tx: &Transaction<'_>,
     caller: &Caller,
     event_id: i64,
     id: i64,
-) -> DomainResult<()> {
-    let tx = db.transaction().await?;
-    let current = lock(&tx, caller, event_id).await?;
+) -> DomainResult<Done<()>> {
+    let current = lock(tx, caller, event_id).await?;
     refuse_if_final(current.status)?;
-    let existing = queries::ticket_type(&tx, event_id, id).await?;
-    remove_ticket_type(&tx, &existing).await?;
-    touch(&tx, event_id).await?;
-    tx.commit().await?;
-    Ok(())
+    let existing = queries::ticket_type(tx, event_id, id).await?;
+    remove_ticket_type(tx, &existing).await?;
+    touch(tx, event_id).await?;
+    Ok(Done::new((), Effects::default().event_changed(event_id)))
 }
 
 async fn remove_ticket_type(tx: &Transaction<'_>, t: &TicketType) -> DomainResult<()> {

@@ -1,5 +1,6 @@
-//! Changing guests: registration, approval, cancellation, edits. One transaction each,
-//! with the jobs they cause written to the outbox inside it.
+//! Changing guests: registration, approval, cancellation, edits. Each runs in the
+//! transaction it is given (the edge's unit of work commits it, then applies the returned
+//! effects), with the jobs it causes written to the outbox inside it.
 //!
 //! # Capacity under concurrency
 //! Each capacity (the event's `max_attendees`, each ticket type's `quantity`) is split over
@@ -28,7 +29,7 @@
 //! second waits for the first and fails with a unique violation (`DUPLICATE_GUEST`) if
 //! the first commits.
 
-use deadpool_postgres::{Client, GenericClient, Transaction};
+use deadpool_postgres::{GenericClient, Transaction};
 
 use super::input::{Register, UpdateGuest};
 use super::model::{Guest, GuestStatus, Registration};
@@ -38,8 +39,10 @@ use crate::caller::Caller;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
 use crate::events::EventStatus;
 use crate::outbox::{self, Job};
+use crate::rules::Input;
 use crate::tickets;
 use crate::tickets::signing::TicketKeys;
+use crate::work::{Done, Effects};
 
 const ACTIVE_EMAIL_KEY: &str = "guests_event_email_active_key";
 
@@ -58,15 +61,16 @@ fn closed(reason: &str) -> DomainError {
 }
 
 pub async fn register(
-    db: &mut Client,
+    tx: &Transaction<'_>,
     caller: &Caller,
     keys: &TicketKeys,
     event_id: i64,
-    input: Register,
-) -> DomainResult<Registration> {
+    input: Input<Register>,
+) -> DomainResult<Done<Registered>> {
+    let ticket_type = input.peek().and_then(|r| r.ticket_type_id);
+    let event = access::event(tx, caller, event_id, Lock::Share, ticket_type).await?;
+    let input = input.take()?;
     input.check()?;
-    let tx = db.transaction().await?;
-    let event = access::event(&tx, caller, event_id, Lock::Share, input.ticket_type_id).await?;
     if event.status != EventStatus::Published {
         return Err(closed(&format!("the event is {}", event.status.as_str())));
     }
@@ -112,25 +116,30 @@ pub async fn register(
     let mut jobs = vec![Job::RegistrationConfirmation { event_id, guest_id }];
     if let Some(ticket_id) = ticket_id {
         let ids = (event_id, guest_id, ticket_id);
-        jobs.push(issue_ticket(&tx, keys, ids, input.ticket_type_id).await?);
+        jobs.push(issue_ticket(tx, keys, ids, input.ticket_type_id).await?);
     }
-    outbox::enqueue_all(&tx, &jobs).await?;
+    outbox::enqueue_all(tx, &jobs).await?;
     // Last, so the seat shards stay locked only until the commit right after.
-    take_seat(&tx, event_id, input.ticket_type_id, guest_id).await?;
-    tx.commit().await?;
-
-    let client: &Client = db;
-    let (guest, ticket) = tokio::try_join!(
-        queries::by_id(client, event_id, guest_id),
-        tickets::queries::by_guest(client, guest_id)
-    )?;
+    take_seat(tx, event_id, input.ticket_type_id, guest_id).await?;
     tracing::info!(
         event_id,
         guest_id,
         status = status.as_str(),
         "guest registered"
     );
-    Ok(Registration { guest, ticket })
+    // The answer is read after the commit ([`queries::registration`]), so the seat shards
+    // stay locked only until the commit right after the seat is taken.
+    Ok(Done::new(
+        Registered { event_id, guest_id },
+        Effects::default().event_changed(event_id).jobs(),
+    ))
+}
+
+/// A registration that committed; [`queries::registration`] reads what the API answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    pub event_id: i64,
+    pub guest_id: i64,
 }
 
 /// `ticketTypeId` is required when the event has ticket types, and must be one of them
@@ -324,14 +333,13 @@ fn refuse_if_event_final(g: &LockedGuest) -> DomainResult<()> {
 }
 
 pub async fn approve(
-    db: &mut Client,
+    tx: &Transaction<'_>,
     caller: &Caller,
     keys: &TicketKeys,
     event_id: i64,
     guest_id: i64,
-) -> DomainResult<Registration> {
-    let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id, Lock::Share, None).await?;
+) -> DomainResult<Done<Registration>> {
+    let g = lock_guest(tx, caller, event_id, guest_id, Lock::Share, None).await?;
     refuse_if_event_final(&g)?;
     if g.status != GuestStatus::Pending {
         return Err(DomainError::invalid_state(format!(
@@ -344,24 +352,25 @@ pub async fn approve(
         &[&guest_id],
     )
     .await?;
-    let ticket_id = next_ticket_id(&tx).await?;
-    let job = issue_ticket(&tx, keys, (event_id, guest_id, ticket_id), g.ticket_type_id).await?;
-    outbox::enqueue(&tx, job).await?;
-    let guest = queries::by_id(&tx, event_id, guest_id).await?;
-    let ticket = tickets::queries::by_guest(&tx, guest_id).await?;
-    tx.commit().await?;
+    let ticket_id = next_ticket_id(tx).await?;
+    let job = issue_ticket(tx, keys, (event_id, guest_id, ticket_id), g.ticket_type_id).await?;
+    outbox::enqueue(tx, job).await?;
+    let guest = queries::by_id(tx, event_id, guest_id).await?;
+    let ticket = tickets::queries::by_guest(tx, guest_id).await?;
     tracing::info!(event_id, guest_id, "guest approved");
-    Ok(Registration { guest, ticket })
+    Ok(Done::new(
+        Registration { guest, ticket },
+        Effects::default().event_changed(event_id).jobs(),
+    ))
 }
 
 pub async fn cancel(
-    db: &mut Client,
+    tx: &Transaction<'_>,
     caller: &Caller,
     event_id: i64,
     guest_id: i64,
-) -> DomainResult<Guest> {
-    let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id, Lock::Share, None).await?;
+) -> DomainResult<Done<Guest>> {
+    let g = lock_guest(tx, caller, event_id, guest_id, Lock::Share, None).await?;
     refuse_if_event_final(&g)?;
     match g.status {
         GuestStatus::CheckedIn => {
@@ -384,24 +393,25 @@ pub async fn cancel(
         &[&guest_id],
     )
     .await?;
-    release_seat(&tx, event_id, g.ticket_type_id, guest_id).await?;
-    outbox::enqueue(&tx, Job::GuestCancelled { event_id, guest_id }).await?;
-    let guest = queries::by_id(&tx, event_id, guest_id).await?;
-    tx.commit().await?;
+    release_seat(tx, event_id, g.ticket_type_id, guest_id).await?;
+    outbox::enqueue(tx, Job::GuestCancelled { event_id, guest_id }).await?;
+    let guest = queries::by_id(tx, event_id, guest_id).await?;
     tracing::info!(event_id, guest_id, "guest cancelled");
-    Ok(guest)
+    Ok(Done::new(
+        guest,
+        Effects::default().event_changed(event_id).jobs(),
+    ))
 }
 
 pub async fn delete(
-    db: &mut Client,
+    tx: &Transaction<'_>,
     caller: &Caller,
     event_id: i64,
     guest_id: i64,
-) -> DomainResult<()> {
-    let tx = db.transaction().await?;
+) -> DomainResult<Done<()>> {
     // The event row is written (it had a guest): lock it for that at once, rather than
     // share it first and then wait to upgrade.
-    let g = lock_guest(&tx, caller, event_id, guest_id, Lock::NoKeyUpdate, None).await?;
+    let g = lock_guest(tx, caller, event_id, guest_id, Lock::NoKeyUpdate, None).await?;
     if g.status == GuestStatus::CheckedIn {
         return Err(DomainError::invalid_state(
             "a checked-in guest cannot be deleted",
@@ -413,24 +423,22 @@ pub async fn delete(
     )
     .await?;
     if g.status.holds_seat() {
-        release_seat(&tx, event_id, g.ticket_type_id, guest_id).await?;
+        release_seat(tx, event_id, g.ticket_type_id, guest_id).await?;
     }
     tx.execute("DELETE FROM guests WHERE id = $1", &[&guest_id])
         .await?;
-    tx.commit().await?;
     tracing::info!(event_id, guest_id, "guest deleted");
-    Ok(())
+    Ok(Done::new((), Effects::default().event_changed(event_id)))
 }
 
 /// Queues the ticket email again. Returns the job id.
 pub async fn resend_ticket(
-    db: &mut Client,
+    tx: &Transaction<'_>,
     caller: &Caller,
     event_id: i64,
     guest_id: i64,
-) -> DomainResult<uuid::Uuid> {
-    let tx = db.transaction().await?;
-    let g = lock_guest(&tx, caller, event_id, guest_id, Lock::Share, None).await?;
+) -> DomainResult<Done<uuid::Uuid>> {
+    let g = lock_guest(tx, caller, event_id, guest_id, Lock::Share, None).await?;
     let ticket: Option<i64> = tx
         .query_opt(
             "SELECT id FROM tickets WHERE guest_id = $1 AND status = 'active'",
@@ -444,7 +452,7 @@ pub async fn resend_ticket(
         ));
     };
     let job = outbox::enqueue(
-        &tx,
+        tx,
         Job::TicketResend {
             event_id,
             guest_id,
@@ -452,33 +460,25 @@ pub async fn resend_ticket(
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok(job)
+    Ok(Done::new(job, Effects::default().jobs()))
 }
 
 pub async fn update(
-    db: &mut Client,
+    tx: &Transaction<'_>,
     caller: &Caller,
     event_id: i64,
     guest_id: i64,
-    input: UpdateGuest,
-) -> DomainResult<Guest> {
+    input: Input<UpdateGuest>,
+) -> DomainResult<Done<Guest>> {
+    let ticket_type = input.peek().and_then(|u| u.ticket_type_id);
+    let g = lock_guest(tx, caller, event_id, guest_id, Lock::Share, ticket_type).await?;
+    let input = input.take()?;
     input.check()?;
-    let tx = db.transaction().await?;
-    let g = lock_guest(
-        &tx,
-        caller,
-        event_id,
-        guest_id,
-        Lock::Share,
-        input.ticket_type_id,
-    )
-    .await?;
     if let Some(new_type) = input
         .ticket_type_id
         .filter(|t| Some(*t) != g.ticket_type_id)
     {
-        move_seat(&tx, event_id, guest_id, &g, new_type).await?;
+        move_seat(tx, event_id, guest_id, &g, new_type).await?;
     }
     let (set_phone, phone) = match &input.phone {
         Some(p) => (true, p.clone()),
@@ -504,9 +504,8 @@ pub async fn update(
     )
     .await
     .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?;
-    let guest = queries::by_id(&tx, event_id, guest_id).await?;
-    tx.commit().await?;
-    Ok(guest)
+    let guest = queries::by_id(tx, event_id, guest_id).await?;
+    Ok(Done::new(guest, Effects::default().event_changed(event_id)))
 }
 
 /// Moves a seat-holding guest to another ticket type of the same event. The two ticket

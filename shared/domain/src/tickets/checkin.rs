@@ -36,6 +36,8 @@ use crate::access;
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult, ErrorCode};
 use crate::rules::not_blank;
+use crate::rules::Input;
+use crate::work::{Done, Effects};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -82,9 +84,19 @@ pub async fn by_id(
     db: &mut Client,
     caller: &Caller,
     ticket_id: i64,
-    scan: Scan,
-) -> DomainResult<Validation> {
-    scan.validate()?;
+    input: Input<Scan>,
+) -> DomainResult<Done<Validation>> {
+    let scan = match input
+        .take()
+        .and_then(|s| s.validate().map(|()| s).map_err(Into::into))
+    {
+        Ok(scan) => scan,
+        Err(invalid) => {
+            // Another organizer's ticket is not found, whatever the body says.
+            access::ticket(&*db, caller, ticket_id).await?;
+            return Err(invalid);
+        }
+    };
     check_in(
         db,
         caller,
@@ -93,6 +105,13 @@ pub async fn by_id(
         &scan.location,
     )
     .await
+    .map(done)
+}
+
+/// An accepted scan changes what the event shows (checked-in counts, stats).
+fn done(v: Validation) -> Done<Validation> {
+    let event_id = v.ticket.event.id;
+    Done::new(v, Effects::default().event_changed(event_id))
 }
 
 pub async fn by_code(
@@ -100,7 +119,7 @@ pub async fn by_code(
     caller: &Caller,
     keys: &TicketKeys,
     input: ScanCode,
-) -> DomainResult<Validation> {
+) -> DomainResult<Done<Validation>> {
     input.validate()?;
     let code = input.code.trim();
     // Which ticket was read: plain reads (a ticket's id, event and code never change).
@@ -141,7 +160,9 @@ pub async fn by_code(
     } else {
         None
     };
-    check_in(db, caller, ticket_id, &input.scanner_id, &input.location).await
+    check_in(db, caller, ticket_id, &input.scanner_id, &input.location)
+        .await
+        .map(done)
 }
 
 /// The whole accepted check-in in one statement (see the module doc): `$1` ticket,
