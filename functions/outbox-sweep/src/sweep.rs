@@ -1,5 +1,5 @@
 //! The `outbox-sweep` function, run every minute by an EventBridge schedule: relays the
-//! due jobs of the outbox to SQS ([`domain::outbox::relay_once`] until nothing is due or
+//! due jobs of the outbox to SQS ([`domain::outbox::drain_until`] until nothing is due or
 //! the invocation's time runs out), then measures what is left.
 //!
 //! The API functions only write jobs to the outbox (in the transaction of the change);
@@ -67,22 +67,14 @@ pub async fn sweep(
     config: &RelayConfig,
     deadline: Instant,
 ) -> anyhow::Result<SweepReport> {
-    let mut report = SweepReport::default();
-    loop {
-        if Instant::now() >= deadline {
-            report.out_of_time = true;
-            break;
-        }
-        let round = outbox::relay_once(pool, backend, config).await?;
-        report.rounds += 1;
-        report.sent += round.sent;
-        report.failed += round.failed;
-        // As `outbox::drain`: stop when nothing was due, or when nothing got through (the
-        // queue is down: the failed jobs wait for their retry time).
-        if round.sent == 0 {
-            break;
-        }
-    }
+    let relayed = outbox::drain_until(pool, backend, config, Some(deadline)).await?;
+    let mut report = SweepReport {
+        rounds: relayed.rounds,
+        sent: relayed.sent,
+        failed: relayed.failed,
+        out_of_time: relayed.out_of_time,
+        ..SweepReport::default()
+    };
     let db = pool.get().await.context("connecting to the database")?;
     let row = db
         .query_one(

@@ -115,6 +115,10 @@ impl Default for RelayConfig {
 pub struct RelayReport {
     pub sent: usize,
     pub failed: usize,
+    /// Leases taken ([`drain`]).
+    pub rounds: usize,
+    /// [`drain`] stopped at its deadline with jobs possibly still due.
+    pub out_of_time: bool,
 }
 
 /// Leases up to `config.batch` due jobs, oldest first. Other relays skip them until the
@@ -194,18 +198,36 @@ pub async fn relay_once(
     Ok(report)
 }
 
-/// Relays until no due job is left (tests, the scheduled sweep).
+/// Relays until no due job is left: the one relay loop, used after a commit (API), after a
+/// batch (workers), by the local relay task ([`run_relay`]) and by the scheduled sweep
+/// (with its deadline). Stops when nothing was due, or when nothing got through (the queue
+/// is down: the failed jobs wait for their retry time), or at `deadline`.
 pub async fn drain(
     pool: &Pool,
     backend: &dyn QueueBackend,
     config: &RelayConfig,
 ) -> anyhow::Result<RelayReport> {
+    drain_until(pool, backend, config, None).await
+}
+
+/// [`drain`], stopping at `deadline` (a Lambda invocation's time budget).
+pub async fn drain_until(
+    pool: &Pool,
+    backend: &dyn QueueBackend,
+    config: &RelayConfig,
+    deadline: Option<std::time::Instant>,
+) -> anyhow::Result<RelayReport> {
     let mut total = RelayReport::default();
     loop {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            total.out_of_time = true;
+            return Ok(total);
+        }
         let r = relay_once(pool, backend, config).await?;
+        total.rounds += 1;
         total.sent += r.sent;
         total.failed += r.failed;
-        if r.sent + r.failed == 0 || r.sent == 0 {
+        if r.sent == 0 {
             return Ok(total);
         }
     }

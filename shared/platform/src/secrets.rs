@@ -150,11 +150,6 @@ impl SecretsCache {
         self.lock().remove(secret_id);
     }
 
-    /// Forgets every secret.
-    pub fn invalidate_all(&self) {
-        self.lock().clear();
-    }
-
     /// The variables the secrets named in the environment stand for (see the
     /// [module documentation](self)); empty when no ARN variable is set.
     pub async fn resolve_env(

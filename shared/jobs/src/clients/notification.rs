@@ -1,4 +1,5 @@
-//! Client of the notification service (`NOTIFICATION_SERVICE_URL`): e-mail and SMS.
+//! Client of the notification service (`NOTIFICATION_SERVICE_URL`): e-mail (the service also
+//! takes SMS; no job sends one yet, so this client does not).
 //!
 //! # Retry policy (shared with [`super::auth`])
 //!
@@ -174,31 +175,12 @@ impl Attachment {
     }
 }
 
-/// An SMS to send. Its `Debug` leaves the contents out.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Sms {
-    pub to: String,
-    pub message: String,
-    /// The job id: the notification service drops a second message with the same key.
-    pub idempotency_key: String,
-}
-
-impl fmt::Debug for Sms {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sms")
-            .field("idempotency_key", &self.idempotency_key)
-            .finish_non_exhaustive()
-    }
-}
-
 /// HTTP client of the notification service; cheap to clone (one connection pool).
 #[derive(Debug, Clone)]
 pub struct NotificationClient {
     http: reqwest::Client,
     config: ClientConfig,
     email_url: Url,
-    sms_url: Url,
 }
 
 impl NotificationClient {
@@ -207,18 +189,12 @@ impl NotificationClient {
         Ok(Self {
             http: config.http_client()?,
             email_url: endpoint(&base, &["api", "notifications", "email"])?,
-            sms_url: endpoint(&base, &["api", "notifications", "sms"])?,
             config,
         })
     }
 
     /// `None` when `NOTIFICATION_SERVICE_URL` is unset or empty; `NOTIFICATION_TIMEOUT_MS`
     /// overrides the time-out of an attempt.
-    pub fn from_env() -> anyhow::Result<Option<Self>> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Testable core of [`NotificationClient::from_env`].
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<Self>> {
         let Some(url) = non_empty(&get, "NOTIFICATION_SERVICE_URL") else {
             return Ok(None);
@@ -230,12 +206,6 @@ impl NotificationClient {
     /// POSTs the e-mail to `/api/notifications/email`.
     pub async fn send_email(&self, email: &Email) -> Result<SentMessage, SendError> {
         self.post(&self.email_url, email, &email.idempotency_key, "email")
-            .await
-    }
-
-    /// POSTs the SMS to `/api/notifications/sms`.
-    pub async fn send_sms(&self, sms: &Sms) -> Result<SentMessage, SendError> {
-        self.post(&self.sms_url, sms, &sms.idempotency_key, "sms")
             .await
     }
 
@@ -577,27 +547,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sends_an_sms() {
+    async fn a_base_url_with_a_path_keeps_it() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
-            .and(path("/prefix/api/notifications/sms"))
-            .and(header("Idempotency-Key", "job-2"))
-            .and(body_json(json!({
-                "to": "+33612345678",
-                "message": "Doors open at 7",
-                "idempotencyKey": "job-2"
-            })))
-            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "s-1"})))
+            .and(path("/prefix/api/notifications/email"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "m-2"})))
             .expect(1)
             .mount(&server)
             .await;
         let c = NotificationClient::new(&format!("{}/prefix/", server.uri()), fast()).unwrap();
-        let sms = Sms {
-            to: "+33612345678".into(),
-            message: "Doors open at 7".into(),
-            idempotency_key: "job-2".into(),
-        };
-        assert_eq!(c.send_sms(&sms).await.unwrap().id.as_deref(), Some("s-1"));
+        assert_eq!(
+            c.send_email(&email()).await.unwrap().id.as_deref(),
+            Some("m-2")
+        );
     }
 
     #[test]
