@@ -14,62 +14,39 @@
 //! `Healthy` wants to hear about any dependency. It also fires when the metric is missing
 //! (the probe itself failing or not scheduled).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+use domain::outbox::QueueBackend;
 use platform::cache::Cache;
 use platform::config::Env;
 use platform::emf::{Metrics, Unit};
+use platform::health::Report as ProbeReport;
 use platform::invocation::METRICS_NAMESPACE;
 use platform::sqs::SqsQueue;
 
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// One dependency's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Check {
-    pub up: bool,
-    pub latency_ms: f64,
-}
-
-/// The dependencies that are configured, and how they answered.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProbeReport {
-    pub database: Check,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub redis: Option<Check>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue: Option<Check>,
-}
-
-impl ProbeReport {
-    pub fn healthy(&self) -> bool {
-        self.database.up && self.redis.is_none_or(|c| c.up) && self.queue.is_none_or(|c| c.up)
-    }
-
-    /// The EMF document of this probe (see the [module documentation](self)).
-    pub fn metrics(&self, service: &str) -> Metrics {
-        let mut m = Metrics::new(METRICS_NAMESPACE)
-            .dimension("Service", service)
-            .metric("Healthy", Unit::Count, flag(self.healthy()));
-        for (name, check) in [
-            ("Database", Some(self.database)),
-            ("Redis", self.redis),
-            ("Queue", self.queue),
-        ] {
-            if let Some(c) = check {
-                m = m
-                    .metric(&format!("{name}Up"), Unit::Count, flag(c.up))
-                    .metric(&format!("{name}Latency"), Unit::Milliseconds, c.latency_ms);
-            }
+/// The EMF document of a probe (see the [module documentation](self)).
+pub fn metrics(report: &ProbeReport, service: &str) -> Metrics {
+    let mut m = Metrics::new(METRICS_NAMESPACE)
+        .dimension("Service", service)
+        .metric("Healthy", Unit::Count, flag(report.healthy()));
+    for (name, check) in [
+        ("Database", Some(report.database)),
+        ("Redis", report.redis),
+        ("Queue", report.queue),
+    ] {
+        if let Some(c) = check {
+            m = m
+                .metric(&format!("{name}Up"), Unit::Count, flag(c.up))
+                .metric(&format!("{name}Latency"), Unit::Milliseconds, c.latency_ms);
         }
-        m
     }
+    m
 }
 
 fn flag(b: bool) -> f64 {
@@ -115,14 +92,20 @@ impl Probe {
         })
     }
 
-    /// Checks every dependency concurrently.
+    /// Checks every dependency concurrently ([`platform::health::check`], the checker
+    /// `/health/ready` uses too).
     pub async fn check(&self) -> ProbeReport {
-        let (database, redis, queue) = tokio::join!(self.database(), self.redis(), self.queue());
-        ProbeReport {
-            database,
-            redis,
-            queue,
-        }
+        let database = async {
+            let pool = self
+                .pool
+                .get_or_try_init(|| async {
+                    platform::db::pool(&self.env.database_resolved(1).await?)
+                })
+                .await?;
+            platform::health::ping_database(pool).await
+        };
+        let queue = self.queue.as_ref().map(|q| q as &dyn QueueBackend);
+        platform::health::check(database, DATABASE_TIMEOUT, &self.cache, queue).await
     }
 
     /// One scheduled run: checks, publishes the EMF line, returns the document.
@@ -133,69 +116,14 @@ impl Probe {
         } else {
             tracing::error!(report = %serde_json::to_string(&report).unwrap_or_default(), "a dependency is down");
         }
-        report.metrics(&self.service).emit()
+        metrics(&report, &self.service).emit()
     }
-
-    async fn database(&self) -> Check {
-        let start = Instant::now();
-        let probe = async {
-            let pool = self
-                .pool
-                .get_or_try_init(|| async {
-                    platform::db::pool(&self.env.database_resolved(1).await?)
-                })
-                .await?;
-            let db = pool.get().await?;
-            db.simple_query("SELECT 1").await?;
-            anyhow::Ok(())
-        };
-        let up = match tokio::time::timeout(DATABASE_TIMEOUT, probe).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "database check failed");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(
-                    timeout_ms = DATABASE_TIMEOUT.as_millis() as u64,
-                    "database check timed out"
-                );
-                false
-            }
-        };
-        Check {
-            up,
-            latency_ms: elapsed_ms(start),
-        }
-    }
-
-    async fn redis(&self) -> Option<Check> {
-        let start = Instant::now();
-        let up = self.cache.ping().await?;
-        Some(Check {
-            up,
-            latency_ms: elapsed_ms(start),
-        })
-    }
-
-    async fn queue(&self) -> Option<Check> {
-        let queue = self.queue.as_ref()?;
-        let start = Instant::now();
-        let up = queue.ping().await;
-        Some(Check {
-            up,
-            latency_ms: elapsed_ms(start),
-        })
-    }
-}
-
-fn elapsed_ms(start: Instant) -> f64 {
-    (start.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platform::health::Check;
     use serde_json::json;
 
     fn check(up: bool, latency_ms: f64) -> Check {
@@ -219,9 +147,7 @@ mod tests {
             queue: Some(check(true, 12.0)),
         };
         assert!(!report.healthy());
-        let doc = report
-            .metrics("event-planner-core-prod")
-            .document(1_795_600_000_000);
+        let doc = metrics(&report, "event-planner-core-prod").document(1_795_600_000_000);
         let aws = &doc["_aws"];
         assert_eq!(aws["Timestamp"], 1_795_600_000_000i64);
         let directive = &aws["CloudWatchMetrics"][0];
@@ -265,7 +191,7 @@ mod tests {
             queue: None,
         };
         assert!(report.healthy());
-        let doc = report.metrics("svc").document(0);
+        let doc = metrics(&report, "svc").document(0);
         assert_eq!(
             metric_names(&doc),
             ["Healthy", "DatabaseUp", "DatabaseLatency"]
@@ -278,6 +204,6 @@ mod tests {
             redis: None,
             queue: None,
         };
-        assert_eq!(down.metrics("svc").document(0)["Healthy"], 0);
+        assert_eq!(metrics(&down, "svc").document(0)["Healthy"], 0);
     }
 }

@@ -4,6 +4,6 @@
 async fn main() -> Result<(), lambda_http::Error> {
     let env = platform::config::Env::process();
     platform::logging::init("health");
-    let state = edge::ApiState::load(env).await?;
+    let state = health::HealthState::load(env).await?;
     lambda_http::run(edge::http::serve(health::routes(), state)).await
 }

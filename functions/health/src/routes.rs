@@ -11,11 +11,19 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use edge::ApiState;
+use axum::extract::FromRef;
+
+use crate::HealthState;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+/// Served by the health function over its own [`HealthState`], and by the local server over
+/// the API's state (any state a `HealthState` can be taken from).
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    HealthState: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(ready))
@@ -52,7 +60,7 @@ pub struct Dependencies {
 
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "Flat, without the envelope (probes read it directly)", body = Health)))]
-async fn health(State(state): State<ApiState>) -> Json<Health> {
+async fn health(State(state): State<HealthState>) -> Json<Health> {
     Json(Health {
         status: "healthy",
         service: "core-service",
@@ -66,46 +74,29 @@ async fn health(State(state): State<ApiState>) -> Json<Health> {
         (status = 200, description = "`ready`, or `degraded` when only Redis is down (flat, without the envelope)", body = Readiness),
         (status = 503, description = "`not_ready`: the database or the queue is down (the same flat shape)", body = Readiness),
     ))]
-async fn ready(State(state): State<ApiState>) -> Response {
-    let queue_ping = async {
-        match &state.queue {
-            Some(q) => Some(q.ping().await),
-            None => None,
-        }
-    };
-    let (database, redis, queue) =
-        tokio::join!(database_answers(&state), state.cache.ping(), queue_ping);
-    let status = match (database, queue, redis) {
-        (false, _, _) | (_, Some(false), _) => "not_ready",
-        // The API still serves, uncached.
-        (true, _, Some(false)) => "degraded",
-        _ => "ready",
-    };
-    let report = Readiness {
-        status,
+async fn ready(State(state): State<HealthState>) -> Response {
+    let queue = state.queue.as_deref();
+    let report = platform::health::check(
+        platform::health::ping_database(&state.db),
+        PROBE_TIMEOUT,
+        &state.cache,
+        queue,
+    )
+    .await;
+    let readiness = report.readiness();
+    let body = Readiness {
+        status: readiness.as_str(),
         dependencies: Dependencies {
-            database,
-            redis,
-            queue,
+            database: report.database.up,
+            redis: report.redis.map(|c| c.up),
+            queue: report.queue.map(|c| c.up),
         },
     };
-    let code = if status == "not_ready" {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
+    let code = match readiness {
+        platform::health::Readiness::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
     };
-    (code, Json(report)).into_response()
-}
-
-async fn database_answers(state: &ApiState) -> bool {
-    let probe = async {
-        let db = state.db.get().await.ok()?;
-        db.simple_query("SELECT 1").await.ok()
-    };
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
-        Ok(Some(_))
-    )
+    (code, Json(body)).into_response()
 }
 
 #[utoipa::path(get, path = "/api/openapi.json", tag = "health",

@@ -15,6 +15,6 @@ pub fn app(state: ApiState) -> Router {
         .merge(events::routes())
         .merge(guests::routes())
         .merge(tickets::routes())
-        .merge(health::routes());
+        .merge(health::routes::<ApiState>());
     edge::http::serve(routes, state)
 }

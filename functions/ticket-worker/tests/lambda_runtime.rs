@@ -28,13 +28,11 @@ async fn a_batch_renders_the_ticket_relays_its_email_and_reports_the_poison_mess
     let ticket_queue = create_queue(&sqs, "ticket-generation", 30, 3).await;
     let stub = MockServer::start().await; // required in Lambda; this worker sends no email
 
-    let signing_key = domain::tickets::signing::TicketKeys::generate().seed_base64();
     let notification_url = stub.uri();
     let aws_env = moto.env();
+    // No JWT_SECRET, no TICKET_SIGNING_KEY: a worker builds only what it uses.
     let mut env = vec![
         ("DATABASE_URL", db.url.as_str()),
-        ("JWT_SECRET", "lambda-test-secret"),
-        ("TICKET_SIGNING_KEY", signing_key.as_str()),
         ("NOTIFICATION_SERVICE_URL", notification_url.as_str()),
         ("EMAIL_QUEUE_URL", email_queue.url.as_str()),
         ("TICKET_QUEUE_URL", ticket_queue.url.as_str()),

@@ -168,7 +168,10 @@ impl FromRequestParts<ApiState> for Caller {
 }
 
 /// A function's routes as the router it serves, with the shared layers ([`finish`]).
-pub fn serve(routes: utoipa_axum::router::OpenApiRouter<ApiState>, state: ApiState) -> Router {
+pub fn serve<S: Clone + Send + Sync + 'static>(
+    routes: utoipa_axum::router::OpenApiRouter<S>,
+    state: S,
+) -> Router {
     finish(routes.split_for_parts().0, state)
 }
 
@@ -193,7 +196,7 @@ impl FromRequestParts<ApiState> for Manager {
 
 /// Applies the cross-cutting layers to a function's router: every function (and the
 /// local server) goes through this, so they behave the same.
-pub fn finish(router: Router<ApiState>, state: ApiState) -> Router {
+pub fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, state: S) -> Router {
     router
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {

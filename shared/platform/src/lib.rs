@@ -7,6 +7,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod emf;
+pub mod health;
 pub mod invocation;
 pub mod logging;
 pub mod secrets;
