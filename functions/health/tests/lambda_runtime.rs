@@ -13,9 +13,7 @@ fn body(response: &Value) -> Value {
 async fn health_answers_through_the_lambda_runtime() {
     let db = TestDatabase::create().await;
     // No JWT_SECRET, no TICKET_SIGNING_KEY: the health function builds only what it uses.
-    let env = [
-        ("DATABASE_URL", db.url.as_str()),
-    ];
+    let env = [("DATABASE_URL", db.url.as_str())];
     let mut emulator = Emulator::start();
     emulator.attach("health", env!("CARGO_BIN_EXE_health"), &env);
 

@@ -13,6 +13,7 @@ use deadpool_postgres::GenericClient;
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult};
 use crate::events::EventStatus;
+use crate::sql;
 
 /// The row lock taken on the event for the rest of the transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +77,10 @@ pub async fn event(
         .ok_or_else(|| DomainError::not_found("event"))?;
     let organizer_id: String = row.get("organizer_id");
     check(caller, &organizer_id, "event")?;
-    let status: String = row.get("status");
     Ok(Owned {
         id,
         organizer_id,
-        status: EventStatus::parse(&status)
-            .ok_or_else(|| DomainError::internal(format!("event status {status:?}")))?,
+        status: sql::get(&row, "status")?,
         event_date: row.get("event_date"),
         requires_approval: row.get("requires_approval"),
         max_attendees: row.get("max_attendees"),

@@ -167,19 +167,6 @@ impl DomainError {
         e.internal = Some(cause.to_string());
         e
     }
-
-    /// The contract's error envelope.
-    pub fn body(&self, request_id: Option<&str>) -> Value {
-        serde_json::json!({
-            "success": false,
-            "error": {
-                "code": self.code,
-                "message": self.message,
-                "details": self.details,
-                "requestId": request_id,
-            }
-        })
-    }
 }
 
 impl std::fmt::Display for DomainError {
@@ -359,14 +346,5 @@ mod tests {
         assert_eq!(camel_case("max_attendees"), "maxAttendees");
         assert_eq!(camel_case("title"), "title");
         assert_eq!(camel_case("requires_approval"), "requiresApproval");
-    }
-
-    #[test]
-    fn internal_details_never_reach_the_body() {
-        let e = DomainError::internal("relation \"events\" does not exist at /src/x.rs");
-        let body = e.body(Some("abc")).to_string();
-        assert!(!body.contains("relation"));
-        assert!(body.contains("INTERNAL_ERROR"));
-        assert!(body.contains("abc"));
     }
 }

@@ -12,9 +12,11 @@ pub mod error;
 pub mod events;
 pub mod guests;
 pub mod job;
+pub mod money;
 pub mod outbox;
 pub mod page;
 pub mod rules;
+pub mod sql;
 pub mod tickets;
 pub mod work;
 

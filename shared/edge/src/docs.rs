@@ -44,14 +44,16 @@ impl Modify for BearerAuth {
     }
 }
 
-/// `{"success": true, "data": ...}` (documentation shape of [`crate::http::Envelope`]).
+/// `{"success": true, "data": ...}`: the body of every successful answer ([`crate::http::Envelope`])
+/// and its shape in the OpenAPI document.
 #[derive(Serialize, ToSchema)]
 pub struct Success<T> {
     pub success: bool,
     pub data: T,
 }
 
-/// The error envelope.
+/// The error envelope: the body of every error answer ([`crate::error::ApiError::body`]) and its
+/// shape in the OpenAPI document.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
     pub success: bool,

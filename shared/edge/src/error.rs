@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 pub use domain::error::{DbResultExt, ErrorCode, FieldError};
 use domain::DomainError;
 
+use crate::docs::{ErrorBody, ErrorDetail};
+
 #[derive(Debug, Clone)]
 pub struct ApiError(pub DomainError);
 
@@ -46,6 +48,20 @@ impl ApiError {
 
     pub fn unavailable(what: &str, cause: impl std::fmt::Display) -> Self {
         Self(DomainError::unavailable(what, cause))
+    }
+
+    /// The contract's error envelope ([`ErrorBody`], the type the OpenAPI document shows):
+    /// the code, the message and the details, never the internal cause.
+    pub fn body(&self, request_id: Option<&str>) -> ErrorBody {
+        ErrorBody {
+            success: false,
+            error: ErrorDetail {
+                code: self.0.code,
+                message: self.0.message.clone(),
+                details: self.0.details.clone(),
+                request_id: request_id.map(str::to_owned),
+            },
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -102,7 +118,7 @@ impl From<validator::ValidationErrors> for ApiError {
 /// writes the final body with the request id.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status(), axum::Json(self.0.body(None))).into_response();
+        let mut response = (self.status(), axum::Json(self.body(None))).into_response();
         if let Some(secs) = self.0.retry_after {
             response
                 .headers_mut()
@@ -110,5 +126,20 @@ impl IntoResponse for ApiError {
         }
         response.extensions_mut().insert(self);
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_never_reach_the_body() {
+        let e = ApiError::internal("relation \"events\" does not exist at /src/x.rs");
+        let body = serde_json::to_string(&e.body(Some("abc"))).unwrap();
+        assert!(!body.contains("relation"));
+        assert!(body.contains("INTERNAL_ERROR"));
+        assert!(body.contains("abc"));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

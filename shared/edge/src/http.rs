@@ -19,6 +19,7 @@ use tracing::Instrument;
 use domain::rules::{parse_json, Input};
 use domain::Caller;
 
+use crate::docs::Success;
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::state::ApiState;
 
@@ -37,16 +38,12 @@ pub fn created<T: Serialize>(data: T) -> Envelope<T> {
     Envelope(StatusCode::CREATED, data)
 }
 
+/// The body is [`Success`], the type the OpenAPI document shows.
 impl<T: Serialize> IntoResponse for Envelope<T> {
     fn into_response(self) -> Response {
-        #[derive(Serialize)]
-        struct Body<T> {
-            success: bool,
-            data: T,
-        }
         (
             self.0,
-            axum::Json(Body {
+            axum::Json(Success {
                 success: true,
                 data: self.1,
             }),

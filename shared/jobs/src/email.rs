@@ -14,6 +14,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
+use domain::guests::GuestStatus;
 use domain::outbox::Job;
 use domain::tickets::qr;
 use uuid::Uuid;
@@ -41,7 +42,7 @@ pub struct EmailWorker {
 struct Context {
     first_name: String,
     email: String,
-    guest_status: String,
+    guest_status: GuestStatus,
     title: String,
     event_date: DateTime<Utc>,
     location: String,
@@ -88,7 +89,8 @@ impl EmailWorker {
         Ok(Context {
             first_name: row.get(0),
             email: row.get(1),
-            guest_status: row.get(2),
+            guest_status: domain::sql::get(&row, "status")
+                .map_err(|e| JobError::Permanent(e.to_string()))?,
             title: row.get(3),
             event_date: row.get(4),
             location: row.get(5),
@@ -126,7 +128,7 @@ impl EmailWorker {
         let footer = self.organizer_line(&c.organizer_id).await;
         let mut attachments = Vec::new();
         let (subject, body) = match job {
-            Job::RegistrationConfirmation { .. } if c.guest_status == "pending" => (
+            Job::RegistrationConfirmation { .. } if c.guest_status == GuestStatus::Pending => (
                 format!("Registration received: {}", c.title),
                 format!("{hello}\n\nWe received your registration for {} ({when}, {}). The organizer will review it; \
                          you will get your ticket once it is approved.", c.title, c.location),

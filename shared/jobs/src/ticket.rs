@@ -5,7 +5,7 @@
 
 use deadpool_postgres::Pool;
 use domain::outbox::{self, Job};
-use domain::tickets::qr;
+use domain::tickets::{qr, TicketStatus};
 
 use crate::dispatch::JobError;
 
@@ -19,9 +19,10 @@ pub async fn generate_ticket(pool: &Pool, ticket_id: i64) -> Result<(), JobError
         )
         .await?
         .ok_or_else(|| JobError::Permanent(format!("ticket {ticket_id} does not exist")))?;
-    let (qr_payload, rendered, status): (Option<String>, bool, String) =
-        (row.get(0), row.get(1), row.get(2));
-    if rendered || status != "active" {
+    let (qr_payload, rendered): (Option<String>, bool) = (row.get(0), row.get(1));
+    let status: TicketStatus =
+        domain::sql::get(&row, "status").map_err(|e| JobError::Permanent(e.to_string()))?;
+    if rendered || status != TicketStatus::Active {
         return Ok(());
     }
     let qr_payload = qr_payload

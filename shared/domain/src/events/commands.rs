@@ -269,7 +269,7 @@ pub async fn update_ticket_type(
               WHERE id = $1",
         )
         .await?;
-    let price = input.price.map(|p| (p * 100.0).round() as i64);
+    let price = input.price_cents().map(|c| c.0);
     tx.execute(
         &stmt,
         &[&id, &input.name, &price, &input.quantity.map(|q| q as i32)],
@@ -328,7 +328,7 @@ async fn insert_ticket_types(
         return Ok(Vec::new());
     }
     let names: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
-    let prices: Vec<i64> = types.iter().map(NewTicketType::price_cents).collect();
+    let prices: Vec<i64> = types.iter().map(|t| t.price_cents().0).collect();
     let quantities: Vec<i32> = types.iter().map(|t| t.quantity as i32).collect();
     let stmt = tx
         .prepare_cached(
@@ -385,7 +385,7 @@ async fn replace_ticket_types(
             Some(t) => {
                 tx.execute(
                     "UPDATE ticket_types SET name = $2, price_cents = $3, quantity = $4, updated_at = now() WHERE id = $1",
-                    &[&t.id, &w.name, &w.price_cents(), &(w.quantity as i32)],
+                    &[&t.id, &w.name, &w.price_cents().0, &(w.quantity as i32)],
                 )
                 .await?;
             }

@@ -9,6 +9,7 @@ use validator::{Validate, ValidationError};
 
 use super::model::EventStatus;
 use crate::error::{DomainResult, FieldError};
+use crate::money::Cents;
 use crate::rules::{field_errors, finish, not_blank, nullable, rule};
 
 pub const MAX_TICKET_TYPES: usize = 50;
@@ -176,12 +177,16 @@ impl NewTicketType {
         finish(errors)
     }
 
-    pub fn price_cents(&self) -> i64 {
+    pub fn price_cents(&self) -> Cents {
         to_cents(self.price)
     }
 }
 
 impl UpdateTicketType {
+    pub fn price_cents(&self) -> Option<Cents> {
+        self.price.map(to_cents)
+    }
+
     pub fn check(&self, max_attendees: i64) -> DomainResult<()> {
         let mut errors = field_errors(self.validate());
         if self.quantity.is_some_and(|q| q > max_attendees) {
@@ -245,18 +250,14 @@ fn future_date(s: &str) -> Result<(), ValidationError> {
 }
 
 fn valid_price(price: f64) -> Result<(), ValidationError> {
-    if !price.is_finite() || !(0.0..=1_000_000.0).contains(&price) {
-        return Err(rule("range", "must be between 0 and 1000000"));
-    }
-    let cents = price * 100.0;
-    if (cents - cents.round()).abs() > 1e-6 {
-        return Err(rule("decimals", "must have at most 2 decimals"));
-    }
-    Ok(())
+    Cents::from_decimal(price)
+        .map(|_| ())
+        .map_err(|message| rule("price", message))
 }
 
-fn to_cents(price: f64) -> i64 {
-    (price * 100.0).round() as i64
+/// A price the validation accepted, in cents.
+fn to_cents(price: f64) -> Cents {
+    Cents::from_decimal(price).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -290,7 +291,7 @@ mod tests {
         .unwrap();
         let date = e.check().unwrap();
         assert_eq!(date.to_rfc3339(), "2099-12-31T23:59:59+00:00");
-        assert_eq!(e.ticket_types[0].price_cents(), 29999);
+        assert_eq!(e.ticket_types[0].price_cents(), Cents(29999));
     }
 
     #[test]
@@ -332,7 +333,7 @@ mod tests {
         assert!(valid_price(1_000_000.01).is_err());
         assert!(valid_price(12.345).is_err());
         assert!(valid_price(f64::NAN).is_err());
-        assert_eq!(to_cents(0.1 + 0.2), 30);
+        assert_eq!(to_cents(0.1 + 0.2), Cents(30));
     }
 
     #[test]

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::money::Cents;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventStatus {
@@ -13,26 +15,14 @@ pub enum EventStatus {
     Completed,
 }
 
+crate::text_enum!(EventStatus {
+    Draft => "draft",
+    Published => "published",
+    Cancelled => "cancelled",
+    Completed => "completed",
+});
+
 impl EventStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Draft => "draft",
-            Self::Published => "published",
-            Self::Cancelled => "cancelled",
-            Self::Completed => "completed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "draft" => Self::Draft,
-            "published" => Self::Published,
-            "cancelled" => Self::Cancelled,
-            "completed" => Self::Completed,
-            _ => return None,
-        })
-    }
-
     /// Cancelled and completed events cannot change any more.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Cancelled | Self::Completed)
@@ -62,14 +52,15 @@ pub struct Event {
     pub organizer_id: String,
     pub requires_approval: bool,
     pub ticket_types: Vec<TicketType>,
-    pub stats: EventStats,
+    pub stats: EventCounts,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// The counts an event carries (`stats`); the full figures are `tickets::stats::EventStats`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct EventStats {
+pub struct EventCounts {
     /// Pending, confirmed and checked-in guests.
     pub registered: i32,
     pub checked_in: i32,
@@ -84,7 +75,8 @@ pub struct TicketType {
     pub event_id: i64,
     pub name: String,
     /// In the event's currency, at most 2 decimals.
-    pub price: f64,
+    #[schema(value_type = f64, example = 299.99)]
+    pub price: Cents,
     pub quantity: i32,
     /// Seats held by pending, confirmed and checked-in guests.
     pub sold: i32,
@@ -100,8 +92,27 @@ pub struct EventList {
     pub pagination: Pagination,
 }
 
-pub fn cents_to_price(cents: i64) -> f64 {
-    cents as f64 / 100.0
+impl TicketType {
+    /// The one mapping of a ticket type, whatever it was read from (a row, a JSON
+    /// aggregate, a join): `available` is derived here.
+    pub fn new(
+        id: i64,
+        event_id: i64,
+        name: String,
+        price: Cents,
+        quantity: i32,
+        sold: i32,
+    ) -> Self {
+        Self {
+            id,
+            event_id,
+            name,
+            price,
+            quantity,
+            sold,
+            available: quantity - sold,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -134,7 +145,7 @@ mod tests {
 
     #[test]
     fn prices_round_trip() {
-        assert_eq!(cents_to_price(29999), 299.99);
-        assert_eq!(serde_json::to_string(&cents_to_price(100)).unwrap(), "1.0");
+        assert_eq!(Cents(29999).as_decimal(), 299.99);
+        assert_eq!(serde_json::to_string(&Cents(100)).unwrap(), "1.0");
     }
 }

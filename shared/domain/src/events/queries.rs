@@ -6,13 +6,13 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::input::{EventSort, ListEvents, StatusFilter};
-use super::model::{
-    cents_to_price, Event, EventList, EventStats, EventStatus, Pagination, TicketType,
-};
+use super::model::{Event, EventCounts, EventList, EventStatus, Pagination, TicketType};
 use crate::access;
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult};
+use crate::money::Cents;
 use crate::page::{like_pattern, page_and_total, PageQuery, Plan};
+use crate::sql;
 
 /// The select list [`event_from_row`] reads (over `e`, events); also EXPLAINed by the
 /// performance harness.
@@ -190,16 +190,14 @@ pub async fn ticket_type(
 }
 
 pub fn ticket_type_from_row(row: &Row) -> TicketType {
-    let (quantity, sold): (i32, i32) = (row.get("quantity"), row.get("sold"));
-    TicketType {
-        id: row.get("id"),
-        event_id: row.get("event_id"),
-        name: row.get("name"),
-        price: cents_to_price(row.get("price_cents")),
-        quantity,
-        sold,
-        available: quantity - sold,
-    }
+    TicketType::new(
+        row.get("id"),
+        row.get("event_id"),
+        row.get("name"),
+        Cents(row.get("price_cents")),
+        row.get("quantity"),
+        row.get("sold"),
+    )
 }
 
 fn event_from_row(row: &Row) -> DomainResult<Event> {
@@ -215,7 +213,6 @@ fn event_from_row(row: &Row) -> DomainResult<Event> {
     let id: i64 = row.get("id");
     let types: Vec<TicketTypeJson> = serde_json::from_value(row.get("ticket_types"))
         .map_err(|e| DomainError::internal(format!("ticket types: {e}")))?;
-    let status: String = row.get("status");
     let (max, registered): (i32, i32) = (row.get("max_attendees"), row.get("registered"));
     Ok(Event {
         id,
@@ -224,23 +221,14 @@ fn event_from_row(row: &Row) -> DomainResult<Event> {
         event_date: row.get("event_date"),
         location: row.get("location"),
         max_attendees: max,
-        status: EventStatus::parse(&status)
-            .ok_or_else(|| DomainError::internal(format!("status {status}")))?,
+        status: sql::get(row, "status")?,
         organizer_id: row.get("organizer_id"),
         requires_approval: row.get("requires_approval"),
         ticket_types: types
             .into_iter()
-            .map(|t| TicketType {
-                id: t.id,
-                event_id: id,
-                name: t.name,
-                price: cents_to_price(t.price_cents),
-                quantity: t.quantity,
-                sold: t.sold,
-                available: t.quantity - t.sold,
-            })
+            .map(|t| TicketType::new(t.id, id, t.name, Cents(t.price_cents), t.quantity, t.sold))
             .collect(),
-        stats: EventStats {
+        stats: EventCounts {
             registered,
             checked_in: row.get::<_, i64>("checked_in") as i32,
             available: max - registered,

@@ -40,6 +40,7 @@ use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
 use crate::events::EventStatus;
 use crate::outbox::{self, Job};
 use crate::rules::Input;
+use crate::sql;
 use crate::tickets;
 use crate::tickets::signing::TicketKeys;
 use crate::work::{Done, Effects};
@@ -313,9 +314,8 @@ async fn lock_guest(
         .query_opt(&stmt, &[&guest_id, &event_id])
         .await?
         .ok_or_else(|| DomainError::not_found("guest"))?;
-    let status: String = row.get(0);
     Ok(LockedGuest {
-        status: GuestStatus::parse(&status).ok_or_else(|| DomainError::internal("guest status"))?,
+        status: sql::get(&row, "status")?,
         ticket_type_id: row.get(1),
         event_status: event.status,
         has_ticket_type: event.has_ticket_type,

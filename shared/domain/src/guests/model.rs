@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
-use crate::error::{DomainError, DomainResult};
+use crate::error::DomainResult;
 use crate::events::model::Pagination;
+use crate::sql;
 use crate::tickets::Ticket;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -19,26 +20,14 @@ pub enum GuestStatus {
     Cancelled,
 }
 
+crate::text_enum!(GuestStatus {
+    Pending => "pending",
+    Confirmed => "confirmed",
+    CheckedIn => "checked_in",
+    Cancelled => "cancelled",
+});
+
 impl GuestStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Confirmed => "confirmed",
-            Self::CheckedIn => "checked_in",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => Self::Pending,
-            "confirmed" => Self::Confirmed,
-            "checked_in" => Self::CheckedIn,
-            "cancelled" => Self::Cancelled,
-            _ => return None,
-        })
-    }
-
     /// Pending, confirmed and checked-in guests count against capacity.
     pub fn holds_seat(self) -> bool {
         !matches!(self, Self::Cancelled)
@@ -68,7 +57,6 @@ pub const GUEST_COLUMNS: &str =
 
 impl Guest {
     pub fn from_row(row: &Row) -> DomainResult<Self> {
-        let status: String = row.get("status");
         Ok(Self {
             id: row.get("id"),
             event_id: row.get("event_id"),
@@ -76,8 +64,7 @@ impl Guest {
             last_name: row.get("last_name"),
             email: row.get("email"),
             phone: row.get("phone"),
-            status: GuestStatus::parse(&status)
-                .ok_or_else(|| DomainError::internal(format!("guest status {status}")))?,
+            status: sql::get(row, "status")?,
             ticket_type_id: row.get("ticket_type_id"),
             ticket_id: row.get("ticket_id"),
             created_at: row.get("created_at"),

@@ -35,8 +35,11 @@ use super::{code, queries};
 use crate::access;
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult, ErrorCode};
+use crate::events::EventStatus;
 use crate::rules::not_blank;
 use crate::rules::Input;
+use crate::sql;
+use crate::tickets::TicketStatus;
 use crate::work::{Done, Effects};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -70,15 +73,25 @@ pub struct Validation {
     pub validated_at: DateTime<Utc>,
 }
 
-/// Results written to the scan log.
-mod result {
-    pub const ACCEPTED: &str = "accepted";
-    pub const ALREADY_VALIDATED: &str = "already_validated";
-    pub const CANCELLED: &str = "cancelled";
-    pub const EVENT_NOT_PUBLISHED: &str = "event_not_published";
-    pub const NOT_FOUND: &str = "not_found";
-    pub const INVALID_SIGNATURE: &str = "invalid_signature";
+/// The result of a scan attempt, as written to the scan log (`ticket_scans.result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanResult {
+    Accepted,
+    AlreadyValidated,
+    Cancelled,
+    EventNotPublished,
+    NotFound,
+    InvalidSignature,
 }
+
+crate::text_enum!(ScanResult {
+    Accepted => "accepted",
+    AlreadyValidated => "already_validated",
+    Cancelled => "cancelled",
+    EventNotPublished => "event_not_published",
+    NotFound => "not_found",
+    InvalidSignature => "invalid_signature",
+});
 
 pub async fn by_id(
     db: &mut Client,
@@ -141,7 +154,7 @@ pub async fn by_code(
                     None,
                     &input.scanner_id,
                     &input.location,
-                    result::INVALID_SIGNATURE,
+                    ScanResult::InvalidSignature,
                 )
                 .await?;
                 return Err(DomainError::new(
@@ -213,7 +226,7 @@ async fn check_in(
         if let Some(row) = db
             .query_opt(
                 &stmt,
-                &[&id, &scanner_id, &location, &tenant, &result::ACCEPTED],
+                &[&id, &scanner_id, &location, &tenant, &ScanResult::Accepted],
             )
             .await?
         {
@@ -266,7 +279,7 @@ async fn validate(
         None => None,
     };
     let Some((ticket_id, event_id)) = found else {
-        log_scan(tx, None, None, scanner_id, location, result::NOT_FOUND).await?;
+        log_scan(tx, None, None, scanner_id, location, ScanResult::NotFound).await?;
         return Err(DomainError::not_found("ticket"));
     };
 
@@ -295,7 +308,7 @@ async fn validate(
             Some(event_id),
             scanner_id,
             location,
-            result::ACCEPTED,
+            ScanResult::Accepted,
         )
         .await?;
         let ticket = queries::by_id(tx, ticket_id)
@@ -312,26 +325,27 @@ async fn validate(
     // Refused: say why, from the row as it is now.
     let stmt = tx
         .prepare_cached(
-            "SELECT t.status, t.validated_at, t.validated_by, t.validation_location, e.status
+            "SELECT t.status, t.validated_at, t.validated_by, t.validation_location, e.status AS event_status
                FROM tickets t JOIN events e ON e.id = t.event_id WHERE t.id = $1",
         )
         .await?;
     let Some(row) = tx.query_opt(&stmt, &[&ticket_id]).await? else {
-        log_scan(tx, None, None, scanner_id, location, result::NOT_FOUND).await?;
+        log_scan(tx, None, None, scanner_id, location, ScanResult::NotFound).await?;
         return Err(DomainError::not_found("ticket"));
     };
-    let (status, validated_at, event_status): (String, Option<DateTime<Utc>>, String) =
-        (row.get(0), row.get(1), row.get(4));
-    let (result, error) = if status == "cancelled" {
+    let status: TicketStatus = sql::get(&row, "status")?;
+    let validated_at: Option<DateTime<Utc>> = row.get(1);
+    let event_status: EventStatus = sql::get(&row, "event_status")?;
+    let (result, error) = if status == TicketStatus::Cancelled {
         (
-            result::CANCELLED,
+            ScanResult::Cancelled,
             DomainError::new(ErrorCode::TicketCancelled, "this ticket was cancelled"),
         )
     } else if let Some(at) = validated_at {
         let by: Option<String> = row.get(2);
         let loc: Option<String> = row.get(3);
         (
-            result::ALREADY_VALIDATED,
+            ScanResult::AlreadyValidated,
             DomainError::new(
                 ErrorCode::TicketAlreadyValidated,
                 "this ticket was already validated",
@@ -340,9 +354,10 @@ async fn validate(
         )
     } else {
         (
-            result::EVENT_NOT_PUBLISHED,
+            ScanResult::EventNotPublished,
             DomainError::invalid_state(format!(
-                "the event is {event_status}, tickets cannot be validated"
+                "the event is {}, tickets cannot be validated",
+                event_status.as_str()
             )),
         )
     };
@@ -364,7 +379,7 @@ async fn log_scan(
     event_id: Option<i64>,
     scanner_id: &str,
     location: &str,
-    result: &str,
+    result: ScanResult,
 ) -> DomainResult<()> {
     let stmt = tx
         .prepare_cached(

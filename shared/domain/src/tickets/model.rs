@@ -14,6 +14,11 @@ pub enum TicketStatus {
     Cancelled,
 }
 
+crate::text_enum!(TicketStatus {
+    Active => "active",
+    Cancelled => "cancelled",
+});
+
 /// The event as a ticket shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

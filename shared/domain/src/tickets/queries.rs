@@ -3,10 +3,10 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::model::{EventSummary, Ticket, TicketStatus};
-use crate::error::{DomainError, DomainResult};
-use crate::events::EventStatus;
+use super::model::{EventSummary, Ticket};
+use crate::error::DomainResult;
 use crate::guests::model::{Guest, GUEST_COLUMNS};
+use crate::sql;
 
 /// The select list `from_row` reads, over `t` (tickets), `g` (guests), `e` (events) and
 /// `tt` (ticket types, may be null). Also EXPLAINed by the performance harness.
@@ -57,30 +57,22 @@ pub async fn by_guest(db: &impl GenericClient, guest_id: i64) -> DomainResult<Op
 }
 
 pub(super) fn from_row(row: &Row) -> DomainResult<Ticket> {
-    let status: String = row.get("tk_status");
-    let event_status: String = row.get("e_status");
     let validated_at: Option<chrono::DateTime<chrono::Utc>> = row.get("validated_at");
     let guest = Guest::from_row(row)?;
     let ticket_type = row.get::<_, Option<i64>>("tt_id").map(|id| {
-        let (quantity, sold): (i32, i32) = (row.get("tt_quantity"), row.get("tt_sold"));
-        crate::events::TicketType {
+        crate::events::TicketType::new(
             id,
-            event_id: guest.event_id,
-            name: row.get("tt_name"),
-            price: crate::events::model::cents_to_price(row.get("tt_price")),
-            quantity,
-            sold,
-            available: quantity - sold,
-        }
+            guest.event_id,
+            row.get("tt_name"),
+            crate::money::Cents(row.get("tt_price")),
+            row.get("tt_quantity"),
+            row.get("tt_sold"),
+        )
     });
     Ok(Ticket {
         id: row.get("tk_id"),
         ticket_code: row.get("ticket_code"),
-        status: if status == "active" {
-            TicketStatus::Active
-        } else {
-            TicketStatus::Cancelled
-        },
+        status: sql::get(row, "tk_status")?,
         is_validated: validated_at.is_some(),
         validated_at,
         validated_by: row.get("validated_by"),
@@ -92,8 +84,7 @@ pub(super) fn from_row(row: &Row) -> DomainResult<Ticket> {
             title: row.get("e_title"),
             event_date: row.get("e_date"),
             location: row.get("e_location"),
-            status: EventStatus::parse(&event_status)
-                .ok_or_else(|| DomainError::internal("event status"))?,
+            status: sql::get(row, "e_status")?,
             organizer_id: row.get("e_organizer"),
         },
         guest,
