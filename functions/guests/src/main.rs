@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let env = platform::config::Env::process();
-    platform::logging::init("guests");
+    platform::logging::init("guests", &env);
     let state = edge::ApiState::load(env).await?;
     lambda_http::run(edge::http::serve(guests::routes(), state)).await
 }

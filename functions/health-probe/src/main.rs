@@ -9,7 +9,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let env = platform::config::Env::process();
-    platform::logging::init("health-probe");
+    platform::logging::init("health-probe", &env);
     let probe = &probe::Probe::from_env(env).await?;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
         Ok::<_, Error>(probe.run().await)

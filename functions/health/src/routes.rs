@@ -101,6 +101,9 @@ async fn ready(State(state): State<HealthState>) -> Response {
 
 #[utoipa::path(get, path = "/api/openapi.json", tag = "health",
     responses((status = 200, description = "This document", content_type = "application/json")))]
-async fn openapi_json() -> (StatusCode, Json<&'static utoipa::openapi::OpenApi>) {
-    (StatusCode::OK, Json(crate::openapi()))
+async fn openapi_json() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::OPENAPI_JSON,
+    )
 }

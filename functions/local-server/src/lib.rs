@@ -18,3 +18,15 @@ pub fn app(state: ApiState) -> Router {
         .merge(health::routes::<ApiState>());
     edge::http::serve(routes, state)
 }
+
+/// The OpenAPI document of the whole API, generated from every API function's routes (the
+/// health function serves a checked copy of it, `health::OPENAPI_JSON`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<ApiState>::with_openapi(edge::docs::base())
+        .merge(events::routes())
+        .merge(guests::routes())
+        .merge(tickets::routes())
+        .merge(health::routes::<ApiState>())
+        .split_for_parts()
+        .1
+}

@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    platform::logging::init("local-server");
+    platform::logging::init("local-server", &env);
     let state = edge::ApiState::from_env(&env)?;
     platform::db::ensure_database(&state.config.db.url).await?;
     platform::db::migrate_pool(&state.db).await?;

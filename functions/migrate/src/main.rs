@@ -15,7 +15,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let env = &Env::process();
-    platform::logging::init("migrate");
+    platform::logging::init("migrate", env);
     // Nothing fallible before the runtime starts: a failed init could not answer CloudFormation.
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
         let (payload, ctx) = event.into_parts();

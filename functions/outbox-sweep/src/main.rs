@@ -11,7 +11,7 @@ use sweep::Sweeper;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let env = platform::config::Env::process();
-    platform::logging::init("outbox-sweep");
+    platform::logging::init("outbox-sweep", &env);
     let sweeper = &Sweeper::from_env(env).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let ctx = event.context;

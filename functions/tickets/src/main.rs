@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let env = platform::config::Env::process();
-    platform::logging::init("tickets");
+    platform::logging::init("tickets", &env);
     let state = edge::ApiState::load(env).await?;
     lambda_http::run(edge::http::serve(tickets::routes(), state)).await
 }

@@ -315,7 +315,7 @@ pub async fn poll_forever(
 /// wrote (`generate_ticket` writes `ticket_ready`) relayed before the invocation ends.
 pub async fn run_lambda(service: &'static str) -> Result<(), lambda_runtime::Error> {
     let env = platform::config::Env::process();
-    platform::logging::init(service);
+    platform::logging::init(service, &env);
     let state = WorkerState::load(env).await?;
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<SqsEvent>| async {

@@ -14,9 +14,10 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Installs the JSON logger once; `RUST_LOG` filters (default `info`).
-pub fn init(service: &'static str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the JSON logger once; `RUST_LOG` of `env` filters (default `info`).
+pub fn init(service: &'static str, env: &crate::config::Env) {
+    let directives = env.get("RUST_LOG").unwrap_or_else(|| "info".to_owned());
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(RequestIdLayer)

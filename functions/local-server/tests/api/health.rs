@@ -133,3 +133,20 @@ async fn the_openapi_document_matches_the_routes() {
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+#[test]
+fn the_served_openapi_document_is_generated_from_the_routes() {
+    let generated = serde_json::to_value(local_server::openapi()).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../health/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let served: Value = serde_json::from_str(health::OPENAPI_JSON).unwrap();
+    assert!(
+        served == generated,
+        "functions/health/openapi.json is not the document the routes generate: \
+         run `UPDATE_OPENAPI=1 cargo test -p local-server --test api openapi` and commit it"
+    );
+}
