@@ -59,7 +59,7 @@ pub fn finish(errors: Vec<FieldError>) -> DomainResult<()> {
 /// types and unknown fields are `VALIDATION_ERROR`s naming the field (`items[0].name`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> DomainResult<T> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = if path == "." || path.is_empty() {
@@ -70,10 +70,56 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> DomainResult<T> {
         let message = if inner.is_syntax() || inner.is_eof() {
             format!("malformed JSON: {inner}")
         } else {
-            strip_position(&inner.to_string())
+            humanize(&strip_position(&inner.to_string()))
         };
         DomainError::validation(vec![FieldError::new(field, message)])
-    })
+    })?;
+    // One JSON document and nothing after it (`{...}xyz` or two objects are refused).
+    de.end().map_err(|e| {
+        DomainError::validation(vec![FieldError::new(
+            "body",
+            format!("malformed JSON: {e}"),
+        )])
+    })?;
+    Ok(value)
+}
+
+/// serde's messages name Rust types (`expected i64`, `expected struct CreateEvent`); a
+/// client reads JSON types.
+pub fn humanize(message: &str) -> String {
+    let mut out = message.to_owned();
+    for (rust, json) in [
+        ("i8", "an integer"),
+        ("i16", "an integer"),
+        ("i32", "an integer"),
+        ("i64", "an integer"),
+        ("u8", "a non-negative integer"),
+        ("u16", "a non-negative integer"),
+        ("u32", "a non-negative integer"),
+        ("u64", "a non-negative integer"),
+        ("usize", "a non-negative integer"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+        ("a sequence", "an array"),
+        ("a map", "an object"),
+        ("a borrowed string", "a string"),
+    ] {
+        out = out.replace(&format!("expected {rust}"), &format!("expected {json}"));
+        out = out.replace(&format!("`{rust}`"), json);
+    }
+    // `expected struct CreateEvent` / `expected enum StatusFilter`
+    for kind in ["struct ", "enum ", "tuple struct "] {
+        while let Some(i) = out.find(&format!("expected {kind}")) {
+            let start = i + "expected ".len();
+            let end = out[start + kind.len()..]
+                .find(|c: char| !c.is_alphanumeric() && c != '_')
+                .map(|e| start + kind.len() + e)
+                .unwrap_or(out.len());
+            let replacement = if kind == "enum " { "one of the documented values" } else { "an object" };
+            out.replace_range(start..end, replacement);
+        }
+    }
+    out
 }
 
 /// serde_json appends " at line 1 column 42"; the field path already says where.
@@ -115,6 +161,29 @@ impl<T> Input<T> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn one_document_and_json_words() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            n: i64,
+        }
+        assert!(parse_json::<Body>(br#"{"n": 1}  "#).is_ok());
+        for bad in [&br#"{"n": 1}xyz"#[..], br#"{"n": 1}{"n": 2}"#] {
+            let e = parse_json::<Body>(bad).unwrap_err();
+            assert_eq!(e.code, crate::ErrorCode::ValidationError);
+        }
+        let e = parse_json::<Body>(br#"{"n": "x"}"#).unwrap_err();
+        let text = e.details.unwrap().to_string();
+        assert!(text.contains("expected an integer"), "{text}");
+        let e = parse_json::<Body>(b"\"text\"").unwrap_err();
+        let text = e.details.unwrap().to_string();
+        assert!(!text.contains("struct") && !text.contains("Body"), "{text}");
+        assert_eq!(humanize("invalid type: string \"a\", expected u32"), "invalid type: string \"a\", expected a non-negative integer");
+        assert_eq!(humanize("unknown variant `x`, expected enum StatusFilter"), "unknown variant `x`, expected one of the documented values");
+    }
+
     use super::*;
 
     #[test]

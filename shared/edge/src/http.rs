@@ -132,7 +132,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                 } else {
                     field
                 };
-                ApiError::validation(vec![FieldError::new(field, e.into_inner().to_string())])
+                ApiError::validation(vec![FieldError::new(
+                    field,
+                    domain::rules::humanize(&e.into_inner().to_string()),
+                )])
             })
     }
 }
@@ -147,7 +150,12 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
-            .map_err(|e| ApiError::field("path", e.body_text()))
+            .map_err(|e| {
+                // axum says "Cannot parse `abc` to a `i64`": every path parameter is an id.
+                let mut err = ApiError::field("path", "ids in the path must be whole numbers between 1 and 2^63-1");
+                err.internal = Some(e.body_text());
+                err
+            })
     }
 }
 

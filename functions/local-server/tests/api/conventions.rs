@@ -170,6 +170,41 @@ async fn bodies_must_be_json_and_not_too_large() {
             String::from_utf8_lossy(bad)
         );
     }
+    // One JSON document and nothing after it (issue 14, F5): trailing data or a second
+    // document is refused and nothing is created.
+    let before = app.count("SELECT count(*) FROM events").await;
+    for trailing in ["xyz", " {}", "\n{\"title\": \"second\"}"] {
+        let body = format!("{}{trailing}", event_body());
+        let r = send(Some("application/json"), body.into_bytes()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "VALIDATION_ERROR"),
+            "trailing {trailing:?}: {}",
+            r.body
+        );
+    }
+    // Trailing whitespace is still one document.
+    let r = send(Some("application/json"), format!("{} \n", event_body()).into_bytes()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(app.count("SELECT count(*) FROM events").await, before + 1);
+
+    // Messages speak JSON, not Rust: no `i64`, no `struct CreateEvent`.
+    for (body, field) in [
+        (json!({"title": "Conference", "maxAttendees": "many"}), "maxAttendees"),
+        (json!("text"), "body"),
+    ] {
+        let r = send(Some("application/json"), body.to_string().into_bytes()).await;
+        assert_eq!(r.code(), "VALIDATION_ERROR");
+        let text = r.body["error"].to_string();
+        assert!(text.contains(field), "{text}");
+        for rust in ["i64", "i32", "u64", "struct", "CreateEvent"] {
+            assert!(!text.contains(rust), "{rust} in {text}");
+        }
+    }
+    let r = app.get("/api/events/abc", &token).await;
+    assert_eq!(r.code(), "VALIDATION_ERROR");
+    assert!(!r.body.to_string().contains("i64"), "{}", r.body);
+
     let mut big = event_body();
     big["description"] = Value::String("x".repeat(70 * 1024));
     let r = send(Some("application/json"), big.to_string().into_bytes()).await;
