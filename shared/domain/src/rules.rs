@@ -58,6 +58,14 @@ pub fn finish(errors: Vec<FieldError>) -> DomainResult<()> {
 /// A JSON document parsed into `T` with field paths in its errors: malformed JSON, wrong
 /// types and unknown fields are `VALIDATION_ERROR`s naming the field (`items[0].name`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> DomainResult<T> {
+    if let Some(field) = nul_character(bytes) {
+        // PostgreSQL text cannot hold it: refused here, naming the field, rather than by
+        // the database with a message about encodings.
+        return Err(DomainError::validation(vec![FieldError::new(
+            field,
+            "must not contain the NUL character (\\u0000)",
+        )]));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
@@ -82,6 +90,40 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> DomainResult<T> {
         )])
     })?;
     Ok(value)
+}
+
+/// The path of the first string (or key) holding a NUL character, for a body that spells
+/// one as the escape `\u0000` (a raw NUL byte is malformed JSON anyway). Scans the bytes
+/// first, so a body without it costs nothing more.
+fn nul_character(bytes: &[u8]) -> Option<String> {
+    if !bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return None;
+    }
+    fn find(v: &serde_json::Value, path: String) -> Option<String> {
+        use serde_json::Value;
+        match v {
+            Value::String(s) if s.contains('\0') => Some(path),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| find(item, format!("{path}[{i}]"))),
+            Value::Object(map) => map.iter().find_map(|(k, item)| {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    Some(here)
+                } else {
+                    find(item, here)
+                }
+            }),
+            _ => None,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    find(&value, String::new()).map(|p| if p.is_empty() { "body".to_owned() } else { p })
 }
 
 /// serde's messages name Rust types (`expected i64`, `expected struct CreateEvent`); a
@@ -115,7 +157,11 @@ pub fn humanize(message: &str) -> String {
                 .find(|c: char| !c.is_alphanumeric() && c != '_')
                 .map(|e| start + kind.len() + e)
                 .unwrap_or(out.len());
-            let replacement = if kind == "enum " { "one of the documented values" } else { "an object" };
+            let replacement = if kind == "enum " {
+                "one of the documented values"
+            } else {
+                "an object"
+            };
             out.replace_range(start..end, replacement);
         }
     }
@@ -163,6 +209,22 @@ impl<T> Input<T> {
 mod tests {
 
     #[test]
+    fn nul_characters_are_refused_by_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            name: String,
+            items: Vec<String>,
+        }
+        let e = parse_json::<Body>(br#"{"name": "a\u0000b", "items": []}"#).unwrap_err();
+        assert_eq!(e.details.unwrap()[0]["field"], "name");
+        let e = parse_json::<Body>(br#"{"name": "a", "items": ["x", "\u0000"]}"#).unwrap_err();
+        assert_eq!(e.details.unwrap()[0]["field"], "items[1]");
+        // An escaped backslash followed by u0000 is not a NUL character.
+        assert!(parse_json::<Body>(br#"{"name": "a\\u0000", "items": []}"#).is_ok());
+    }
+
+    #[test]
     fn one_document_and_json_words() {
         #[derive(serde::Deserialize, Debug)]
         #[allow(dead_code)]
@@ -180,8 +242,14 @@ mod tests {
         let e = parse_json::<Body>(b"\"text\"").unwrap_err();
         let text = e.details.unwrap().to_string();
         assert!(!text.contains("struct") && !text.contains("Body"), "{text}");
-        assert_eq!(humanize("invalid type: string \"a\", expected u32"), "invalid type: string \"a\", expected a non-negative integer");
-        assert_eq!(humanize("unknown variant `x`, expected enum StatusFilter"), "unknown variant `x`, expected one of the documented values");
+        assert_eq!(
+            humanize("invalid type: string \"a\", expected u32"),
+            "invalid type: string \"a\", expected a non-negative integer"
+        );
+        assert_eq!(
+            humanize("unknown variant `x`, expected enum StatusFilter"),
+            "unknown variant `x`, expected one of the documented values"
+        );
     }
 
     use super::*;

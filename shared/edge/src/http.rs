@@ -122,6 +122,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        if let Some((key, _)) =
+            form_urlencoded::parse(query.as_bytes()).find(|(_, v)| v.contains('\0'))
+        {
+            return Err(ApiError::field(
+                &key,
+                "must not contain the NUL character (%00)",
+            ));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(ApiQuery)
@@ -152,7 +160,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
             .map(|p| ApiPath(p.0))
             .map_err(|e| {
                 // axum says "Cannot parse `abc` to a `i64`": every path parameter is an id.
-                let mut err = ApiError::field("path", "ids in the path must be whole numbers between 1 and 2^63-1");
+                let mut err = ApiError::field(
+                    "path",
+                    "ids in the path must be whole numbers between 1 and 2^63-1",
+                );
                 err.internal = Some(e.body_text());
                 err
             })

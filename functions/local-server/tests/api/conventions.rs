@@ -184,13 +184,20 @@ async fn bodies_must_be_json_and_not_too_large() {
         );
     }
     // Trailing whitespace is still one document.
-    let r = send(Some("application/json"), format!("{} \n", event_body()).into_bytes()).await;
+    let r = send(
+        Some("application/json"),
+        format!("{} \n", event_body()).into_bytes(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(app.count("SELECT count(*) FROM events").await, before + 1);
 
     // Messages speak JSON, not Rust: no `i64`, no `struct CreateEvent`.
     for (body, field) in [
-        (json!({"title": "Conference", "maxAttendees": "many"}), "maxAttendees"),
+        (
+            json!({"title": "Conference", "maxAttendees": "many"}),
+            "maxAttendees",
+        ),
         (json!("text"), "body"),
     ] {
         let r = send(Some("application/json"), body.to_string().into_bytes()).await;
@@ -201,6 +208,24 @@ async fn bodies_must_be_json_and_not_too_large() {
             assert!(!text.contains(rust), "{rust} in {text}");
         }
     }
+    // A NUL character (which PostgreSQL text cannot hold) is refused by field, not by the database.
+    let mut nul = event_body();
+    nul["title"] = json!("Conf\u{0}erence");
+    let r = send(Some("application/json"), nul.to_string().into_bytes()).await;
+    assert_eq!(r.code(), "VALIDATION_ERROR");
+    assert_eq!(
+        r.body["error"]["details"][0]["field"], "title",
+        "{}",
+        r.body
+    );
+    let r = app.get("/api/events?search=a%00b", &token).await;
+    assert_eq!(r.code(), "VALIDATION_ERROR");
+    assert_eq!(
+        r.body["error"]["details"][0]["field"], "search",
+        "{}",
+        r.body
+    );
+
     let r = app.get("/api/events/abc", &token).await;
     assert_eq!(r.code(), "VALIDATION_ERROR");
     assert!(!r.body.to_string().contains("i64"), "{}", r.body);
