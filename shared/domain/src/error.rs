@@ -104,6 +104,9 @@ pub struct DomainError {
     pub retry_after: Option<u64>,
     /// What went wrong inside, for the log only (never sent to the client).
     pub internal: Option<String>,
+    /// A serialization failure or a deadlock (SQLSTATE 40001, 40P01): running the same
+    /// transaction again may succeed.
+    pub retryable: bool,
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;
@@ -116,6 +119,7 @@ impl DomainError {
             details: None,
             retry_after: None,
             internal: None,
+            retryable: false,
         }
     }
 
@@ -216,7 +220,10 @@ impl From<tokio_postgres::Error> for DomainError {
             // check_violation / not_null_violation: input the validation layer let through
             "23514" | "23502" => DomainError::invalid_state("the change violates a data rule"),
             // serialization failure / deadlock: the client may simply retry
-            "40001" | "40P01" => DomainError::unavailable("the database", "transaction conflict"),
+            "40001" | "40P01" => DomainError {
+                retryable: true,
+                ..DomainError::unavailable("the database", "transaction conflict")
+            },
             // data exceptions (bad encoding, out-of-range values...)
             c if c.starts_with("22") => DomainError::new(
                 ErrorCode::ValidationError,

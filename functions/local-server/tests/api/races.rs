@@ -409,3 +409,114 @@ async fn capacity_changes_racing_registrations_lose_no_seat() {
     assert_eq!(sold + more, 130);
     assert_shards_consistent(&app).await;
 }
+
+/// Issue 14, F2: a check-in and a cancellation of the same guest, 200 pairs at once. Both
+/// take the ticket before the guest, so none deadlocks: no 503, every validation attempt is
+/// in the scan log, and each guest ends either checked in or cancelled, never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn check_ins_racing_cancellations_of_the_same_guests_never_deadlock() {
+    const PAIRS: usize = 200;
+    // Enough connections for many pairs to be in flight at the same moment.
+    let app = TestApp::spawn_with(|c| c.db.pool_size = 40).await;
+    let alice = app.organizer("alice");
+    let scanner = app.scanner("alice");
+    let e = app
+        .published_event(&alice, json!({"maxAttendees": 500, "ticketTypes": []}))
+        .await;
+    let event_id = e["id"].as_i64().unwrap();
+    let mut pairs = Vec::new();
+    for i in 0..PAIRS {
+        let r = app
+            .register(
+                &alice,
+                event_id,
+                guest_body(&format!("g{i}@example.com"), &Value::Null),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        pairs.push((
+            r.data()["guest"]["id"].as_i64().unwrap(),
+            r.data()["ticket"]["id"].as_i64().unwrap(),
+        ));
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(PAIRS * 2));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (guest, ticket) in pairs {
+        for (uri, token, body) in [
+            (
+                format!("/api/tickets/{ticket}/validate"),
+                scanner.clone(),
+                json!({"scannerId": "s-1", "location": "Gate A"}),
+            ),
+            (
+                format!("/api/events/{event_id}/guests/{guest}/cancel"),
+                alice.clone(),
+                Value::Null,
+            ),
+        ] {
+            let (router, barrier) = (app.app.clone(), barrier.clone());
+            tasks.spawn(async move {
+                use tower::ServiceExt;
+                let mut req = axum::http::Request::post(&uri)
+                    .header("authorization", format!("Bearer {token}"));
+                let body = if body.is_null() {
+                    axum::body::Body::empty()
+                } else {
+                    req = req.header("content-type", "application/json");
+                    axum::body::Body::from(body.to_string())
+                };
+                let req = req.body(body).unwrap();
+                barrier.wait().await;
+                let res = router.oneshot(req).await.unwrap();
+                (uri.ends_with("/validate"), res.status())
+            });
+        }
+    }
+    let mut statuses: HashMap<(bool, u16), usize> = HashMap::new();
+    while let Some(r) = tasks.join_next().await {
+        let (is_scan, status) = r.unwrap();
+        *statuses.entry((is_scan, status.as_u16())).or_insert(0) += 1;
+    }
+    assert!(
+        statuses.keys().all(|(_, s)| *s < 500),
+        "no 5xx (no deadlock, no 503): {statuses:?}"
+    );
+    // Every scan attempt is in the log, with its result.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM ticket_scans WHERE event_id = {event_id} OR event_id IS NULL"
+        ))
+        .await,
+        PAIRS as i64,
+        "{statuses:?}"
+    );
+    let accepted = app
+        .count(&format!(
+            "SELECT count(*) FROM ticket_scans WHERE event_id = {event_id} AND result = 'accepted'"
+        ))
+        .await;
+    assert_eq!(
+        accepted as usize,
+        statuses.get(&(true, 200)).copied().unwrap_or(0)
+    );
+    // Each guest: checked in (ticket validated and active) or cancelled (ticket cancelled, not validated).
+    let checked_in = app
+        .count(&format!(
+            "SELECT count(*) FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE g.event_id = {event_id}
+               AND g.status = 'checked_in' AND t.status = 'active' AND t.validated_at IS NOT NULL"
+        ))
+        .await;
+    let cancelled = app
+        .count(&format!(
+            "SELECT count(*) FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE g.event_id = {event_id}
+               AND g.status = 'cancelled' AND t.status = 'cancelled' AND t.validated_at IS NULL"
+        ))
+        .await;
+    assert_eq!(checked_in + cancelled, PAIRS as i64, "{statuses:?}");
+    assert_eq!(checked_in, accepted);
+    assert_eq!(
+        cancelled as usize,
+        statuses.get(&(false, 200)).copied().unwrap_or(0),
+        "{statuses:?}"
+    );
+}

@@ -21,8 +21,9 @@
 //! ([`Lock::Share`]); the event commands that cancel an event or change a capacity
 //! lock it `FOR UPDATE`. So a registration's checks of the event's status hold until it
 //! commits, and the shards are never laid out again under it. Locks are taken in one
-//! order everywhere (event row, guest row, event shard, ticket type shards in id order),
-//! so commands cannot deadlock each other.
+//! order everywhere (event row, the guest's ticket, guest row, event shard, ticket type
+//! shards in id order; check-in takes the ticket, then the guest), so commands cannot
+//! deadlock each other or a scan.
 //!
 //! Duplicate registrations are refused by the partial unique index on
 //! `(event_id, lower(email)) WHERE status <> 'cancelled'`: of two racing inserts the
@@ -305,6 +306,13 @@ async fn lock_guest(
     ticket_type: Option<i64>,
 ) -> DomainResult<LockedGuest> {
     let event = access::event(tx, caller, event_id, lock, ticket_type).await?;
+    // The guest's ticket before the guest: the order check-in takes them in (its one
+    // statement updates the ticket, then the guest), so a cancellation racing a scan of the
+    // same guest waits instead of deadlocking.
+    let ticket = tx
+        .prepare_cached("SELECT 1 FROM tickets WHERE guest_id = $1 FOR UPDATE")
+        .await?;
+    tx.query(&ticket, &[&guest_id]).await?;
     let stmt = tx
         .prepare_cached(
             "SELECT status, ticket_type_id FROM guests WHERE id = $1 AND event_id = $2 FOR UPDATE",

@@ -77,6 +77,8 @@ pub struct Validation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanResult {
     Accepted,
+    /// The database refused the attempt with a conflict every time it was tried (503).
+    Unavailable,
     AlreadyValidated,
     Cancelled,
     EventNotPublished,
@@ -86,6 +88,7 @@ pub enum ScanResult {
 
 crate::text_enum!(ScanResult {
     Accepted => "accepted",
+    Unavailable => "unavailable",
     AlreadyValidated => "already_validated",
     Cancelled => "cancelled",
     EventNotPublished => "event_not_published",
@@ -214,6 +217,54 @@ static ACCEPT: LazyLock<String> = LazyLock::new(|| {
 /// A scan of `ticket_id` (`None`: nothing matched what was read): the one-statement
 /// acceptance, else the explaining check-in in a transaction.
 async fn check_in(
+    db: &mut Client,
+    caller: &Caller,
+    ticket_id: Option<i64>,
+    scanner_id: &str,
+    location: &str,
+) -> DomainResult<Validation> {
+    // Locks are taken in one order (ticket, then guest) on every path that takes both, so a
+    // deadlock should not happen; a serialization failure or deadlock that does is retried
+    // here a bounded number of times before it becomes a 503.
+    const ATTEMPTS: u32 = 4;
+    let mut attempt = 1;
+    loop {
+        match check_in_once(db, caller, ticket_id, scanner_id, location).await {
+            Err(e) if e.retryable && attempt < ATTEMPTS => {
+                tracing::warn!(
+                    attempt,
+                    cause = e.internal.as_deref(),
+                    "check-in conflict, retrying"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                attempt += 1;
+            }
+            Err(e) if e.retryable => {
+                // Every attempt is in the scan log, even one the database kept refusing
+                // (best effort: the 503 is the answer either way).
+                let logged = log_scan(
+                    &*db,
+                    ticket_id,
+                    None,
+                    scanner_id,
+                    location,
+                    ScanResult::Unavailable,
+                )
+                .await;
+                if let Err(log) = logged {
+                    tracing::error!(
+                        cause = log.internal.as_deref(),
+                        "could not log the refused scan"
+                    );
+                }
+                return Err(e);
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn check_in_once(
     db: &mut Client,
     caller: &Caller,
     ticket_id: Option<i64>,
