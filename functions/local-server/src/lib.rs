@@ -9,6 +9,20 @@ use axum::Router;
 use edge::ApiState;
 use utoipa_axum::router::OpenApiRouter;
 
+/// The local server's state: the API's, with the SQS queue as its relay target and
+/// readiness dependency when the queue URLs are configured (as in Lambda), and that queue
+/// for the local runner's pollers.
+pub async fn state(
+    env: &platform::config::Env,
+) -> anyhow::Result<(ApiState, Option<platform::sqs::SqsQueue>)> {
+    let mut state = ApiState::from_env(env)?;
+    let sqs = platform::sqs::SqsQueue::from_env(env).await?;
+    if let Some(queue) = &sqs {
+        state.queue = Some(std::sync::Arc::new(queue.clone()));
+    }
+    Ok((state, sqs))
+}
+
 /// Every API function's routes (the health function's too), with the shared layers.
 pub fn app(state: ApiState) -> Router {
     let routes = OpenApiRouter::new()

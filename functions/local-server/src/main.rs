@@ -15,10 +15,10 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     platform::logging::init("local-server", &env);
-    let state = edge::ApiState::from_env(&env)?;
+    let (state, sqs) = local_server::state(&env).await?;
     platform::db::ensure_database(&state.config.db.url).await?;
     platform::db::migrate_pool(&state.db).await?;
-    local_server::runner::start_local(&env, &state).await?;
+    local_server::runner::start_local(&env, &state, sqs).await?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", state.config.port)).await?;
     tracing::info!(address = %listener.local_addr()?, "local server listening");
     axum::serve(listener, local_server::app(state))

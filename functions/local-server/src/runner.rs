@@ -32,8 +32,8 @@ pub fn start_in_process(env: &Env, state: &ApiState) -> anyhow::Result<()> {
 /// The local server's job path. With `EMAIL_QUEUE_URL` and `TICKET_QUEUE_URL` set (and
 /// `AWS_ENDPOINT_URL` for a local SQS-compatible server such as moto), jobs go through
 /// SQS ([`start_with_sqs`]); without them, [`start_in_process`].
-pub async fn start_local(env: &Env, state: &ApiState) -> anyhow::Result<()> {
-    match SqsQueue::from_env(env).await? {
+pub async fn start_local(env: &Env, state: &ApiState, sqs: Option<SqsQueue>) -> anyhow::Result<()> {
+    match sqs {
         Some(queue) => start_with_sqs(env, state, queue, PollConfig::default()).await,
         None => start_in_process(env, state),
     }

@@ -150,3 +150,48 @@ fn the_served_openapi_document_is_generated_from_the_routes() {
          run `UPDATE_OPENAPI=1 cargo test -p local-server --test api openapi` and commit it"
     );
 }
+
+/// Issue 14, F3: with a queue configured, readiness checks it: 503 `not_ready` with
+/// `queue: false` while it is down, `ready` with `queue: true` when it answers.
+#[tokio::test]
+async fn readiness_checks_the_queue_when_one_is_configured() {
+    use platform::sqs::{QueueUrls, SqsQueue};
+    let down = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("eu-west-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "t", "t", None, None, "test",
+            ))
+            .build(),
+    );
+    let urls = QueueUrls {
+        email: "http://127.0.0.1:1/000000000000/email".into(),
+        ticket_generation: "http://127.0.0.1:1/000000000000/tickets".into(),
+    };
+    let app = TestApp::spawn()
+        .await
+        .with_queue(std::sync::Arc::new(SqsQueue::new(down, urls)));
+    let r = app.call(Method::GET, "/health/ready", None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(r.body["status"], "not_ready");
+    assert_eq!(r.body["dependencies"]["queue"], false);
+    assert_eq!(r.body["dependencies"]["database"], true);
+
+    let moto = testkit::aws::moto();
+    let sqs = moto.sqs();
+    let email = testkit::aws::create_queue(&sqs, "ready-email", 30, 3).await;
+    let tickets = testkit::aws::create_queue(&sqs, "ready-tickets", 30, 3).await;
+    let urls = QueueUrls {
+        email: email.url.clone(),
+        ticket_generation: tickets.url.clone(),
+    };
+    let app = TestApp::spawn()
+        .await
+        .with_queue(std::sync::Arc::new(SqsQueue::new(sqs, urls)));
+    let r = app.call(Method::GET, "/health/ready", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["status"], "ready");
+    assert_eq!(r.body["dependencies"]["queue"], true);
+}

@@ -84,6 +84,14 @@ impl TestApp {
         }
     }
 
+    /// The same app with jobs relayed to `queue` after each commit (as in Lambda), which
+    /// readiness then checks too.
+    pub fn with_queue(mut self, queue: std::sync::Arc<dyn domain::outbox::QueueBackend>) -> Self {
+        self.state.queue = Some(queue);
+        self.app = local_server::app(self.state.clone());
+        self
+    }
+
     pub fn token(&self, role: Role, sub: &str, organizer_id: Option<&str>) -> String {
         let claims = Claims {
             sub: sub.into(),
