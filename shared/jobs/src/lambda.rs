@@ -27,7 +27,7 @@ use deadpool_postgres::Pool;
 use futures_util::stream::{self, StreamExt};
 use tracing::Instrument;
 
-use crate::dispatch::{self, JobHandler, Outcome};
+use crate::dispatch::{self, JobError, JobHandler, Outcome};
 use crate::workers::WorkerState;
 use domain::outbox::Message as JobMessage;
 
@@ -74,7 +74,8 @@ async fn run_record(pool: &Pool, handler: &dyn JobHandler, record: &SqsMessage) 
                 return false;
             }
         };
-        match dispatch::process(pool, handler, &job).await {
+        // The claim belongs to this message: a redelivery of it may take it back.
+        match dispatch::process(pool, handler, &job, message_id).await {
             Ok(outcome) => {
                 match outcome {
                     Outcome::Done => tracing::info!(job_id = %job.job_id, job_type = %job.job_type, "job done"),
@@ -82,6 +83,11 @@ async fn run_record(pool: &Pool, handler: &dyn JobHandler, record: &SqsMessage) 
                     Outcome::FailedPermanently => tracing::warn!(job_id = %job.job_id, job_type = %job.job_type, "job failed permanently: recorded, not retried"),
                 }
                 true
+            }
+            Err(JobError::Busy(held)) => {
+                tracing::info!(job_id = %job.job_id, job_type = %job.job_type, held_ms = held.as_millis() as u64,
+                    "another delivery is running this job; this one is retried after the visibility timeout");
+                false
             }
             Err(e) => {
                 tracing::warn!(job_id = %job.job_id, job_type = %job.job_type, error = %e, "job failed; it will be retried");

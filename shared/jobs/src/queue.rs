@@ -10,14 +10,14 @@ use tokio::sync::mpsc;
 
 use domain::outbox::{Message, Queue, QueueBackend};
 
-use crate::dispatch::{self, JobHandler};
+use crate::dispatch::{self, JobError, JobHandler};
 
 /// Jobs travel over in-memory channels to worker tasks in this process. Transient
 /// failures are retried with a growing delay, up to `max_attempts`, then recorded as
 /// failed (what a dead-letter queue does in AWS).
 pub struct InProcessQueue {
-    email: mpsc::UnboundedSender<(Message, u32)>,
-    tickets: mpsc::UnboundedSender<(Message, u32)>,
+    email: mpsc::UnboundedSender<Delivery>,
+    tickets: mpsc::UnboundedSender<Delivery>,
 }
 
 impl InProcessQueue {
@@ -40,7 +40,7 @@ impl InProcessQueue {
         queue
     }
 
-    fn sender(&self, queue: Queue) -> &mpsc::UnboundedSender<(Message, u32)> {
+    fn sender(&self, queue: Queue) -> &mpsc::UnboundedSender<Delivery> {
         match queue {
             Queue::Email => &self.email,
             Queue::TicketGeneration => &self.tickets,
@@ -52,37 +52,90 @@ impl InProcessQueue {
 impl QueueBackend for InProcessQueue {
     async fn send(&self, queue: Queue, job: &Message) -> anyhow::Result<()> {
         self.sender(queue)
-            .send((job.clone(), 1))
+            .send(Delivery {
+                job: job.clone(),
+                attempt: 1,
+                owner: uuid::Uuid::new_v4().to_string(),
+            })
             .map_err(|_| anyhow::anyhow!("the {} worker has stopped", queue.name()))
     }
 }
 
+/// How many jobs of one queue run at once in this process: a hanging notification service
+/// holds up to this many emails, not every email behind the first one.
+const CONCURRENCY: usize = 8;
+
 async fn worker(
-    mut rx: mpsc::UnboundedReceiver<(Message, u32)>,
+    mut rx: mpsc::UnboundedReceiver<Delivery>,
     queue: Queue,
     pool: deadpool_postgres::Pool,
     handler: Arc<dyn JobHandler>,
     me: std::sync::Weak<InProcessQueue>,
     max_attempts: u32,
 ) {
-    while let Some((job, attempt)) = rx.recv().await {
-        match dispatch::process(&pool, handler.as_ref(), &job).await {
-            Ok(outcome) => tracing::debug!(job_id = %job.job_id, ?outcome, "job processed"),
-            Err(e) if attempt < max_attempts => {
-                tracing::warn!(job_id = %job.job_id, attempt, error = %e, "job failed, retrying");
-                let Some(q) = me.upgrade() else { return };
-                let delay = Duration::from_millis(200 * 2u64.pow(attempt.min(8)));
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = q.sender(queue).send((job, attempt + 1));
-                });
-            }
-            Err(e) => {
-                tracing::error!(job_id = %job.job_id, attempt, error = %e, queue = queue.name(), "job failed for good");
-                if let Err(e) = dispatch::record_failure(&pool, &job, &e.to_string()).await {
-                    tracing::error!(error = %e, "could not record the failed job");
-                }
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    while let Some(delivery) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (pool, handler, me) = (pool.clone(), handler.clone(), me.clone());
+        tokio::spawn(async move {
+            run(delivery, queue, &pool, handler.as_ref(), me, max_attempts).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One delivery of a job: processed, retried later (a transient failure uses up an
+/// attempt, a claim held by another attempt does not), or recorded as failed for good.
+async fn run(
+    delivery: Delivery,
+    queue: Queue,
+    pool: &deadpool_postgres::Pool,
+    handler: &dyn JobHandler,
+    me: std::sync::Weak<InProcessQueue>,
+    max_attempts: u32,
+) {
+    let Delivery {
+        job,
+        attempt,
+        owner,
+    } = delivery;
+    let retry = |delay: Duration, attempt: u32, job: Message, owner: String| {
+        let Some(q) = me.upgrade() else { return };
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = q.sender(queue).send(Delivery {
+                job,
+                attempt,
+                owner,
+            });
+        });
+    };
+    match dispatch::process(pool, handler, &job, &owner).await {
+        Ok(outcome) => tracing::debug!(job_id = %job.job_id, ?outcome, "job processed"),
+        Err(JobError::Busy(held)) => {
+            tracing::info!(job_id = %job.job_id, held_ms = held.as_millis() as u64, "another attempt holds the job; trying again when its claim ends");
+            retry(held, attempt, job, owner);
+        }
+        Err(e) if attempt < max_attempts => {
+            tracing::warn!(job_id = %job.job_id, attempt, error = %e, "job failed, retrying");
+            let delay = Duration::from_millis(200 * 2u64.pow(attempt.min(8)));
+            retry(delay, attempt + 1, job, owner);
+        }
+        Err(e) => {
+            tracing::error!(job_id = %job.job_id, attempt, error = %e, queue = queue.name(), "job failed for good");
+            if let Err(e) = dispatch::record_failure(pool, &job, &e.to_string()).await {
+                tracing::error!(error = %e, "could not record the failed job");
             }
         }
     }
+}
+
+/// A job on its way through the in-process queue: its attempt number and the owner of
+/// the claims its attempts take (one per job, as an SQS message id is).
+struct Delivery {
+    job: Message,
+    attempt: u32,
+    owner: String,
 }

@@ -205,19 +205,19 @@ async fn a_job_delivered_twice_is_done_once_and_transient_failures_are_retried()
     };
     *recorder.fail_first.lock().unwrap() = 1;
     assert!(
-        dispatch::process(&app.state.db, &recorder, &job)
+        dispatch::process(&app.state.db, &recorder, &job, "delivery-1")
             .await
             .is_err(),
         "transient failure asks for a retry"
     );
     assert_eq!(
-        dispatch::process(&app.state.db, &recorder, &job)
+        dispatch::process(&app.state.db, &recorder, &job, "delivery-1")
             .await
             .unwrap(),
         Outcome::Done
     );
     assert_eq!(
-        dispatch::process(&app.state.db, &recorder, &job)
+        dispatch::process(&app.state.db, &recorder, &job, "delivery-1")
             .await
             .unwrap(),
         Outcome::Duplicate
@@ -253,13 +253,13 @@ async fn permanent_failures_are_recorded_and_not_retried() {
         created_at: chrono::Utc::now(),
     };
     assert_eq!(
-        dispatch::process(&app.state.db, &Refuses, &job)
+        dispatch::process(&app.state.db, &Refuses, &job, "delivery-1")
             .await
             .unwrap(),
         Outcome::FailedPermanently
     );
     assert_eq!(
-        dispatch::process(&app.state.db, &Refuses, &job)
+        dispatch::process(&app.state.db, &Refuses, &job, "delivery-1")
             .await
             .unwrap(),
         Outcome::Duplicate
@@ -292,9 +292,11 @@ async fn concurrent_deliveries_of_one_job_act_once() {
         created_at: chrono::Utc::now(),
     };
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..8 {
+    for i in 0..8 {
         let (pool, handler, job) = (app.state.db.clone(), handler.clone(), job.clone());
-        tasks.spawn(async move { dispatch::process(&pool, handler.as_ref(), &job).await });
+        // Eight different deliveries (the relay sent the job more than once).
+        let owner = format!("delivery-{i}");
+        tasks.spawn(async move { dispatch::process(&pool, handler.as_ref(), &job, &owner).await });
     }
     let mut outcomes = Vec::new();
     while let Some(r) = tasks.join_next().await {
@@ -315,12 +317,111 @@ async fn concurrent_deliveries_of_one_job_act_once() {
     // The others were told to retry later (or saw it done); a later delivery is a duplicate.
     assert!(outcomes.iter().all(|o| matches!(
         o,
-        Ok(Outcome::Done) | Ok(Outcome::Duplicate) | Err(JobError::Transient(_))
+        Ok(Outcome::Done) | Ok(Outcome::Duplicate) | Err(JobError::Busy(_))
     )));
     assert_eq!(
-        dispatch::process(&app.state.db, handler.as_ref(), &job)
+        dispatch::process(&app.state.db, handler.as_ref(), &job, "delivery-9")
             .await
             .unwrap(),
         Outcome::Duplicate
     );
+}
+
+/// Issue 14, F1: an attempt that failed while the database was unreachable could not
+/// release its claim. Its own retry (same delivery) takes the claim back; another delivery
+/// is told the job is busy, which is not a failure of the job.
+#[tokio::test]
+async fn a_claim_left_behind_is_taken_back_by_its_own_retry_and_busy_is_not_a_failure() {
+    let app = TestApp::spawn().await;
+    let db = app.sql().await;
+    let job = |t: &str| Job {
+        job_id: uuid::Uuid::new_v4(),
+        job_type: t.into(),
+        payload: json!({"guestId": 1}),
+        created_at: chrono::Utc::now(),
+    };
+    let stale = |job: &Job, owner: &str, secs: f64| {
+        let (id, owner) = (job.job_id, owner.to_owned());
+        let db = &db;
+        async move {
+            db.execute(
+                "INSERT INTO processed_jobs (job_id, job_type, outcome, claimed_until, claimed_by)
+                 VALUES ($1, 'registration_confirmation', 'in_progress', now() + make_interval(secs => $2), $3)",
+                &[&id, &secs, &owner],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let recorder = Recorder::default();
+    let mine = job("registration_confirmation");
+    stale(&mine, "message-1", 100.0).await;
+    assert_eq!(
+        dispatch::process(&app.state.db, &recorder, &mine, "message-1")
+            .await
+            .unwrap(),
+        Outcome::Done,
+        "the same delivery takes its own claim back"
+    );
+    let theirs = job("registration_confirmation");
+    stale(&theirs, "message-1", 100.0).await;
+    match dispatch::process(&app.state.db, &recorder, &theirs, "message-2").await {
+        Err(JobError::Busy(held)) => assert!(held > Duration::from_secs(90), "{held:?}"),
+        other => panic!("another delivery must wait for the claim: {other:?}"),
+    }
+
+    // The in-process queue, with a single attempt allowed: a claim held by another attempt
+    // for a moment delays the job but does not fail it.
+    let recorder = Arc::new(Recorder::default());
+    let queue = InProcessQueue::start(app.state.db.clone(), recorder.clone(), 1);
+    let held = job("ticket_ready");
+    stale(&held, "somebody-else", 1.0).await;
+    queue.send(Queue::Email, &held).await.unwrap();
+    wait_for("the delayed job", || recorder.types().len() == 1).await;
+    let outcome: String = db
+        .query_one(
+            "SELECT outcome FROM processed_jobs WHERE job_id = $1",
+            &[&held.job_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(outcome, "done");
+}
+
+/// A job that hangs (a notification service that does not answer) does not hold up the
+/// other jobs of its queue in the local server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_job_does_not_stall_the_others() {
+    struct Hangs(Mutex<Vec<String>>);
+    #[async_trait]
+    impl JobHandler for Hangs {
+        async fn handle(&self, job: &Job) -> Result<(), JobError> {
+            if job.job_type == "ticket_ready" {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            self.0.lock().unwrap().push(job.job_type.clone());
+            Ok(())
+        }
+    }
+    let app = TestApp::spawn().await;
+    let handler = Arc::new(Hangs(Mutex::new(Vec::new())));
+    let queue = InProcessQueue::start(app.state.db.clone(), handler.clone(), 3);
+    for t in [
+        "ticket_ready",
+        "registration_confirmation",
+        "guest_cancelled",
+    ] {
+        let job = Job {
+            job_id: uuid::Uuid::new_v4(),
+            job_type: t.into(),
+            payload: json!({"guestId": 1}),
+            created_at: chrono::Utc::now(),
+        };
+        queue.send(Queue::Email, &job).await.unwrap();
+    }
+    wait_for("the two jobs behind the hanging one", || {
+        handler.0.lock().unwrap().len() == 2
+    })
+    .await;
 }
