@@ -9,7 +9,8 @@ use utoipa_axum::routes;
 
 use domain::guests::input::{ListGuests, Register, UpdateGuest};
 use domain::guests::model::GuestList;
-use domain::guests::{commands, queries, Guest, Registration};
+use domain::guests::{commands, queries, Guest};
+use domain::registration::{self, Registration};
 use edge::docs::{ErrorBody, Success};
 use edge::error::ApiResult;
 use edge::http::{created, ok, ApiPath, ApiQuery, Envelope, JsonInput, Manager};
@@ -62,11 +63,11 @@ async fn register_guest(
 ) -> ApiResult<Envelope<Registration>> {
     let mut db = state.db.get().await?;
     let tx = db.transaction().await?;
-    let done = commands::register(&tx, &caller, &state.ticket_keys, event_id, input).await?;
+    let done = registration::register(&tx, &caller, &state.ticket_keys, event_id, input).await?;
     let registered = state.commit(tx, done).await?;
     // Read after the commit (on the same connection): the seat shards were locked only
     // until then.
-    let registration = queries::registration(&db, registered.event_id, registered.guest_id).await?;
+    let registration = registration::read(&db, registered.event_id, registered.guest_id).await?;
     Ok(created(registration))
 }
 
@@ -139,7 +140,7 @@ async fn approve_guest(
     let keys = &state.ticket_keys;
     let mut db = state.db.get().await?;
     let tx = db.transaction().await?;
-    let done = commands::approve(&tx, &caller, keys, event_id, guest_id).await?;
+    let done = registration::approve(&tx, &caller, keys, event_id, guest_id).await?;
     let registration = state.commit(tx, done).await?;
     Ok(ok(registration))
 }

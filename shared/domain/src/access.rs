@@ -12,7 +12,7 @@ use deadpool_postgres::GenericClient;
 
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult};
-use crate::events::EventStatus;
+use crate::lifecycle::EventStatus;
 use crate::sql;
 
 /// The row lock taken on the event for the rest of the transaction.

@@ -8,13 +8,16 @@
 
 pub mod access;
 pub mod caller;
+pub mod capacity;
 pub mod error;
 pub mod events;
 pub mod guests;
 pub mod job;
+pub mod lifecycle;
 pub mod money;
 pub mod outbox;
 pub mod page;
+pub mod registration;
 pub mod rules;
 pub mod sql;
 pub mod tickets;

@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+pub use crate::error::{ErrorBody, ErrorDetail};
 use crate::error::{ErrorCode, FieldError};
 
 /// The base document (title, description, bearer scheme, shared schemas): the health
@@ -50,22 +51,4 @@ impl Modify for BearerAuth {
 pub struct Success<T> {
     pub success: bool,
     pub data: T,
-}
-
-/// The error envelope: the body of every error answer ([`crate::error::ApiError::body`]) and its
-/// shape in the OpenAPI document.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub success: bool,
-    pub error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorDetail {
-    pub code: ErrorCode,
-    pub message: String,
-    /// For VALIDATION_ERROR a list of `{field, message}`; other codes document their own.
-    pub details: Option<serde_json::Value>,
-    pub request_id: Option<String>,
 }

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 pub use domain::error::{DbResultExt, ErrorCode, FieldError};
 use domain::DomainError;
 
-use crate::docs::{ErrorBody, ErrorDetail};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, Clone)]
 pub struct ApiError(pub DomainError);
@@ -127,6 +128,24 @@ impl IntoResponse for ApiError {
         response.extensions_mut().insert(self);
         response
     }
+}
+
+/// The error envelope: the body of every error answer ([`crate::error::ApiError::body`]) and its
+/// shape in the OpenAPI document.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub success: bool,
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// For VALIDATION_ERROR a list of `{field, message}`; other codes document their own.
+    pub details: Option<serde_json::Value>,
+    pub request_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -28,11 +28,9 @@ impl From<tokio_postgres::Error> for JobError {
     /// says nothing in a log).
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
-            Some(db) => JobError::Transient(format!(
-                "database: {} {}",
-                db.code().code(),
-                db.message()
-            )),
+            Some(db) => {
+                JobError::Transient(format!("database: {} {}", db.code().code(), db.message()))
+            }
             None => JobError::Transient(format!("database: {e}")),
         }
     }

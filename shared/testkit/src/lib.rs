@@ -582,7 +582,7 @@ pub mod fixtures {
         .expect("the event is published");
         state.commit(tx, done).await.unwrap();
         let tx = db.transaction().await.unwrap();
-        let done = domain::guests::commands::register(
+        let done = domain::registration::register(
             &tx,
             &caller,
             &state.ticket_keys,
@@ -599,7 +599,7 @@ pub mod fixtures {
         .expect("the guest is registered");
         let registered = state.commit(tx, done).await.unwrap();
         let registration =
-            domain::guests::queries::registration(&db, registered.event_id, registered.guest_id)
+            domain::registration::read(&db, registered.event_id, registered.guest_id)
                 .await
                 .unwrap();
         serde_json::to_value(registration).unwrap()

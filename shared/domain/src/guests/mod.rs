@@ -6,4 +6,4 @@ pub mod input;
 pub mod model;
 pub mod queries;
 
-pub use model::{Guest, GuestStatus, Registration};
+pub use model::{Guest, GuestStatus};

@@ -8,7 +8,6 @@ use utoipa::ToSchema;
 use crate::error::DomainResult;
 use crate::events::model::Pagination;
 use crate::sql;
-use crate::tickets::Ticket;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -71,13 +70,6 @@ impl Guest {
             updated_at: row.get("updated_at"),
         })
     }
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Registration {
-    pub guest: Guest,
-    /// Null while the guest awaits approval.
-    pub ticket: Option<Ticket>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -4,7 +4,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 use super::input::ListGuests;
-use super::model::{Guest, GuestList, Registration, GUEST_COLUMNS};
+use super::model::{Guest, GuestList, GUEST_COLUMNS};
 use crate::access::{self, Lock};
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult};
@@ -19,20 +19,6 @@ pub async fn get(
 ) -> DomainResult<Guest> {
     access::event(db, caller, event_id, Lock::None, None).await?;
     by_id(db, event_id, guest_id).await
-}
-
-/// What a registration answers: the guest and its ticket (read after the registration
-/// committed, on two statements at once).
-pub async fn registration(
-    db: &impl GenericClient,
-    event_id: i64,
-    guest_id: i64,
-) -> DomainResult<Registration> {
-    let (guest, ticket) = tokio::try_join!(
-        by_id(db, event_id, guest_id),
-        crate::tickets::queries::by_guest(db, guest_id)
-    )?;
-    Ok(Registration { guest, ticket })
 }
 
 /// A guest of `event_id` (tenancy already checked by the caller of this function).

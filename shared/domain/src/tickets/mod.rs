@@ -3,6 +3,7 @@
 
 pub mod checkin;
 pub mod code;
+pub mod issue;
 pub mod model;
 pub mod qr;
 pub mod queries;

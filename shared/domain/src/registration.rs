@@ -1,0 +1,173 @@
+//! Registration: a guest takes a seat and, when confirmed, gets a signed ticket; approval
+//! confirms a pending guest and issues the ticket then. Above both `guests` and `tickets`
+//! (a registration answers the guest with its ticket), so neither depends on the other's
+//! commands.
+//!
+//! Duplicate registrations are refused by the partial unique index on
+//! `(event_id, lower(email)) WHERE status <> 'cancelled'`: of two racing inserts the
+//! second waits for the first and fails with a unique violation (`DUPLICATE_GUEST`) if
+//! the first commits. Seats are taken last ([`crate::capacity`]), just before the commit.
+
+use deadpool_postgres::{GenericClient, Transaction};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::access::{self, Lock};
+use crate::caller::Caller;
+use crate::capacity::take_seat;
+use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
+use crate::events::EventStatus;
+use crate::guests::commands::{
+    check_ticket_type, duplicate, lock_guest, refuse_if_event_final, ACTIVE_EMAIL_KEY,
+};
+use crate::guests::input::Register;
+use crate::guests::{queries, Guest, GuestStatus};
+use crate::outbox::{self, Job};
+use crate::rules::Input;
+use crate::tickets::issue::{issue_ticket, next_ticket_id};
+use crate::tickets::signing::TicketKeys;
+use crate::tickets::{self, Ticket};
+use crate::work::{Done, Effects};
+
+/// What a registration or an approval answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Registration {
+    pub guest: Guest,
+    /// Null while the guest awaits approval.
+    pub ticket: Option<Ticket>,
+}
+
+fn closed(reason: &str) -> DomainError {
+    DomainError::new(
+        ErrorCode::RegistrationClosed,
+        format!("registration is closed: {reason}"),
+    )
+}
+
+pub async fn register(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    keys: &TicketKeys,
+    event_id: i64,
+    input: Input<Register>,
+) -> DomainResult<Done<Registered>> {
+    let ticket_type = input.peek().and_then(|r| r.ticket_type_id);
+    let event = access::event(tx, caller, event_id, Lock::Share, ticket_type).await?;
+    let input = input.take()?;
+    input.check()?;
+    if event.status != EventStatus::Published {
+        return Err(closed(&format!("the event is {}", event.status.as_str())));
+    }
+    if event.event_date <= chrono::Utc::now() {
+        return Err(closed("the event has started"));
+    }
+    check_ticket_type(
+        event.has_ticket_types,
+        event.has_ticket_type,
+        input.ticket_type_id,
+    )?;
+    let status = if event.requires_approval {
+        GuestStatus::Pending
+    } else {
+        GuestStatus::Confirmed
+    };
+
+    // The ticket id is drawn with the guest row (one round trip), so its signed payload is
+    // written with the ticket row.
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO guests (event_id, ticket_type_id, first_name, last_name, email, phone, status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             RETURNING id, CASE WHEN $7 = 'confirmed' THEN nextval(pg_get_serial_sequence('tickets', 'id')) END",
+        )
+        .await?;
+    let row = tx
+        .query_one(
+            &stmt,
+            &[
+                &event_id,
+                &input.ticket_type_id,
+                &input.first_name,
+                &input.last_name,
+                &input.email,
+                &input.phone,
+                &status.as_str(),
+            ],
+        )
+        .await
+        .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?;
+    let (guest_id, ticket_id): (i64, Option<i64>) = (row.get(0), row.get(1));
+    let mut jobs = vec![Job::RegistrationConfirmation { event_id, guest_id }];
+    if let Some(ticket_id) = ticket_id {
+        let ids = (event_id, guest_id, ticket_id);
+        jobs.push(issue_ticket(tx, keys, ids, input.ticket_type_id).await?);
+    }
+    outbox::enqueue_all(tx, &jobs).await?;
+    // Last, so the seat shards stay locked only until the commit right after.
+    take_seat(tx, event_id, input.ticket_type_id, guest_id).await?;
+    tracing::info!(
+        event_id,
+        guest_id,
+        status = status.as_str(),
+        "guest registered"
+    );
+    // The answer is read after the commit ([`read`]), so the seat shards
+    // stay locked only until the commit right after the seat is taken.
+    Ok(Done::new(
+        Registered { event_id, guest_id },
+        Effects::default().event_changed(event_id).jobs(),
+    ))
+}
+
+/// A registration that committed; [`read`] reads what the API answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    pub event_id: i64,
+    pub guest_id: i64,
+}
+
+pub async fn approve(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    keys: &TicketKeys,
+    event_id: i64,
+    guest_id: i64,
+) -> DomainResult<Done<Registration>> {
+    let g = lock_guest(tx, caller, event_id, guest_id, Lock::Share, None).await?;
+    refuse_if_event_final(&g)?;
+    if g.status != GuestStatus::Pending {
+        return Err(DomainError::invalid_state(format!(
+            "only a pending guest can be approved (this one is {})",
+            g.status.as_str()
+        )));
+    }
+    tx.execute(
+        "UPDATE guests SET status = 'confirmed', updated_at = now() WHERE id = $1",
+        &[&guest_id],
+    )
+    .await?;
+    let ticket_id = next_ticket_id(tx).await?;
+    let job = issue_ticket(tx, keys, (event_id, guest_id, ticket_id), g.ticket_type_id).await?;
+    outbox::enqueue(tx, job).await?;
+    let guest = queries::by_id(tx, event_id, guest_id).await?;
+    let ticket = tickets::queries::by_guest(tx, guest_id).await?;
+    tracing::info!(event_id, guest_id, "guest approved");
+    Ok(Done::new(
+        Registration { guest, ticket },
+        Effects::default().event_changed(event_id).jobs(),
+    ))
+}
+
+/// What a registration answers: the guest and its ticket (read after the registration
+/// committed, on two statements at once).
+pub async fn read(
+    db: &impl GenericClient,
+    event_id: i64,
+    guest_id: i64,
+) -> DomainResult<Registration> {
+    let (guest, ticket) = tokio::try_join!(
+        queries::by_id(db, event_id, guest_id),
+        tickets::queries::by_guest(db, guest_id)
+    )?;
+    Ok(Registration { guest, ticket })
+}
