@@ -53,10 +53,7 @@ async fn create_event(
     Manager(caller): Manager,
     ApiJson(input): ApiJson<CreateEvent>,
 ) -> ApiResult<Envelope<Event>> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = commands::create(&tx, &caller, input).await?;
-    let event = state.commit(tx, done).await?;
+    let event = edge::unit_of_work!(state, |tx| commands::create(tx, &caller, input));
     Ok(created(event))
 }
 
@@ -90,10 +87,7 @@ async fn update_event(
     ApiPath(id): ApiPath<i64>,
     JsonInput(input): JsonInput<UpdateEvent>,
 ) -> ApiResult<Envelope<Event>> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = commands::update(&tx, &caller, id, input).await?;
-    let event = state.commit(tx, done).await?;
+    let event = edge::unit_of_work!(state, |tx| commands::update(tx, &caller, id, input));
     Ok(ok(event))
 }
 
@@ -109,10 +103,7 @@ async fn delete_event(
     Manager(caller): Manager,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = commands::delete(&tx, &caller, id).await?;
-    state.commit(tx, done).await?;
+    edge::unit_of_work!(state, |tx| commands::delete(tx, &caller, id));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -130,10 +121,9 @@ async fn create_ticket_type(
     ApiPath(id): ApiPath<i64>,
     JsonInput(input): JsonInput<NewTicketType>,
 ) -> ApiResult<Envelope<TicketType>> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = commands::add_ticket_type(&tx, &caller, id, input).await?;
-    let created_type = state.commit(tx, done).await?;
+    let created_type = edge::unit_of_work!(state, |tx| commands::add_ticket_type(
+        tx, &caller, id, input
+    ));
     Ok(created(created_type))
 }
 
@@ -152,10 +142,13 @@ async fn update_ticket_type(
     ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
     JsonInput(input): JsonInput<UpdateTicketType>,
 ) -> ApiResult<Envelope<TicketType>> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = commands::update_ticket_type(&tx, &caller, id, ticket_type_id, input).await?;
-    let updated = state.commit(tx, done).await?;
+    let updated = edge::unit_of_work!(state, |tx| commands::update_ticket_type(
+        tx,
+        &caller,
+        id,
+        ticket_type_id,
+        input
+    ));
     Ok(ok(updated))
 }
 
@@ -171,10 +164,12 @@ async fn delete_ticket_type(
     Manager(caller): Manager,
     ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = commands::delete_ticket_type(&tx, &caller, id, ticket_type_id).await?;
-    state.commit(tx, done).await?;
+    edge::unit_of_work!(state, |tx| commands::delete_ticket_type(
+        tx,
+        &caller,
+        id,
+        ticket_type_id
+    ));
     Ok(StatusCode::NO_CONTENT)
 }
 

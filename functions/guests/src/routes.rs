@@ -61,12 +61,16 @@ async fn register_guest(
     ApiPath(event_id): ApiPath<i64>,
     JsonInput(input): JsonInput<Register>,
 ) -> ApiResult<Envelope<Registration>> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = registration::register(&tx, &caller, &state.ticket_keys, event_id, input).await?;
-    let registered = state.commit(tx, done).await?;
-    // Read after the commit (on the same connection): the seat shards were locked only
-    // until then.
+    let registered = edge::unit_of_work!(state, |tx| registration::register(
+        tx,
+        &caller,
+        &state.ticket_keys,
+        event_id,
+        input
+    ));
+    // Read after the commit (the connection the unit of work gave back): the seat shards
+    // were locked only until then.
+    let db = state.db.get().await?;
     let registration = registration::read(&db, registered.event_id, registered.guest_id).await?;
     Ok(created(registration))
 }
@@ -99,10 +103,9 @@ async fn update_guest(
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
     JsonInput(input): JsonInput<UpdateGuest>,
 ) -> ApiResult<Envelope<Guest>> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = commands::update(&tx, &caller, event_id, guest_id, input).await?;
-    let guest = state.commit(tx, done).await?;
+    let guest = edge::unit_of_work!(state, |tx| commands::update(
+        tx, &caller, event_id, guest_id, input
+    ));
     Ok(ok(guest))
 }
 
@@ -118,10 +121,9 @@ async fn delete_guest(
     Manager(caller): Manager,
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = commands::delete(&tx, &caller, event_id, guest_id).await?;
-    state.commit(tx, done).await?;
+    edge::unit_of_work!(state, |tx| commands::delete(
+        tx, &caller, event_id, guest_id
+    ));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,10 +140,9 @@ async fn approve_guest(
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Envelope<Registration>> {
     let keys = &state.ticket_keys;
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = registration::approve(&tx, &caller, keys, event_id, guest_id).await?;
-    let registration = state.commit(tx, done).await?;
+    let registration = edge::unit_of_work!(state, |tx| registration::approve(
+        tx, &caller, keys, event_id, guest_id
+    ));
     Ok(ok(registration))
 }
 
@@ -157,10 +158,9 @@ async fn cancel_guest(
     Manager(caller): Manager,
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Envelope<Guest>> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = commands::cancel(&tx, &caller, event_id, guest_id).await?;
-    let guest = state.commit(tx, done).await?;
+    let guest = edge::unit_of_work!(state, |tx| commands::cancel(
+        tx, &caller, event_id, guest_id
+    ));
     Ok(ok(guest))
 }
 
@@ -182,9 +182,8 @@ async fn resend_ticket(
     Manager(caller): Manager,
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Envelope<Queued>> {
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let done = commands::resend_ticket(&tx, &caller, event_id, guest_id).await?;
-    let job_id = state.commit(tx, done).await?;
+    let job_id = edge::unit_of_work!(state, |tx| commands::resend_ticket(
+        tx, &caller, event_id, guest_id
+    ));
     Ok(Envelope(StatusCode::ACCEPTED, Queued { job_id }))
 }

@@ -97,16 +97,10 @@ impl ApiState {
         Self::new(config, keys)
     }
 
-    /// The end of every unit of work: commits the transaction a command ran in, then applies
+    /// The end of every unit of work (see [`crate::unit_of_work!`], which routes use): commits
+    /// the transaction a command ran in, then applies
     /// the effects the command returned (cache generations, job relay). The only way a
-    /// route gets a command's result, so none can forget the effects:
-    ///
-    /// ```ignore
-    /// let mut db = state.db.get().await?;
-    /// let tx = db.transaction().await?;
-    /// let done = commands::cancel(&tx, &caller, event_id, guest_id).await?;
-    /// let guest = state.commit(tx, done).await?;
-    /// ```
+    /// route gets a command's result, so none can forget the effects.
     pub async fn commit<T>(&self, tx: Transaction<'_>, done: Done<T>) -> ApiResult<T> {
         let (value, effects) = done.into_parts();
         tx.commit().await?;
@@ -158,4 +152,26 @@ impl ApiState {
             }
         }
     }
+}
+
+/// Runs a command as a unit of work in a route: a connection, a transaction, the command
+/// (which gets `&Transaction` as `$tx` and returns `DomainResult<Done<T>>`), then
+/// [`ApiState::commit`]: commit and effects. Evaluates to the command's result `T`; every
+/// failure returns from the route with its [`crate::ApiError`].
+///
+/// ```ignore
+/// let guest = edge::unit_of_work!(state, |tx| commands::cancel(tx, &caller, event_id, guest_id));
+/// ```
+/// A macro rather than a function taking a closure: the command's future borrows both the
+/// transaction and the route's values, which a closure bound cannot say while keeping the
+/// route's future `Send`.
+#[macro_export]
+macro_rules! unit_of_work {
+    ($state:expr, |$tx:ident| $command:expr) => {{
+        let mut db = $state.db.get().await?;
+        let transaction = db.transaction().await?;
+        let $tx = &transaction;
+        let done = $command.await?;
+        $state.commit(transaction, done).await?
+    }};
 }
