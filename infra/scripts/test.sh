@@ -31,4 +31,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+step "fuzzing the HTTP API (schemathesis, infra/scripts/fuzz.sh)"
+infra/scripts/fuzz.sh
 step "done"

@@ -36,11 +36,13 @@ pub fn app(state: ApiState) -> Router {
 /// The OpenAPI document of the whole API, generated from every API function's routes (the
 /// health function serves a checked copy of it, `health::OPENAPI_JSON`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<ApiState>::with_openapi(edge::docs::base())
+    let mut doc = OpenApiRouter::<ApiState>::with_openapi(edge::docs::base())
         .merge(events::routes())
         .merge(guests::routes())
         .merge(tickets::routes())
         .merge(health::routes::<ApiState>())
         .split_for_parts()
-        .1
+        .1;
+    edge::docs::add_common_responses(&mut doc);
+    doc
 }

@@ -52,3 +52,76 @@ pub struct Success<T> {
     pub success: bool,
     pub data: T,
 }
+
+/// The answers every operation can give besides its own, added to the whole document so that
+/// no route has to repeat them (and none can forget one): 400 (a malformed path id, query
+/// or body), 401 (operations behind a token), 413 (operations with a body), 429 (the
+/// rate-limited ones), 500 and 503 (a dependency that is down).
+pub fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| -> RefOr<utoipa::openapi::Response> {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    const RATE_LIMITED: [(&str, &str); 3] = [
+        ("post", "/api/events/{eventId}/guests"),
+        ("post", "/api/tickets/{ticketId}/validate"),
+        ("post", "/api/tickets/validate"),
+    ];
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            ("get", item.get.as_mut()),
+            ("post", item.post.as_mut()),
+            ("put", item.put.as_mut()),
+            ("patch", item.patch.as_mut()),
+            ("delete", item.delete.as_mut()),
+        ];
+        for (method, operation) in operations {
+            let Some(op) = operation else { continue };
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_body = op.request_body.is_some();
+            let limited = RATE_LIMITED.contains(&(method, path.as_str()));
+            let mut add = |code: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| error(description));
+            };
+            if !path.starts_with("/health") && path != "/api/openapi.json" {
+                add(
+                    "400",
+                    "VALIDATION_ERROR: a malformed path id, query parameter or body",
+                );
+            }
+            if secured {
+                add(
+                    "401",
+                    "UNAUTHORIZED: no token, or an invalid or expired one",
+                );
+            }
+            if has_body {
+                add("413", "PAYLOAD_TOO_LARGE: a body over 64 KiB");
+            }
+            if limited {
+                add(
+                    "429",
+                    "RATE_LIMITED: too many requests for this token; see Retry-After",
+                );
+            }
+            add("500", "INTERNAL_ERROR");
+            add(
+                "503",
+                "SERVICE_UNAVAILABLE: the database (or another dependency) is down",
+            );
+        }
+    }
+}

@@ -126,8 +126,10 @@ pub struct ListEvents {
     /// Case-insensitive match on title and location.
     #[validate(length(min = 1, max = 100))]
     pub search: Option<String>,
+    #[param(inline)]
     pub status: Option<StatusFilter>,
     /// `eventDate` (default), `-eventDate`, `createdAt`, `-createdAt`, `title`.
+    #[param(inline)]
     pub sort: Option<EventSort>,
 }
 
