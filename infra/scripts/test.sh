@@ -31,6 +31,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+step "OpenAPI document (openapi-spec-validator)"
+.venv/bin/openapi-spec-validator functions/health/openapi.json
+
 step "fuzzing the HTTP API (schemathesis, infra/scripts/fuzz.sh)"
 infra/scripts/fuzz.sh
 step "done"

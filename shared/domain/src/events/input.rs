@@ -19,21 +19,27 @@ pub const MAX_PRICE_CENTS: i64 = 100_000_000;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateEvent {
     #[validate(length(min = 3, max = 255), custom(function = "not_blank"))]
+    #[schema(min_length = 3, max_length = 255)]
     pub title: String,
     #[validate(length(max = 10000))]
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     /// ISO 8601 with an offset, in the future.
     #[validate(custom(function = "future_date"))]
+    #[schema(format = DateTime)]
     #[schema(example = "2027-12-31T23:59:59Z")]
     pub event_date: String,
     #[validate(length(min = 1, max = 255), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 255)]
     pub location: String,
     #[validate(range(min = 1, max = 100000))]
+    #[schema(minimum = 1, maximum = 100000)]
     pub max_attendees: i64,
     #[serde(default)]
     pub requires_approval: bool,
     #[serde(default)]
     #[validate(length(max = 50), nested)]
+    #[schema(max_items = 50)]
     pub ticket_types: Vec<NewTicketType>,
 }
 
@@ -41,12 +47,15 @@ pub struct CreateEvent {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewTicketType {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// 0–1 000 000, at most 2 decimals.
     #[validate(custom(function = "valid_price"))]
+    #[schema(minimum = 0, maximum = 1000000, multiple_of = 0.01)]
     pub price: f64,
     /// 1–`maxAttendees` of the event.
     #[validate(range(min = 1, max = 100000))]
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
 }
 
@@ -58,19 +67,24 @@ pub struct NewTicketType {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateEvent {
     #[validate(length(min = 3, max = 255), custom(function = "not_blank"))]
+    #[schema(min_length = 3, max_length = 255)]
     pub title: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, nullable)]
     pub description: Option<Option<String>>,
     #[validate(custom(function = "future_date"))]
+    #[schema(format = DateTime)]
     pub event_date: Option<String>,
     #[validate(length(min = 1, max = 255), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 255)]
     pub location: Option<String>,
     #[validate(range(min = 1, max = 100000))]
+    #[schema(minimum = 1, maximum = 100000)]
     pub max_attendees: Option<i64>,
     pub requires_approval: Option<bool>,
     pub status: Option<EventStatus>,
     #[validate(length(max = 50), nested)]
+    #[schema(max_items = 50)]
     pub ticket_types: Option<Vec<NewTicketType>>,
 }
 
@@ -78,10 +92,13 @@ pub struct UpdateEvent {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateTicketType {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     #[validate(custom(function = "valid_price"))]
+    #[schema(minimum = 0, maximum = 1000000, multiple_of = 0.01)]
     pub price: Option<f64>,
     #[validate(range(min = 1, max = 100000))]
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: Option<i64>,
 }
 
@@ -119,12 +136,15 @@ pub enum EventSort {
 pub struct ListEvents {
     /// 1-based page number (default 1).
     #[validate(range(min = 1, max = 1000000))]
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<i64>,
     /// Page size 1–100 (default 20).
     #[validate(range(min = 1, max = 100))]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Case-insensitive match on title and location.
     #[validate(length(min = 1, max = 100))]
+    #[param(min_length = 1, max_length = 100)]
     pub search: Option<String>,
     #[param(inline)]
     pub status: Option<StatusFilter>,

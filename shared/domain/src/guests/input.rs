@@ -12,14 +12,18 @@ use crate::rules::{e164, field_errors, finish, not_blank, nullable};
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Register {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub first_name: String,
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub last_name: String,
     /// Compared case-insensitively.
     #[validate(length(max = 254), email)]
+    #[schema(max_length = 254, format = Email)]
     pub email: String,
     /// E.164, e.g. `+33612345678`.
     #[validate(custom(function = "e164"))]
+    #[schema(pattern = r"^\+[1-9][0-9]{1,14}$")]
     pub phone: Option<String>,
     /// Required when the event has ticket types.
     pub ticket_type_id: Option<i64>,
@@ -31,10 +35,13 @@ pub struct Register {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateGuest {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub first_name: Option<String>,
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub last_name: Option<String>,
     #[validate(length(max = 254), email)]
+    #[schema(max_length = 254, format = Email)]
     pub email: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, nullable)]
@@ -47,11 +54,14 @@ pub struct UpdateGuest {
 #[into_params(parameter_in = Query)]
 pub struct ListGuests {
     #[validate(range(min = 1, max = 1000000))]
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<i64>,
     #[validate(range(min = 1, max = 100))]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Case-insensitive match on first name, last name and email.
     #[validate(length(min = 1, max = 100))]
+    #[param(min_length = 1, max_length = 100)]
     pub search: Option<String>,
     pub status: Option<GuestStatus>,
     pub ticket_type_id: Option<i64>,

@@ -46,9 +46,11 @@ use crate::work::{Done, Effects};
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Scan {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 100)]
     #[schema(example = "scanner-123")]
     pub scanner_id: String,
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 100)]
     #[schema(example = "Entrance A")]
     pub location: String,
 }
@@ -58,10 +60,13 @@ pub struct Scan {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScanCode {
     #[validate(length(min = 1, max = 512))]
+    #[schema(min_length = 1, max_length = 512)]
     pub code: String,
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub scanner_id: String,
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub location: String,
 }
 
