@@ -22,6 +22,9 @@ pub struct Claims {
     pub aud: Option<String>,
 }
 
+/// Clock skew tolerated between the token issuer and this service.
+const LEEWAY_SECS: u64 = 30;
+
 /// Verifies bearer tokens with the configured key, algorithm, issuer and audience.
 pub struct TokenVerifier {
     key: DecodingKey,
@@ -40,7 +43,9 @@ impl TokenVerifier {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
+        // A token that is not valid yet (`nbf` in the future) is refused too.
+        validation.validate_nbf = true;
         match &config.issuer {
             Some(iss) => validation.set_issuer(&[iss]),
             None => validation.iss = None,
@@ -71,13 +76,25 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> ApiResult<Caller> {
-        let claims = decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| {
-                let mut err = ApiError::unauthorized("the token is invalid or expired");
-                err.internal = Some(e.to_string());
-                err
-            })?
+        let refused = |cause: String| {
+            let mut err = ApiError::unauthorized("the token is invalid or expired");
+            err.internal = Some(cause);
+            err
+        };
+        // One signature check; the registered claims (exp, nbf, iss, aud) are validated by
+        // jsonwebtoken, `iat` here: a token issued in the future is forged or from a
+        // clock far off.
+        let raw = decode::<serde_json::Value>(token, &self.key, &self.validation)
+            .map_err(|e| refused(e.to_string()))?
             .claims;
+        let now = chrono::Utc::now().timestamp();
+        if let Some(iat) = raw.get("iat").and_then(serde_json::Value::as_i64) {
+            if iat > now + LEEWAY_SECS as i64 {
+                return Err(refused(format!("iat {iat} is in the future (now {now})")));
+            }
+        }
+        let claims: Claims =
+            serde_json::from_value(raw).map_err(|e| refused(format!("claims: {e}")))?;
         if claims.sub.trim().is_empty() || claims.sub.len() > 255 {
             return Err(ApiError::unauthorized("the token has no valid subject"));
         }
@@ -221,5 +238,25 @@ mod tests {
         assert!(v.verify(&issue_token(&cfg, &c)).is_ok());
         c.aud = Some("elsewhere".into());
         assert!(v.verify(&issue_token(&cfg, &c)).is_err());
+    }
+
+    #[test]
+    fn tokens_from_the_future_are_refused() {
+        let v = TokenVerifier::new(&config());
+        let now = chrono::Utc::now().timestamp();
+        let sign = |extra: serde_json::Value| {
+            let mut claims = serde_json::to_value(claims(Role::Organizer)).unwrap();
+            claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(Algorithm::HS256),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(b"k"),
+            )
+            .unwrap()
+        };
+        assert!(v.verify(&sign(serde_json::json!({"nbf": now - 10, "iat": now - 10}))).is_ok());
+        assert!(v.verify(&sign(serde_json::json!({"iat": now + 5}))).is_ok(), "within the leeway");
+        assert!(v.verify(&sign(serde_json::json!({"nbf": now + 3600}))).is_err());
+        assert!(v.verify(&sign(serde_json::json!({"iat": now + 3600}))).is_err());
     }
 }
