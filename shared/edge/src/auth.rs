@@ -246,7 +246,10 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         let sign = |extra: serde_json::Value| {
             let mut claims = serde_json::to_value(claims(Role::Organizer)).unwrap();
-            claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            claims
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             jsonwebtoken::encode(
                 &jsonwebtoken::Header::new(Algorithm::HS256),
                 &claims,
@@ -254,9 +257,18 @@ mod tests {
             )
             .unwrap()
         };
-        assert!(v.verify(&sign(serde_json::json!({"nbf": now - 10, "iat": now - 10}))).is_ok());
-        assert!(v.verify(&sign(serde_json::json!({"iat": now + 5}))).is_ok(), "within the leeway");
-        assert!(v.verify(&sign(serde_json::json!({"nbf": now + 3600}))).is_err());
-        assert!(v.verify(&sign(serde_json::json!({"iat": now + 3600}))).is_err());
+        assert!(v
+            .verify(&sign(serde_json::json!({"nbf": now - 10, "iat": now - 10})))
+            .is_ok());
+        assert!(
+            v.verify(&sign(serde_json::json!({"iat": now + 5}))).is_ok(),
+            "within the leeway"
+        );
+        assert!(v
+            .verify(&sign(serde_json::json!({"nbf": now + 3600})))
+            .is_err());
+        assert!(v
+            .verify(&sign(serde_json::json!({"iat": now + 3600})))
+            .is_err());
     }
 }

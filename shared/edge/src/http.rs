@@ -241,6 +241,11 @@ pub async fn request_context(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // A request that came with a body which an error answer may have left unread (refused by
+    // its token, role or size before the body was parsed): the server closes such a
+    // connection, so it says so, and a keep-alive client does not send its next request
+    // into a closing socket.
+    let has_body = !axum::body::HttpBody::is_end_stream(req.body());
     let span = tracing::info_span!("request", request_id = %request_id);
     let started = Instant::now();
     async move {
@@ -259,6 +264,12 @@ pub async fn request_context(req: Request, next: Next) -> Response {
             response = Response::from_parts(parts, Body::from(body));
         }
         tracing::info!(%method, %path, status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request completed");
+        if has_body && status.as_u16() >= 400 {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+        }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, v);
         }

@@ -364,3 +364,38 @@ async fn hostile_input_never_causes_a_500() {
     }
     assert!(requests > 850, "{requests}");
 }
+
+/// An answer that may leave a request body unread says `Connection: close`, so a keep-alive
+/// client does not write its next request into a connection the server is closing (issue 14).
+#[tokio::test]
+async fn refusals_of_requests_with_a_body_close_the_connection() {
+    let app = TestApp::spawn().await;
+    let post = |token: Option<String>, body: &str| {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("/api/events")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        req.body(Body::from(body.to_owned())).unwrap()
+    };
+    let body = event_body().to_string();
+    for (token, expected) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(app.scanner("alice")), StatusCode::FORBIDDEN),
+    ] {
+        let (status, headers, _) = app.send_raw(post(token, &body)).await;
+        assert_eq!(status, expected);
+        assert_eq!(headers.get(header::CONNECTION).unwrap(), "close");
+    }
+    // A success, and a request without a body, keep the connection.
+    let (status, headers, _) = app
+        .send_raw(post(Some(app.organizer("alice")), &body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(headers.get(header::CONNECTION).is_none());
+    let r = app.get("/api/events/999999", &app.organizer("alice")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.headers.get(header::CONNECTION).is_none());
+}
