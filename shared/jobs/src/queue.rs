@@ -61,9 +61,16 @@ impl QueueBackend for InProcessQueue {
     }
 }
 
-/// How many jobs of one queue run at once in this process: a hanging notification service
-/// holds up to this many emails, not every email behind the first one.
-const CONCURRENCY: usize = 8;
+/// How many jobs of a queue run at once in this process. Emails wait on the notification
+/// service (I/O): several at once, so a hanging service holds up to this many, not every
+/// email behind the first one. Ticket generation renders QR codes (CPU) on the cores the
+/// API serves from: one at a time (in AWS it is a function of its own).
+fn concurrency(queue: Queue) -> usize {
+    match queue {
+        Queue::Email => 8,
+        Queue::TicketGeneration => 1,
+    }
+}
 
 async fn worker(
     mut rx: mpsc::UnboundedReceiver<Delivery>,
@@ -73,7 +80,7 @@ async fn worker(
     me: std::sync::Weak<InProcessQueue>,
     max_attempts: u32,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency(queue)));
     while let Some(delivery) = rx.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;

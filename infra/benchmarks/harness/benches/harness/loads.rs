@@ -382,7 +382,8 @@ pub async fn cached(
         .json(reqwest::Method::GET, "/health/ready", None)
         .await?
         .1;
-    let redis_ready = ready["data"]["dependencies"]["redis"].clone();
+    // Flat, as the contract says (no envelope).
+    let redis_ready = ready["dependencies"]["redis"].clone();
     let detail = get_load(
         "event detail, REDIS_URL set",
         s,
