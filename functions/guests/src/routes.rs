@@ -64,7 +64,7 @@ async fn register_guest(
     let registered = edge::unit_of_work!(state, |tx| registration::register(
         tx,
         &caller,
-        &state.ticket_keys,
+        state.ticket_keys()?,
         event_id,
         input
     ));
@@ -139,7 +139,7 @@ async fn approve_guest(
     Manager(caller): Manager,
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Envelope<Registration>> {
-    let keys = &state.ticket_keys;
+    let keys = state.ticket_keys()?;
     let registration = edge::unit_of_work!(state, |tx| registration::approve(
         tx, &caller, keys, event_id, guest_id
     ));

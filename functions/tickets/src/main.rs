@@ -4,6 +4,6 @@
 async fn main() -> Result<(), lambda_http::Error> {
     let env = platform::config::Env::process();
     platform::logging::init("tickets", &env);
-    let state = edge::ApiState::load(env).await?;
+    let state = edge::ApiState::load(env, edge::state::TicketKeysUse::SignsOrVerifies).await?;
     lambda_http::run(edge::http::serve(tickets::routes(), state)).await
 }

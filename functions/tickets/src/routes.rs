@@ -121,7 +121,7 @@ async fn validate_scanned(
     ApiJson(input): ApiJson<ScanCode>,
 ) -> ApiResult<Envelope<Validation>> {
     let mut db = state.db.get().await?;
-    let done = checkin::by_code(&mut db, &caller, &state.ticket_keys, input).await?;
+    let done = checkin::by_code(&mut db, &caller, state.ticket_keys()?, input).await?;
     drop(db);
     Ok(ok(state.finish(done).await))
 }
@@ -147,7 +147,7 @@ async fn scanner_key(
 ) -> ApiResult<Envelope<ScannerKey>> {
     let db = state.db.get().await?;
     access::event(&db, &caller, event_id, access::Lock::None, None).await?;
-    let keys = &state.ticket_keys;
+    let keys = state.ticket_keys()?;
     Ok(ok(ScannerKey {
         algorithm: "Ed25519",
         key_id: keys.kid().to_owned(),

@@ -16,6 +16,14 @@ use tokio::sync::Notify;
 use crate::auth::TokenVerifier;
 use crate::error::ApiResult;
 
+/// Whether an API function signs or verifies tickets, and so needs the ticket keys (and
+/// their secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketKeysUse {
+    SignsOrVerifies,
+    None,
+}
+
 /// Where the local server keeps the development ticket-signing key it creates once.
 pub const DEV_TICKET_KEY_FILE: &str = ".local/ticket-signing-key";
 
@@ -23,7 +31,9 @@ pub const DEV_TICKET_KEY_FILE: &str = ".local/ticket-signing-key";
 pub struct ApiState {
     pub db: Pool,
     pub tokens: Arc<TokenVerifier>,
-    pub ticket_keys: Arc<TicketKeys>,
+    /// The ticket keys, for the functions that sign or verify tickets (guests, tickets, the
+    /// local server); `None` in the events function, which does neither ([`ApiState::ticket_keys`]).
+    ticket_keys: Option<Arc<TicketKeys>>,
     /// Redis cache and rate-limit counters; a no-op without `REDIS_URL`.
     pub cache: Cache,
     pub config: Arc<Config>,
@@ -37,7 +47,7 @@ pub struct ApiState {
 
 impl ApiState {
     /// Builds the state; connections are opened lazily by the pool.
-    pub fn new(config: Config, ticket_keys: TicketKeys) -> anyhow::Result<Self> {
+    pub fn new(config: Config, ticket_keys: Option<TicketKeys>) -> anyhow::Result<Self> {
         if config.jwt.is_development_default {
             tracing::warn!(
                 "JWT_SECRET is not set: using the DEVELOPMENT default key; never run like this outside a laptop"
@@ -46,7 +56,7 @@ impl ApiState {
         Ok(Self {
             db: platform::db::pool(&config.db)?,
             tokens: Arc::new(TokenVerifier::new(&config.jwt)),
-            ticket_keys: Arc::new(ticket_keys),
+            ticket_keys: ticket_keys.map(Arc::new),
             cache: match &config.redis {
                 Some(r) => Cache::new(&r.url, r.timeout, r.ttl, &r.prefix)?,
                 None => Cache::disabled(),
@@ -62,11 +72,16 @@ impl ApiState {
     /// and ticket-key secrets (and only those) are resolved from Secrets Manager into the
     /// configuration, and with `EMAIL_QUEUE_URL`/`TICKET_QUEUE_URL` set the outbox is
     /// relayed to SQS right after each commit. Locally (no ARNs) this is [`ApiState::from_env`].
-    pub async fn load(env: Env) -> anyhow::Result<Self> {
-        let env = env
-            .with_secrets(&[Secret::Database, Secret::Jwt, Secret::TicketKey])
-            .await?;
-        let mut state = Self::from_env(&env)?;
+    pub async fn load(env: Env, keys: TicketKeysUse) -> anyhow::Result<Self> {
+        let secrets: &[Secret] = match keys {
+            TicketKeysUse::SignsOrVerifies => &[Secret::Database, Secret::Jwt, Secret::TicketKey],
+            TicketKeysUse::None => &[Secret::Database, Secret::Jwt],
+        };
+        let env = env.with_secrets(secrets).await?;
+        let mut state = match keys {
+            TicketKeysUse::SignsOrVerifies => Self::from_env(&env)?,
+            TicketKeysUse::None => Self::new(env.config()?, None)?,
+        };
         if let Some(sqs) = platform::sqs::SqsQueue::from_env(&env).await? {
             state.queue = Some(Arc::new(sqs));
         }
@@ -94,7 +109,15 @@ impl ApiState {
                 "TICKET_SIGNING_KEY is not set: using a DEVELOPMENT ticket key kept in a local file"
             ),
         }
-        Self::new(config, keys)
+        Self::new(config, Some(keys))
+    }
+
+    /// The ticket keys; an internal error in a function built without them (a route that
+    /// needs them is served by a function that loads them).
+    pub fn ticket_keys(&self) -> ApiResult<&TicketKeys> {
+        self.ticket_keys.as_deref().ok_or_else(|| {
+            crate::ApiError::internal("this function was built without the ticket keys")
+        })
     }
 
     /// The end of every unit of work (see [`crate::unit_of_work!`], which routes use): commits

@@ -524,7 +524,7 @@ pub mod fixtures {
             env(database_url, vars)
                 .config()
                 .expect("test configuration"),
-            TicketKeys::generate(),
+            Some(TicketKeys::generate()),
         )
         .expect("test state")
     }
@@ -585,7 +585,7 @@ pub mod fixtures {
         let done = domain::registration::register(
             &tx,
             &caller,
-            &state.ticket_keys,
+            state.ticket_keys().unwrap(),
             event_id,
             Input::ok(
                 serde_json::from_value(json!({

@@ -75,8 +75,11 @@ impl TestApp {
             limits: Default::default(),
         };
         configure(&mut config);
-        let state =
-            ApiState::new(config, domain::tickets::signing::TicketKeys::generate()).unwrap();
+        let state = ApiState::new(
+            config,
+            Some(domain::tickets::signing::TicketKeys::generate()),
+        )
+        .unwrap();
         Self {
             app: local_server::app(state.clone()),
             state,

@@ -45,7 +45,7 @@ impl Bench {
             redis: None,
             limits: Default::default(),
         };
-        let state = ApiState::new(config, TicketKeys::generate()).unwrap();
+        let state = ApiState::new(config, Some(TicketKeys::generate())).unwrap();
         let claims = Claims {
             sub: "bench-org".into(),
             role: Role::Organizer,
