@@ -26,10 +26,16 @@ step "tests"
 psql "${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" -Atqc \
   "SELECT datname FROM pg_database WHERE datname LIKE 'ept\_test\_%'" 2>/dev/null |
   while read -r db; do psql "${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+TEST_LOG="$(mktemp "${TMPDIR:-/tmp}/ept-tests.XXXXXX")"
+trap 'rm -f "$TEST_LOG"' EXIT
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
+  cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$TEST_LOG"
+  passed=$(grep -E '^ *Summary .* tests run:' "$TEST_LOG" | tail -1 | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+  failed=$(grep -E '^ *Summary .* tests run:' "$TEST_LOG" | tail -1 | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
 else
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast 2>&1 | tee "$TEST_LOG"
+  passed=$(grep -E '^test result:' "$TEST_LOG" | grep -oE '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
+  failed=$(grep -E '^test result:' "$TEST_LOG" | grep -oE '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
 fi
 step "OpenAPI document (openapi-spec-validator)"
 .venv/bin/openapi-spec-validator functions/health/openapi.json
@@ -37,3 +43,5 @@ step "OpenAPI document (openapi-spec-validator)"
 step "fuzzing the HTTP API (schemathesis, infra/scripts/fuzz.sh)"
 infra/scripts/fuzz.sh
 step "done"
+# The closing line CI reads: the test counts of the Rust suite.
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
