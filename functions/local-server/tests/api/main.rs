@@ -5,6 +5,7 @@ mod events;
 mod guests;
 mod health;
 mod helpers;
+mod mixed;
 mod outbox;
 mod races;
 mod tenancy;
