@@ -32,16 +32,6 @@ pub struct Message {
 }
 
 impl Message {
-    /// A new message for `job` (tests, and jobs sent without the outbox).
-    pub fn new(job: &Job) -> Self {
-        Self {
-            job_id: Uuid::new_v4(),
-            job_type: job.type_name().to_owned(),
-            payload: job.payload(),
-            created_at: Utc::now(),
-        }
-    }
-
     /// The typed job; an error for a type or payload no worker knows (a poison message).
     pub fn job(&self) -> Result<Job, String> {
         Job::from_parts(&self.job_type, &self.payload)

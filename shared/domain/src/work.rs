@@ -25,10 +25,6 @@ impl Effects {
         self.jobs_written = true;
         self
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.events_changed.is_empty() && !self.jobs_written
-    }
 }
 
 /// A command's result, to be committed: [`Done::into_parts`] is for the one helper that
