@@ -53,7 +53,7 @@ async fn create_event(
     Manager(caller): Manager,
     ApiJson(input): ApiJson<CreateEvent>,
 ) -> ApiResult<Envelope<Event>> {
-    let event = edge::unit_of_work!(state, |tx| commands::create(tx, &caller, input));
+    let event = edge::unit_of_work!(state, |tx| commands::create(tx, &caller, input.clone()));
     Ok(created(event))
 }
 
@@ -87,7 +87,7 @@ async fn update_event(
     ApiPath(id): ApiPath<i64>,
     JsonInput(input): JsonInput<UpdateEvent>,
 ) -> ApiResult<Envelope<Event>> {
-    let event = edge::unit_of_work!(state, |tx| commands::update(tx, &caller, id, input));
+    let event = edge::unit_of_work!(state, |tx| commands::update(tx, &caller, id, input.clone()));
     Ok(ok(event))
 }
 
@@ -122,7 +122,10 @@ async fn create_ticket_type(
     JsonInput(input): JsonInput<NewTicketType>,
 ) -> ApiResult<Envelope<TicketType>> {
     let created_type = edge::unit_of_work!(state, |tx| commands::add_ticket_type(
-        tx, &caller, id, input
+        tx,
+        &caller,
+        id,
+        input.clone()
     ));
     Ok(created(created_type))
 }
@@ -147,7 +150,7 @@ async fn update_ticket_type(
         &caller,
         id,
         ticket_type_id,
-        input
+        input.clone()
     ));
     Ok(ok(updated))
 }

@@ -66,7 +66,7 @@ async fn register_guest(
         &caller,
         state.ticket_keys()?,
         event_id,
-        input
+        input.clone()
     ));
     // Read after the commit (the connection the unit of work gave back): the seat shards
     // were locked only until then.
@@ -104,7 +104,11 @@ async fn update_guest(
     JsonInput(input): JsonInput<UpdateGuest>,
 ) -> ApiResult<Envelope<Guest>> {
     let guest = edge::unit_of_work!(state, |tx| commands::update(
-        tx, &caller, event_id, guest_id, input
+        tx,
+        &caller,
+        event_id,
+        guest_id,
+        input.clone()
     ));
     Ok(ok(guest))
 }

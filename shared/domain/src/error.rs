@@ -208,7 +208,6 @@ impl From<tokio_postgres::Error> for DomainError {
             return DomainError::unavailable("the database", e);
         };
         let code = db.code().code();
-        let constraint = db.constraint().unwrap_or("");
         let mut err = match code {
             // unique_violation
             "23505" => DomainError::new(
@@ -235,9 +234,12 @@ impl From<tokio_postgres::Error> for DomainError {
             }
             _ => DomainError::internal(&e),
         };
-        if err.internal.is_none() {
-            err.internal = Some(format!("{code} {constraint}: {}", db.message()));
-        }
+        // What the log line says, whatever the answer: the SQLSTATE, the constraint and the
+        // server's own message (a bare "db error" says nothing).
+        err.internal = Some(match db.constraint() {
+            Some(c) => format!("SQLSTATE {code} (constraint {c}): {}", db.message()),
+            None => format!("SQLSTATE {code}: {}", db.message()),
+        });
         err
     }
 }

@@ -180,7 +180,7 @@ fn strip_position(message: &str) -> String {
 /// existing resource take it and open it only *after* the tenancy gate ([`crate::access`]), so
 /// another organizer's resource answers 404 whatever the body holds, and the caller's own
 /// gets the 400 that names the field.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Input<T>(DomainResult<T>);
 
 impl<T> Input<T> {

@@ -182,6 +182,13 @@ impl ApiState {
 /// [`ApiState::commit`]: commit and effects. Evaluates to the command's result `T`; every
 /// failure returns from the route with its [`crate::ApiError`].
 ///
+/// A serialization failure or deadlock (SQLSTATE 40001 / 40P01: PostgreSQL rolled the
+/// transaction back, nothing was written) runs the whole unit again, up to
+/// [`UNIT_OF_WORK_ATTEMPTS`] times with a short growing pause, before it becomes a 503: the
+/// command expression is evaluated once per attempt, so it must not move a route's value
+/// (pass `input.clone()`, which the compiler insists on). Only such a definite rollback
+/// is retried: a connection lost at commit is not, since the commit may have happened.
+///
 /// ```ignore
 /// let guest = edge::unit_of_work!(state, |tx| commands::cancel(tx, &caller, event_id, guest_id));
 /// ```
@@ -191,10 +198,40 @@ impl ApiState {
 #[macro_export]
 macro_rules! unit_of_work {
     ($state:expr, |$tx:ident| $command:expr) => {{
-        let mut db = $state.db.get().await?;
-        let transaction = db.transaction().await?;
-        let $tx = &transaction;
-        let done = $command.await?;
-        $state.commit(transaction, done).await?
+        let mut attempt: u32 = 1;
+        loop {
+            let outcome: $crate::ApiResult<_> = async {
+                let mut db = $state.db.get().await?;
+                let transaction = db.transaction().await?;
+                let done = {
+                    let $tx = &transaction;
+                    $command.await?
+                };
+                $state.commit(transaction, done).await
+            }
+            .await;
+            match outcome {
+                Err(e) if e.0.retryable && attempt < $crate::state::UNIT_OF_WORK_ATTEMPTS => {
+                    $crate::state::conflict_pause(attempt, &e).await;
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        }
     }};
+}
+
+/// How many times [`unit_of_work!`] runs a unit that PostgreSQL rolled back for a
+/// serialization failure or a deadlock.
+pub const UNIT_OF_WORK_ATTEMPTS: u32 = 4;
+
+/// The pause before attempt `attempt + 1` of a unit of work that met a transaction
+/// conflict (10, 20, 40 ms), logged with the database's own words.
+pub async fn conflict_pause(attempt: u32, error: &crate::ApiError) {
+    tracing::warn!(
+        attempt,
+        cause = error.0.internal.as_deref(),
+        "transaction conflict, running the unit of work again"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
 }

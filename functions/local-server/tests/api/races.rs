@@ -520,3 +520,61 @@ async fn check_ins_racing_cancellations_of_the_same_guests_never_deadlock() {
         "{statuses:?}"
     );
 }
+
+/// One crossing of two units of work that take the same two row locks in opposite orders:
+/// PostgreSQL must break the deadlock (40P01) by rolling one of them back.
+async fn crossing_units(
+    app: &TestApp,
+    first: i32,
+    second: i32,
+    meet: &tokio::sync::Barrier,
+) -> Result<(), edge::ApiError> {
+    let state = &app.state;
+    let run = async {
+        Ok::<_, edge::ApiError>(edge::unit_of_work!(state, |tx| async move {
+            tx.execute("UPDATE crossing SET n = n + 1 WHERE id = $1", &[&first])
+                .await?;
+            // Both hold their first lock before either asks for its second (the first
+            // attempt only: a retry runs alone).
+            if tx
+                .query_one("SELECT n FROM crossing WHERE id = $1", &[&first])
+                .await?
+                .get::<_, i32>(0)
+                == 1
+            {
+                meet.wait().await;
+            }
+            tx.execute("UPDATE crossing SET n = n + 1 WHERE id = $1", &[&second])
+                .await?;
+            Ok::<_, domain::DomainError>(domain::work::Done::new((), Default::default()))
+        }))
+    };
+    run.await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_unit_of_work_rolled_back_by_a_deadlock_runs_again() {
+    let app = TestApp::spawn().await;
+    app.sql()
+        .await
+        .batch_execute(
+            "CREATE TABLE crossing (id int PRIMARY KEY, n int NOT NULL);
+             INSERT INTO crossing VALUES (1, 0), (2, 0);",
+        )
+        .await
+        .unwrap();
+    let meet = tokio::sync::Barrier::new(2);
+    let (a, b) = tokio::join!(
+        crossing_units(&app, 1, 2, &meet),
+        crossing_units(&app, 2, 1, &meet)
+    );
+    // Without the retry one of the two answers 503 (SERVICE_UNAVAILABLE, "transaction conflict").
+    assert!(a.is_ok(), "{:?}", a.err().map(|e| e.0));
+    assert!(b.is_ok(), "{:?}", b.err().map(|e| e.0));
+    // Both units are whole: each row was raised once by each unit.
+    assert_eq!(app.count("SELECT sum(n) FROM crossing").await, 4);
+    assert_eq!(
+        app.count("SELECT count(*) FROM crossing WHERE n = 2").await,
+        2
+    );
+}

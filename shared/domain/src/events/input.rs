@@ -15,7 +15,7 @@ use crate::rules::{field_errors, finish, not_blank, nullable, rule};
 pub const MAX_TICKET_TYPES: usize = 50;
 pub const MAX_PRICE_CENTS: i64 = 100_000_000;
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateEvent {
     #[validate(length(min = 3, max = 255), custom(function = "not_blank"))]
@@ -63,7 +63,7 @@ pub struct NewTicketType {
 /// `description: null` clears the description. `ticketTypes`, when present, is the
 /// complete new list, matched to the existing types by name (case-insensitive): matches
 /// are updated, new names created, missing ones deleted (only while nothing was sold).
-#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateEvent {
     #[validate(length(min = 3, max = 255), custom(function = "not_blank"))]
@@ -88,7 +88,7 @@ pub struct UpdateEvent {
     pub ticket_types: Option<Vec<NewTicketType>>,
 }
 
-#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateTicketType {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]

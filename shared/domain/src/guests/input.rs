@@ -8,7 +8,7 @@ use super::model::GuestStatus;
 use crate::error::{DomainError, DomainResult};
 use crate::rules::{e164, field_errors, finish, not_blank, nullable};
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Register {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
@@ -31,7 +31,7 @@ pub struct Register {
 
 /// `PATCH /api/events/{eventId}/guests/{guestId}`: any subset; `phone: null` clears it.
 /// Changing `ticketTypeId` moves the guest's seat (SOLD_OUT when the new type is full).
-#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateGuest {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
