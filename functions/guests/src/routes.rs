@@ -70,8 +70,11 @@ async fn register_guest(
     ));
     // Read after the commit (the connection the unit of work gave back): the seat shards
     // were locked only until then.
-    let db = state.db.get().await?;
-    let registration = registration::read(&db, registered.event_id, registered.guest_id).await?;
+    let registration = edge::after_commit!(state, |db| registration::read(
+        &db,
+        registered.event_id,
+        registered.guest_id
+    ));
     Ok(created(registration))
 }
 

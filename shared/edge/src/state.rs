@@ -235,3 +235,40 @@ pub async fn conflict_pause(attempt: u32, error: &crate::ApiError) {
     );
     tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
 }
+
+/// A read that completes the answer to a write that is already committed (e.g. the
+/// registration read after its seats were released): `$db` is a pooled connection. A
+/// database that is unavailable for a moment (a restart, a failover) is waited for over
+/// about 3 s before the 503: answering 503 to a write that happened would have the client
+/// retry into a conflict.
+#[macro_export]
+macro_rules! after_commit {
+    ($state:expr, |$db:ident| $read:expr) => {{
+        let mut attempt: u32 = 1;
+        loop {
+            let outcome: $crate::ApiResult<_> = async {
+                let $db = $state.db.get().await?;
+                Ok($read.await?)
+            }
+            .await;
+            match outcome {
+                Err(e)
+                    if e.0.code == domain::ErrorCode::ServiceUnavailable
+                        && attempt < $crate::state::AFTER_COMMIT_ATTEMPTS =>
+                {
+                    tracing::warn!(
+                        attempt,
+                        cause = e.0.internal.as_deref(),
+                        "read after a commit failed, retrying"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        }
+    }};
+}
+
+/// How many times [`after_commit!`] tries its read (pauses 200, 400, 800, 1600 ms).
+pub const AFTER_COMMIT_ATTEMPTS: u32 = 5;

@@ -65,8 +65,12 @@ impl Cache {
     }
 
     /// For readiness: `None` when not configured, else whether Redis answers a PING now.
+    /// The PING is sent even while the circuit is open (requests skip Redis then): readiness
+    /// reports Redis as it is, not as a failure of up to [`BACKOFF`] ago left it; a PING
+    /// that is answered closes the circuit at once.
     pub async fn ping(&self) -> Option<bool> {
         let inner = self.inner.as_ref()?;
+        inner.open_until_ms.store(0, Ordering::Relaxed);
         Some(
             inner
                 .run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })

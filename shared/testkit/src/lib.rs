@@ -123,6 +123,8 @@ impl Drop for TestDatabase {
 /// cargo-lambda's runtime emulator (`cargo lambda watch --only-lambda-apis`) with function
 /// binaries attached to it: tests drive the real Lambda runtime interface with real event
 /// payloads (infra/scripts/lambda-emulator.sh is the shell twin of this).
+pub mod private;
+
 pub mod lambda {
     use std::net::TcpListener;
     use std::path::PathBuf;

@@ -20,7 +20,7 @@ pub const SECRET: &str = "test-secret";
 pub struct TestApp {
     pub app: Router,
     pub state: ApiState,
-    _db: TestDatabase,
+    _db: Option<TestDatabase>,
 }
 
 pub struct TestResponse {
@@ -57,9 +57,16 @@ impl TestApp {
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
         let db = TestDatabase::create().await;
+        let mut app = Self::spawn_on(&db.url, configure).await;
+        app._db = Some(db);
+        app
+    }
+
+    /// The app on a database of the caller's (a private cluster of a fault test).
+    pub async fn spawn_on(url: &str, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config {
             db: DbConfig {
-                url: db.url.clone(),
+                url: url.to_owned(),
                 pool_size: 16,
                 timeout: std::time::Duration::from_secs(10),
                 secret_arn: None,
@@ -83,7 +90,7 @@ impl TestApp {
         Self {
             app: local_server::app(state.clone()),
             state,
-            _db: db,
+            _db: None,
         }
     }
 

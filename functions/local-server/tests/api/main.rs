@@ -2,6 +2,7 @@
 mod cache;
 mod conventions;
 mod events;
+mod faults;
 mod guests;
 mod health;
 mod helpers;

@@ -531,7 +531,7 @@ async fn crossing_units(
 ) -> Result<(), edge::ApiError> {
     let state = &app.state;
     let run = async {
-        Ok::<_, edge::ApiError>(edge::unit_of_work!(state, |tx| async move {
+        let units: u32 = edge::unit_of_work!(state, |tx| async move {
             tx.execute("UPDATE crossing SET n = n + 1 WHERE id = $1", &[&first])
                 .await?;
             // Both hold their first lock before either asks for its second (the first
@@ -546,10 +546,11 @@ async fn crossing_units(
             }
             tx.execute("UPDATE crossing SET n = n + 1 WHERE id = $1", &[&second])
                 .await?;
-            Ok::<_, domain::DomainError>(domain::work::Done::new((), Default::default()))
-        }))
+            Ok::<_, domain::DomainError>(domain::work::Done::new(1, Default::default()))
+        });
+        Ok::<_, edge::ApiError>(units)
     };
-    run.await
+    run.await.map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
