@@ -91,3 +91,100 @@ async fn events_answer_through_the_lambda_runtime() {
     assert_eq!(res["statusCode"], 400);
     assert_eq!(body(&res)["error"]["code"], "VALIDATION_ERROR");
 }
+
+/// As deployed: RDS forces TLS, the credentials come from the RDS-managed secret
+/// (`DB_SECRET_ARN`, here in moto's Secrets Manager) and the address from `DB_HOST` /
+/// `DB_PORT`, and connections verify the server (verify-full, the template's setting).
+/// Against a TLS-only PostgreSQL with a CA of its own, the events function creates and
+/// lists events, and every session it opened is encrypted.
+#[tokio::test]
+async fn events_answer_over_verified_tls_configured_as_the_template_does() {
+    let pg = testkit::private::PrivatePostgres::start_tls("rds-managed-pw");
+    pg.migrated_database("app").await;
+    let moto = testkit::aws::moto();
+    let secret = moto
+        .secrets()
+        .create_secret()
+        .name(format!(
+            "rds-master-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_micros()
+        ))
+        .secret_string(json!({"username": "postgres", "password": "rds-managed-pw"}).to_string())
+        .send()
+        .await
+        .expect("CreateSecret")
+        .arn
+        .unwrap();
+    let port = pg.port.to_string();
+    let ca = pg.ca_file.clone().unwrap();
+    let mut env: Vec<(&str, String)> = moto.env();
+    env.extend([
+        ("DB_SECRET_ARN", secret),
+        ("DB_HOST", "127.0.0.1".into()),
+        ("DB_PORT", port),
+        ("DB_NAME", "app".into()),
+        ("DB_SSLMODE", "verify-full".into()),
+        ("DB_SSL_ROOT_CERT", ca.to_str().unwrap().into()),
+        ("JWT_SECRET", "tls-test-secret".into()),
+        ("RUST_LOG", "warn".into()),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut emulator = Emulator::start();
+    emulator.attach("events", env!("CARGO_BIN_EXE_events"), &env);
+    let jwt = JwtConfig {
+        secret: "tls-test-secret".into(),
+        issuer: None,
+        audience: None,
+        is_development_default: false,
+    };
+    let token = issue_token(
+        &jwt,
+        &Claims {
+            sub: "org-tls".into(),
+            role: Role::Organizer,
+            exp: 9_999_999_999,
+            organizer_id: None,
+            iss: None,
+            aud: None,
+        },
+    );
+    let date = (chrono::Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let create =
+        json!({"title": "Over TLS", "eventDate": date, "location": "Lyon", "maxAttendees": 10});
+    let (status, res) = emulator
+        .invoke(
+            "events",
+            &apigw_v2("POST", "/api/events", Some(&token), Some(&create)),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["statusCode"], 201, "{res}");
+    let (_, res) = emulator
+        .invoke(
+            "events",
+            &apigw_v2("GET", "/api/events", Some(&token), None),
+        )
+        .await;
+    assert_eq!(res["statusCode"], 200, "{res}");
+    assert_eq!(body(&res)["data"]["events"][0]["title"], "Over TLS");
+
+    let admin = pg.connect("postgres").await;
+    let row = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+               FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+              WHERE a.datname = 'app' AND a.backend_type = 'client backend'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (encrypted, plain): (i64, i64) = (row.get(0), row.get(1));
+    assert!(
+        encrypted >= 1,
+        "the function's sessions are open and encrypted"
+    );
+    assert_eq!(plain, 0, "no session without TLS");
+}

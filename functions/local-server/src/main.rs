@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     }
     platform::logging::init("local-server", &env);
     let (state, sqs) = local_server::state(&env).await?;
-    platform::db::ensure_database(&state.config.db.url).await?;
+    platform::db::ensure_database(&state.config.db).await?;
     platform::db::migrate_pool(&state.db).await?;
     local_server::runner::start_local(&env, &state, sqs).await?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", state.config.port)).await?;

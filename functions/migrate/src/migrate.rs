@@ -14,14 +14,12 @@
 //! Nothing that can fail runs before the handler, so a broken configuration still
 //! produces a `FAILED` answer instead of a stack that waits for one.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 use platform::config::Env;
 use platform::invocation::{truncate, Invocation};
@@ -45,15 +43,15 @@ pub struct MigrationReport {
     pub total: usize,
 }
 
-/// Connects to `database_url` and applies the pending migrations.
-pub async fn run(database_url: &str) -> anyhow::Result<MigrationReport> {
-    let mut config = tokio_postgres::Config::from_str(database_url)
-        .context("the database URL is not a valid PostgreSQL connection string")?;
+/// Connects to the database of `db` (with its TLS settings) and applies the pending
+/// migrations.
+pub async fn run(db: &platform::config::DbConfig) -> anyhow::Result<MigrationReport> {
+    let (mut config, tls) = db.connection()?;
     config.connect_timeout(CONNECT_TIMEOUT);
     let (mut client, connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
-        .context("connecting to the database")?;
+        .with_context(|| format!("connecting to the database at {}", db.address()))?;
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "database connection error");
@@ -99,7 +97,7 @@ async fn history(client: &tokio_postgres::Client) -> anyhow::Result<Vec<String>>
 pub async fn handle(env: &Env, event: Value, invocation: Invocation) -> anyhow::Result<Value> {
     if !CustomResourceRequest::matches(&event) {
         tracing::info!("direct invocation: applying the migrations");
-        let report = run(&env.database_resolved(1).await?.url).await?;
+        let report = run(&env.database_resolved(1).await?).await?;
         return Ok(serde_json::to_value(report)?);
     }
     let request: CustomResourceRequest = match serde_json::from_value(event.clone()) {
@@ -150,7 +148,7 @@ async fn on_migrations(env: Env, request_type: RequestType) -> anyhow::Result<Ou
             ..Outcome::default()
         });
     }
-    let report = run(&env.database_resolved(1).await?.url).await?;
+    let report = run(&env.database_resolved(1).await?).await?;
     let mut data = Map::new();
     data.insert("Applied".into(), json!(report.applied.len().to_string()));
     data.insert(

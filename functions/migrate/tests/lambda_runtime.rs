@@ -450,3 +450,108 @@ async fn the_ticket_signing_key_is_generated_once_and_rotated_on_request() {
     assert_eq!(last_response(&cfn, 5).await["Status"], "SUCCESS");
     assert_eq!(value().await, new_seed);
 }
+
+/// RDS forces TLS: against a TLS-only PostgreSQL (its own CA, `hostssl` lines only, SCRAM)
+/// the migrate function, defaulting to verify-full in Lambda, answers a real Create with
+/// SUCCESS over an encrypted session; without the CA the server is not trusted, and
+/// without TLS the server refuses the connection.
+#[tokio::test]
+async fn migrations_run_over_verified_tls_against_a_tls_only_postgresql() {
+    let pg = testkit::private::PrivatePostgres::start_tls("s3cret-pw");
+    let ca = pg.ca_file.clone().unwrap();
+    let url = pg.url("postgres");
+    let cfn = cloudformation().await;
+    let mut emulator = Emulator::start();
+    let base = [("DATABASE_URL", url.as_str()), ("RUST_LOG", "warn")];
+    let ca = ca.to_str().unwrap();
+    let verified: Vec<(&str, &str)> = base
+        .iter()
+        .copied()
+        .chain([("DB_SSLMODE", "verify-full"), ("DB_SSL_ROOT_CERT", ca)])
+        .collect();
+    emulator.attach("migrate", env!("CARGO_BIN_EXE_migrate"), &verified);
+    // The AWS roots only (the function's default): our CA is not among them.
+    let aws_roots: Vec<(&str, &str)> = base
+        .iter()
+        .copied()
+        .chain([("DB_SSLMODE", "verify-full")])
+        .collect();
+    // (The emulator knows functions by their binary's name: one emulator per configuration.)
+    let mut with_aws_roots = Emulator::start();
+    with_aws_roots.attach("migrate", env!("CARGO_BIN_EXE_migrate"), &aws_roots);
+    let plain: Vec<(&str, &str)> = base
+        .iter()
+        .copied()
+        .chain([("DB_SSLMODE", "disable")])
+        .collect();
+    let mut without_tls = Emulator::start();
+    without_tls.attach("migrate", env!("CARGO_BIN_EXE_migrate"), &plain);
+    let props = json!({"ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:migrate", "FunctionVersion": "1"});
+
+    let create = request(
+        &cfn,
+        "Create",
+        "Custom::Migrations",
+        "req-tls-1",
+        None,
+        props.clone(),
+        None,
+    );
+    let (status, out) = emulator.invoke("migrate", &create).await;
+    assert_eq!(status, 200, "{out}");
+    let body = last_response(&cfn, 1).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(
+        body["Data"]["Current"],
+        repository_migrations().last().unwrap().as_str()
+    );
+
+    let create = request(
+        &cfn,
+        "Create",
+        "Custom::Migrations",
+        "req-tls-2",
+        None,
+        props.clone(),
+        None,
+    );
+    let (status, out) = with_aws_roots.invoke("migrate", &create).await;
+    assert_eq!(status, 200, "{out}");
+    let body = last_response(&cfn, 2).await;
+    assert_eq!(body["Status"], "FAILED", "{body}");
+    let reason = body["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("certificate"),
+        "refused for verification: {reason}"
+    );
+
+    let create = request(
+        &cfn,
+        "Create",
+        "Custom::Migrations",
+        "req-tls-3",
+        None,
+        props,
+        None,
+    );
+    let (status, out) = without_tls.invoke("migrate", &create).await;
+    assert_eq!(status, 200, "{out}");
+    let body = last_response(&cfn, 3).await;
+    assert_eq!(body["Status"], "FAILED", "{body}");
+    let reason = body["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("no pg_hba.conf entry") && reason.contains("no encryption"),
+        "refused by the server: {reason}"
+    );
+    // The schema is there, and this session (like the function's) is encrypted.
+    let client = pg.connect("postgres").await;
+    let row = client
+        .query_one(
+            "SELECT ssl, (SELECT count(*) FROM refinery_schema_history) FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert!(row.get::<_, i64>(1) > 0);
+}

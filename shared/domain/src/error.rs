@@ -228,8 +228,14 @@ impl From<tokio_postgres::Error> for DomainError {
                 ErrorCode::ValidationError,
                 "a value is out of range or malformed",
             ),
-            // connection exceptions, insufficient resources, operator intervention
-            c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
+            // connection exceptions, refused authorization (pg_hba.conf, password),
+            // insufficient resources, operator intervention: the database is unavailable to
+            // this service, not the request wrong
+            c if c.starts_with("08")
+                || c.starts_with("28")
+                || c.starts_with("53")
+                || c.starts_with("57") =>
+            {
                 DomainError::unavailable("the database", &e)
             }
             _ => DomainError::internal(&e),

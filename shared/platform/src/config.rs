@@ -112,11 +112,21 @@ impl Env {
             None => DEFAULT_DATABASE_URL.to_owned(),
         };
         let default_pool = if self.in_lambda() { default_pool } else { 16 };
+        // TLS: DB_SSLMODE, else verify-full in Lambda (RDS forces TLS), else the URL's sslmode
+        // (libpq's default, prefer).
+        let (url, url_mode) = crate::tls::split_sslmode(&url)?;
+        let ssl_mode = match self.get("DB_SSLMODE") {
+            Some(mode) => Some(crate::tls::SslMode::parse(&mode)?),
+            None if self.in_lambda() => Some(crate::tls::SslMode::VerifyFull),
+            None => url_mode,
+        };
         Ok(DbConfig {
             url,
             pool_size: self.number("DB_POOL_SIZE", default_pool as u64)?.max(1) as usize,
             timeout: Duration::from_millis(self.number("DB_TIMEOUT_MS", 5_000)?),
             secret_arn: self.get("DB_SECRET_ARN"),
+            ssl_mode,
+            ssl_root_cert: self.get("DB_SSL_ROOT_CERT").map(Into::into),
         })
     }
 
@@ -181,6 +191,61 @@ pub struct DbConfig {
     /// `DB_SECRET_ARN` (AWS): new connections re-fetch the credentials from Secrets
     /// Manager when the database refuses them (after a rotation).
     pub secret_arn: Option<String>,
+    /// `DB_SSLMODE` ([`crate::tls`]); `None`: the URL's `sslmode` (default prefer).
+    pub ssl_mode: Option<crate::tls::SslMode>,
+    /// `DB_SSL_ROOT_CERT`: a PEM file of trusted roots instead of the shipped AWS ones.
+    pub ssl_root_cert: Option<std::path::PathBuf>,
+}
+
+impl DbConfig {
+    /// A configuration for `url` with the defaults of a local run (tests, tools).
+    pub fn local(url: &str, pool_size: usize) -> Self {
+        Self {
+            url: url.to_owned(),
+            pool_size,
+            timeout: Duration::from_secs(10),
+            secret_arn: None,
+            ssl_mode: None,
+            ssl_root_cert: None,
+        }
+    }
+
+    /// `host:port/database` of the URL, for log lines (never the credentials).
+    pub fn address(&self) -> String {
+        let Ok(pg) = self.url.parse::<tokio_postgres::Config>() else {
+            return "(unparsable DATABASE_URL)".to_owned();
+        };
+        let host = match pg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
+    }
+
+    /// The parsed connection settings with their TLS negotiation applied, and the
+    /// connector to open connections with.
+    pub fn connection(
+        &self,
+    ) -> anyhow::Result<(tokio_postgres::Config, crate::tls::MakeRustlsConnect)> {
+        use anyhow::Context;
+        let mut pg: tokio_postgres::Config = self
+            .url
+            .parse()
+            .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
+        let mode = self.ssl_mode.unwrap_or(match pg.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => crate::tls::SslMode::Disable,
+            tokio_postgres::config::SslMode::Require => crate::tls::SslMode::Require,
+            _ => crate::tls::SslMode::Prefer,
+        });
+        let tls = crate::tls::DbTls {
+            mode,
+            root_cert: self.ssl_root_cert.clone(),
+        };
+        let connector = tls.prepare(&mut pg)?;
+        Ok((pg, connector))
+    }
 }
 
 /// What the API functions (and the local server) read.

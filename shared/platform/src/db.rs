@@ -1,10 +1,7 @@
 //! PostgreSQL: the connection pool, database creation for local runs, and migrations.
 
-use std::str::FromStr;
-
 use anyhow::Context;
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
-use tokio_postgres::NoTls;
 
 use crate::config::DbConfig;
 
@@ -19,8 +16,7 @@ mod embedded {
 const MIGRATION_LOCK: i64 = 0x6576_656e_7473; // "events"
 
 pub fn pool(config: &DbConfig) -> anyhow::Result<Pool> {
-    let pg = tokio_postgres::Config::from_str(&config.url)
-        .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
+    let (pg, tls) = config.connection()?;
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
@@ -31,10 +27,11 @@ pub fn pool(config: &DbConfig) -> anyhow::Result<Pool> {
             crate::secrets::RefreshingConnect::new(
                 crate::secrets::SecretsCache::global().clone(),
                 arn,
+                tls,
             ),
             manager_config,
         ),
-        None => deadpool_postgres::Manager::from_config(pg, NoTls, manager_config),
+        None => deadpool_postgres::Manager::from_config(pg, tls, manager_config),
     };
     let timeouts = Timeouts {
         wait: Some(config.timeout),
@@ -54,13 +51,13 @@ pub fn pool(config: &DbConfig) -> anyhow::Result<Pool> {
 
 /// Creates the database named in `url` when it does not exist (local development and
 /// tests; in AWS the database is created with the RDS instance).
-pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
-    let config = tokio_postgres::Config::from_str(url).context("invalid DATABASE_URL")?;
+pub async fn ensure_database(db: &DbConfig) -> anyhow::Result<()> {
+    let (config, tls) = db.connection()?;
     let name = config.get_dbname().unwrap_or("postgres").to_owned();
     let mut admin = config.clone();
     admin.dbname("postgres");
     let (client, conn) = admin
-        .connect(NoTls)
+        .connect(tls)
         .await
         .context("connecting to PostgreSQL")?;
     tokio::spawn(conn);

@@ -12,3 +12,4 @@ pub mod invocation;
 pub mod logging;
 pub mod secrets;
 pub mod sqs;
+pub mod tls;

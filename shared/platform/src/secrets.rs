@@ -17,13 +17,11 @@
 //! RDS rotates the master password it manages (every 7 days by default). Connections that
 //! are open keep working; new ones fail with SQLSTATE 28P01 (`invalid_password`) until
 //! the new password is fetched. [`RefreshingConnect`] is a `deadpool_postgres::Connect`
-//! that does this: on 28P01 (or 28000) it invalidates the cached secret, fetches it again
-//! (at most once per [`RefreshingConnect::min_interval`]), and retries the connection
-//! with the new credentials, which it then keeps for every later connection. To use it,
-//! the pool must be built with `Manager::from_connect(pg_config, RefreshingConnect::new(
-//! SecretsCache::global().clone(), db_secret_arn), manager_config)` instead of
-//! `Manager::from_config(pg_config, NoTls, manager_config)` (in `crate::db::pool`, when
-//! `DB_SECRET_ARN` is set).
+//! that does this: on 28P01 (not 28000: a pg_hba.conf refusal is no rotation) it
+//! invalidates the cached secret, fetches it again (at most once per
+//! [`RefreshingConnect::min_interval`]), and retries the connection with the new
+//! credentials, which it then keeps for every later connection. `crate::db::pool` builds
+//! the pool with it when `DB_SECRET_ARN` is set.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -36,7 +34,6 @@ use deadpool_postgres::Connect;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 /// The ARN variables of the ticket-signing key, first match wins.
 pub const TICKET_SIGNING_KEY_ARN_VARS: [&str; 2] =
@@ -310,21 +307,20 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Whether PostgreSQL refused the credentials (28P01 `invalid_password`, 28000
-/// `invalid_authorization_specification`, e.g. a user that no longer exists).
+/// Whether PostgreSQL refused the password (28P01 `invalid_password`): what a rotation
+/// looks like. Not 28000 (`invalid_authorization_specification`): that is pg_hba.conf
+/// refusing the connection (no TLS, a host not allowed), which new credentials cannot fix.
 pub fn is_auth_failure(e: &tokio_postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-    )
+    e.code() == Some(&SqlState::INVALID_PASSWORD)
 }
 
-/// Connects like deadpool's default (no TLS) and, when the server refuses the
+/// Connects like deadpool's default (with the process's TLS connector) and, when the server refuses the
 /// credentials, fetches the database secret again and retries once with it (see the
 /// [module documentation](self)).
 pub struct RefreshingConnect {
     cache: SecretsCache,
     secret_id: String,
+    tls: crate::tls::MakeRustlsConnect,
     min_interval: Duration,
     state: Mutex<RefreshState>,
 }
@@ -337,10 +333,15 @@ struct RefreshState {
 }
 
 impl RefreshingConnect {
-    pub fn new(cache: SecretsCache, secret_id: impl Into<String>) -> Self {
+    pub fn new(
+        cache: SecretsCache,
+        secret_id: impl Into<String>,
+        tls: crate::tls::MakeRustlsConnect,
+    ) -> Self {
         Self {
             cache,
             secret_id: secret_id.into(),
+            tls,
             min_interval: Duration::from_secs(30),
             state: Mutex::new(RefreshState::default()),
         }
@@ -391,10 +392,11 @@ impl RefreshingConnect {
     }
 }
 
-async fn connect_plain(
+async fn connect_once(
     config: &tokio_postgres::Config,
+    tls: &crate::tls::MakeRustlsConnect,
 ) -> Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect(tls.clone()).await?;
     let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "database connection error");
@@ -416,13 +418,13 @@ impl Connect for RefreshingConnect {
             config.user(user).password(password);
         }
         Box::pin(async move {
-            match connect_plain(&config).await {
+            match connect_once(&config, &self.tls).await {
                 Err(e) if is_auth_failure(&e) => {
                     tracing::warn!(error = %e, "the database refused the credentials; fetching them again from Secrets Manager");
                     match self.refresh().await {
                         Some((user, password)) => {
                             config.user(user).password(password);
-                            connect_plain(&config).await
+                            connect_once(&config, &self.tls).await
                         }
                         None => Err(e),
                     }

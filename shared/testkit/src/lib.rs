@@ -212,6 +212,9 @@ pub mod lambda {
                 .env("AWS_LAMBDA_FUNCTION_NAME", name)
                 .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
                 .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+                // In Lambda the database connection defaults to verify-full TLS; the shared
+                // test PostgreSQL has no TLS (the TLS tests set their own DB_SSLMODE).
+                .env("DB_SSLMODE", "disable")
                 .env(
                     "AWS_LAMBDA_RUNTIME_API",
                     format!("http://127.0.0.1:{}/.rt/{name}", self.port),

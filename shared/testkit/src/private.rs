@@ -95,6 +95,8 @@ pub struct PostgresSetup {
     pub hba: Option<String>,
     /// Files written into the data directory before the start (name, content): certificates.
     pub files: Vec<(String, Vec<u8>)>,
+    /// The `postgres` user's password (SCRAM), set by initdb.
+    pub password: Option<String>,
 }
 
 /// A PostgreSQL cluster of the test's own (initdb'd, listening on 127.0.0.1:`port`).
@@ -103,6 +105,9 @@ pub struct PrivatePostgres {
     dir: PathBuf,
     data: PathBuf,
     pg_ctl: PathBuf,
+    password: Option<String>,
+    /// The CA that signed the server certificate (TLS-only clusters): a PEM file.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl PrivatePostgres {
@@ -135,6 +140,21 @@ impl PrivatePostgres {
             "UTF8",
             "--locale=C",
         ]);
+        if let Some(password) = &setup.password {
+            let file = dir.join("pwfile");
+            std::fs::write(&file, password).expect("pwfile");
+            if running_as_root() {
+                run(
+                    {
+                        let mut c = Command::new("chown");
+                        c.arg("postgres:postgres").arg(&file);
+                        c
+                    },
+                    "chown",
+                );
+            }
+            initdb.arg(format!("--pwfile={}", file.display()));
+        }
         run(initdb, "initdb");
         let mut conf = vec![
             format!("port = {port}"),
@@ -168,14 +188,90 @@ impl PrivatePostgres {
             dir,
             data,
             pg_ctl: pg_program("pg_ctl"),
+            password: setup.password,
+            ca_file: None,
         };
         pg.start_server();
         pg
     }
 
-    /// `postgres://postgres@127.0.0.1:port/db`
+    /// A stand-in for RDS with `rds.force_ssl=1`: TLS only (`hostssl` lines alone in
+    /// pg_hba.conf), SCRAM passwords, a server certificate for `localhost` and 127.0.0.1
+    /// issued by a CA of its own ([`Self::ca_file`]). The `postgres` password is `password`.
+    pub fn start_tls(password: &str) -> Self {
+        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ept test database CA");
+        let ca = ca_params.self_signed(&ca_key).expect("the CA certificate");
+        let key = rcgen::KeyPair::generate().expect("a server key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let server = params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("the server certificate");
+        let mut pg = Self::start_with(PostgresSetup {
+            conf: vec![
+                "ssl = on".into(),
+                "ssl_cert_file = 'server.crt'".into(),
+                "ssl_key_file = 'server.key'".into(),
+                "password_encryption = 'scram-sha-256'".into(),
+            ],
+            hba: Some(
+                "hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n"
+                    .into(),
+            ),
+            files: vec![
+                ("server.crt".into(), server.pem().into_bytes()),
+                ("server.key".into(), key.serialize_pem().into_bytes()),
+            ],
+            password: Some(password.to_owned()),
+        });
+        let ca_file = pg.dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).expect("ca.pem");
+        pg.ca_file = Some(ca_file);
+        pg
+    }
+
+    /// `postgres://postgres[:password]@127.0.0.1:port/db`
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        match &self.password {
+            Some(p) => format!("postgres://postgres:{p}@127.0.0.1:{}/{db}", self.port),
+            None => format!("postgres://postgres@127.0.0.1:{}/{db}", self.port),
+        }
+    }
+
+    /// The service's database settings for `db`: TLS verified against the cluster's CA
+    /// when it has one.
+    pub fn db_config(&self, db: &str) -> platform::config::DbConfig {
+        let mut config = platform::config::DbConfig::local(&self.url(db), 4);
+        if let Some(ca) = &self.ca_file {
+            config.ssl_mode = Some(platform::tls::SslMode::VerifyFull);
+            config.ssl_root_cert = Some(ca.clone());
+        } else {
+            config.ssl_mode = Some(platform::tls::SslMode::Disable);
+        }
+        config
+    }
+
+    /// A client of database `db` (over TLS on a TLS-only cluster).
+    pub async fn connect(&self, db: &str) -> tokio_postgres::Client {
+        let (config, tls) = self
+            .db_config(db)
+            .connection()
+            .expect("connection settings");
+        let (client, conn) = config
+            .connect(tls)
+            .await
+            .expect("the private cluster answers");
+        tokio::spawn(conn);
+        client
     }
 
     fn ctl(&self, args: &[&str]) -> Command {
@@ -219,23 +315,16 @@ impl PrivatePostgres {
 
     /// Creates database `name` and applies the migrations; its URL.
     pub async fn migrated_database(&self, name: &str) -> String {
-        let (admin, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+        self.connect("postgres")
             .await
-            .expect("the private cluster answers");
-        tokio::spawn(conn);
-        admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("CREATE DATABASE");
-        let url = self.url(name);
-        let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("the new database answers");
-        tokio::spawn(conn);
+        let mut client = self.connect(name).await;
         platform::db::migrate(&mut client)
             .await
             .expect("migrations apply");
-        url
+        self.url(name)
     }
 }
 

@@ -70,6 +70,8 @@ impl TestApp {
                 pool_size: 16,
                 timeout: std::time::Duration::from_secs(10),
                 secret_arn: None,
+                ssl_mode: None,
+                ssl_root_cert: None,
             },
             jwt: JwtConfig {
                 secret: SECRET.into(),

@@ -169,7 +169,14 @@ async fn a_rotated_database_password_is_fetched_again() {
     let plain = pool(url, None);
     let refreshing = pool(
         url,
-        Some(RefreshingConnect::new(cache.clone(), arn.clone()).min_interval(Duration::ZERO)),
+        Some(
+            RefreshingConnect::new(
+                cache.clone(),
+                arn.clone(),
+                platform::tls::DbTls::disabled().connector().unwrap(),
+            )
+            .min_interval(Duration::ZERO),
+        ),
     );
     let held_plain = plain.get().await.expect("the secret's password works");
     let held = refreshing.get().await.expect("the secret's password works");
