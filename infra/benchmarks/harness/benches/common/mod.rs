@@ -39,6 +39,8 @@ impl Bench {
                 pool_size,
                 timeout: Duration::from_secs(30),
                 secret_arn: None,
+                ssl_mode: None,
+                ssl_root_cert: None,
             },
             jwt: jwt.clone(),
             port: 0,
