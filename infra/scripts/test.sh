@@ -37,6 +37,13 @@ else
   passed=$(grep -E '^test result:' "$TEST_LOG" | grep -oE '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
   failed=$(grep -E '^test result:' "$TEST_LOG" | grep -oE '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
 fi
+step "through a transaction pooler (PgBouncer >= 1.21, infra/scripts/pooler-tests.sh)"
+pooler_status=0
+infra/scripts/pooler-tests.sh >"$TEST_LOG.pooler" 2>&1 || pooler_status=$?
+if [[ "$pooler_status" == 0 ]]; then grep '^pooler-tests:' "$TEST_LOG.pooler"; else cat "$TEST_LOG.pooler"; fi
+rm -f "$TEST_LOG.pooler"
+[[ "$pooler_status" == 0 ]] || { echo "the tests through the pooler failed" >&2; exit 1; }
+
 step "OpenAPI document (openapi-spec-validator)"
 .venv/bin/openapi-spec-validator functions/health/openapi.json
 

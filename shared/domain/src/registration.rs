@@ -24,7 +24,7 @@ use crate::guests::input::Register;
 use crate::guests::{queries, Guest, GuestStatus};
 use crate::outbox::{self, Job};
 use crate::rules::Input;
-use crate::tickets::issue::{issue_ticket, next_ticket_id};
+use crate::tickets::issue::{issue_ticket, sign_ticket, NewTicket};
 use crate::tickets::signing::TicketKeys;
 use crate::tickets::{self, Ticket};
 use crate::work::{Done, Effects};
@@ -72,13 +72,22 @@ pub async fn register(
         GuestStatus::Confirmed
     };
 
-    // The ticket id is drawn with the guest row (one round trip), so its signed payload is
-    // written with the ticket row.
+    // The guest row and, when confirmed, its ticket row in one statement (one round trip);
+    // their ids come from the inserts (no `nextval()`, which would pin an RDS Proxy session).
+    // The ticket's signed payload names its id, so it is written right after.
+    let code = tickets::code::generate(chrono::Datelike::year(&chrono::Utc::now()));
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO guests (event_id, ticket_type_id, first_name, last_name, email, phone, status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             RETURNING id, CASE WHEN $7 = 'confirmed' THEN nextval(pg_get_serial_sequence('tickets', 'id')) END",
+            "WITH guest AS (
+                 INSERT INTO guests (event_id, ticket_type_id, first_name, last_name, email, phone, status)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 RETURNING id),
+             ticket AS (
+                 INSERT INTO tickets (guest_id, event_id, ticket_type_id, ticket_code)
+                 SELECT guest.id, $1, $2, $8 FROM guest WHERE $7 = 'confirmed'
+                 ON CONFLICT (ticket_code) DO NOTHING
+                 RETURNING id)
+             SELECT guest.id, (SELECT id FROM ticket) FROM guest",
         )
         .await?;
     let row = tx
@@ -92,15 +101,23 @@ pub async fn register(
                 &input.email,
                 &input.phone,
                 &status.as_str(),
+                &code,
             ],
         )
         .await
         .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?;
     let (guest_id, ticket_id): (i64, Option<i64>) = (row.get(0), row.get(1));
     let mut jobs = vec![Job::RegistrationConfirmation { event_id, guest_id }];
-    if let Some(ticket_id) = ticket_id {
-        let ids = (event_id, guest_id, ticket_id);
-        jobs.push(issue_ticket(tx, keys, ids, input.ticket_type_id).await?);
+    match ticket_id {
+        Some(id) => {
+            let ticket = NewTicket { id, event_id, code };
+            jobs.push(sign_ticket(tx, keys, &ticket).await?);
+        }
+        // Confirmed, but the drawn code was taken (rare): another code.
+        None if status == GuestStatus::Confirmed => {
+            jobs.push(issue_ticket(tx, keys, (event_id, guest_id), input.ticket_type_id).await?);
+        }
+        None => {}
     }
     outbox::enqueue_all(tx, &jobs).await?;
     // Last, so the seat shards stay locked only until the commit right after.
@@ -146,8 +163,7 @@ pub async fn approve(
         &[&guest_id],
     )
     .await?;
-    let ticket_id = next_ticket_id(tx).await?;
-    let job = issue_ticket(tx, keys, (event_id, guest_id, ticket_id), g.ticket_type_id).await?;
+    let job = issue_ticket(tx, keys, (event_id, guest_id), g.ticket_type_id).await?;
     outbox::enqueue(tx, job).await?;
     let guest = queries::by_id(tx, event_id, guest_id).await?;
     let ticket = tickets::queries::by_guest(tx, guest_id).await?;

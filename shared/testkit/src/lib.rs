@@ -94,9 +94,29 @@ impl TestDatabase {
             .await
             .unwrap();
         Self {
-            url: url_for(&name),
+            url: app_url_for(&name),
             name,
         }
+    }
+}
+
+/// The URL the service under test uses for database `db`: through the transaction pooler
+/// of `TEST_POOLER_URL` when set (`infra/scripts/pooler-tests.sh`: pgbouncer in
+/// transaction mode, as RDS Proxy multiplexes), else [`url_for`]. Creating and dropping
+/// databases always goes straight to the server.
+pub fn app_url_for(db: &str) -> String {
+    match std::env::var("TEST_POOLER_URL") {
+        Ok(pooler) if !pooler.trim().is_empty() => {
+            let config = tokio_postgres::Config::from_str(&pooler).expect("TEST_POOLER_URL");
+            let host = match config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                _ => "127.0.0.1".into(),
+            };
+            let port = config.get_ports().first().copied().unwrap_or(6432);
+            let user = config.get_user().unwrap_or("postgres");
+            format!("postgres://{user}@{host}:{port}/{db}")
+        }
+        _ => url_for(db),
     }
 }
 
