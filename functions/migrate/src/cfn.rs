@@ -70,13 +70,12 @@ impl CustomResourceRequest {
         self.resource_properties.get(name).and_then(Value::as_str)
     }
 
-    /// Whether an Update changed property `name`.
-    pub fn changed(&self, name: &str) -> bool {
-        let old = self
-            .old_resource_properties
+    /// Property `name` before an Update (`OldResourceProperties`).
+    pub fn old_property(&self, name: &str) -> Option<&str> {
+        self.old_resource_properties
             .as_ref()
-            .and_then(|p| p.get(name));
-        self.request_type == RequestType::Update && old != self.resource_properties.get(name)
+            .and_then(|p| p.get(name))
+            .and_then(Value::as_str)
     }
 }
 
@@ -244,14 +243,14 @@ mod tests {
         assert_eq!(r.request_type, RequestType::Create);
         assert_eq!(r.physical_resource_id, None);
         assert_eq!(r.property("Version"), Some("2"));
-        assert!(!r.changed("Version"));
+        assert_eq!(r.old_property("Version"), None);
 
         let mut update = request("Update");
         update["PhysicalResourceId"] = json!("migrations");
         update["OldResourceProperties"] = json!({"Version": "1"});
         let r: CustomResourceRequest = serde_json::from_value(update).unwrap();
-        assert!(r.changed("Version"));
-        assert!(!r.changed("Missing"));
+        assert_eq!(r.old_property("Version"), Some("1"));
+        assert_eq!(r.old_property("Missing"), None);
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub struct MigrationReport {
     pub current: Option<String>,
     /// Migrations in the database after the run.
     pub total: usize,
+    /// Migrations the database has that this code does not know (a newer deploy's): then
+    /// nothing is applied, and the schema stays as it is (migrations are forward-only and
+    /// keep the previous code working, so an older version of the service runs on it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub newer_in_database: Vec<String>,
 }
 
 /// Connects to the database of `db` (with its TLS settings) and applies the pending
@@ -58,6 +63,21 @@ pub async fn run(db: &platform::config::DbConfig) -> anyhow::Result<MigrationRep
         }
     });
     let before = history(&client).await?;
+    let known = platform::db::migration_names();
+    let newer: Vec<String> = before
+        .iter()
+        .filter(|m| !known.contains(m))
+        .cloned()
+        .collect();
+    if !newer.is_empty() {
+        tracing::warn!(newer = ?newer, "the database is ahead of this code: nothing applied");
+        return Ok(MigrationReport {
+            current: before.last().cloned(),
+            total: before.len(),
+            applied: Vec::new(),
+            newer_in_database: newer,
+        });
+    }
     platform::db::migrate(&mut client).await?;
     let after = history(&client).await?;
     drop(client);
@@ -72,6 +92,7 @@ pub async fn run(db: &platform::config::DbConfig) -> anyhow::Result<MigrationRep
         current: after.last().cloned(),
         total: after.len(),
         applied,
+        newer_in_database: Vec::new(),
     })
 }
 
@@ -113,7 +134,7 @@ pub async fn handle(env: &Env, event: Value, invocation: Invocation) -> anyhow::
                 &request,
                 &invocation,
                 &default_id,
-                on_migrations(env.clone(), request.request_type),
+                on_migrations(env.clone(), request.clone()),
             )
             .await?
         }
@@ -141,12 +162,30 @@ pub async fn handle(env: &Env, event: Value, invocation: Invocation) -> anyhow::
     Ok(serde_json::to_value(response)?)
 }
 
-async fn on_migrations(env: Env, request_type: RequestType) -> anyhow::Result<Outcome> {
-    if request_type == RequestType::Delete {
+async fn on_migrations(env: Env, request: CustomResourceRequest) -> anyhow::Result<Outcome> {
+    if request.request_type == RequestType::Delete {
         return Ok(Outcome {
             reason: "nothing to do: the database and its schema are kept".into(),
             ..Outcome::default()
         });
+    }
+    // CloudFormation rolling a failed update back sends an Update with the old properties:
+    // the older function version. Its migrations are already applied (a subset of the
+    // database's), and migrations are forward-only: nothing to do, and a success, so that
+    // the rollback completes (a FAILED here leaves the stack in UPDATE_ROLLBACK_FAILED).
+    let version = |v: Option<&str>| v.and_then(|s| s.trim().parse::<u64>().ok());
+    if let (Some(old), Some(new)) = (
+        version(request.old_property("FunctionVersion")),
+        version(request.property("FunctionVersion")),
+    ) {
+        if request.request_type == RequestType::Update && new < old {
+            return Ok(Outcome {
+                reason: format!(
+                    "rollback from function version {old} to {new}: the schema stays as it is (migrations are forward-only)"
+                ),
+                ..Outcome::default()
+            });
+        }
     }
     let report = run(&env.database_resolved(1).await?).await?;
     let mut data = Map::new();
@@ -155,7 +194,12 @@ async fn on_migrations(env: Env, request_type: RequestType) -> anyhow::Result<Ou
         "Current".into(),
         json!(report.current.clone().unwrap_or_default()),
     );
-    let reason = if report.applied.is_empty() {
+    let reason = if !report.newer_in_database.is_empty() {
+        format!(
+            "the database is ahead of this code ({}): nothing applied, the schema stays as it is",
+            report.newer_in_database.join(", ")
+        )
+    } else if report.applied.is_empty() {
         format!(
             "up to date at {}",
             report.current.as_deref().unwrap_or("(no migrations)")

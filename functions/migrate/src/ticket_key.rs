@@ -10,7 +10,9 @@
 //! | Create, secret empty | a new key is generated and stored (`PutSecretValue`) |
 //! | Create/Update, secret holds a valid seed | kept as is (an operator's key is adopted) |
 //! | Create/Update, secret holds anything else | `FAILED`: nothing is overwritten |
-//! | Update with a changed `Rotation` | a new key is stored; the old one becomes the secret's `AWSPREVIOUS` version |
+//! | Update raising `Rotation` (e.g. 1 → 2) | a new key is stored; the old one becomes the secret's `AWSPREVIOUS` version |
+//! | Update lowering `Rotation` (2 → 1: CloudFormation rolling a failed update back) | the previous key becomes current again and the rolled-back one its `AWSPREVIOUS` (no key is lost: tickets signed with either keep verifying) |
+//! | Update with a `Rotation` that is not a number | kept (the template allows digits only) |
 //! | Delete | nothing (the secret is retained: losing it invalidates every issued ticket) |
 //!
 //! Attributes (`!GetAtt`): `KeyId` and `PublicKey` of the current key, and `VerifyKeys`:
@@ -45,12 +47,38 @@ pub struct KeyInfo {
     pub action: &'static str,
 }
 
-/// Makes sure `secret_id` holds a signing key (rotating it when `rotate`); `request_token`
-/// makes the write idempotent.
+/// What an Update does to the key, from the old and new `Rotation` properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChange {
+    Keep,
+    /// `Rotation` went up: a new key.
+    Rotate,
+    /// `Rotation` went down (a rollback): the previous key again.
+    Restore,
+}
+
+impl KeyChange {
+    pub fn of(request: &CustomResourceRequest) -> Self {
+        if request.request_type != RequestType::Update {
+            return KeyChange::Keep;
+        }
+        let number = |v: Option<&str>| v.and_then(|s| s.trim().parse::<u64>().ok());
+        let new = number(request.property("Rotation"));
+        let old = number(request.old_property("Rotation"));
+        match (old, new) {
+            (Some(old), Some(new)) if new > old => KeyChange::Rotate,
+            (Some(old), Some(new)) if new < old => KeyChange::Restore,
+            _ => KeyChange::Keep,
+        }
+    }
+}
+
+/// Makes sure `secret_id` holds a signing key, rotated or restored as `change` says;
+/// `request_token` makes the write idempotent.
 pub async fn ensure(
     client: &Client,
     secret_id: &str,
-    rotate: bool,
+    change: KeyChange,
     request_token: &str,
 ) -> anyhow::Result<KeyInfo> {
     let token = version_token(request_token);
@@ -64,23 +92,29 @@ pub async fn ensure(
     let already_written = current
         .as_ref()
         .is_some_and(|(_, version)| version.as_deref() == Some(token.as_str()));
-    let (keys, action) = match current_keys {
-        Some(keys) if !rotate || already_written => (keys, "kept"),
-        existing => {
+    // A rollback puts the previous key back, when there is one that differs.
+    let restorable = match (change, &current_keys) {
+        (KeyChange::Restore, Some(current)) if !already_written => {
+            match read(client, secret_id, "AWSPREVIOUS").await? {
+                Some((value, _)) => parse(&value).ok().filter(|p| p.kid() != current.kid()),
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    let (keys, action) = match (current_keys, restorable) {
+        (Some(_), Some(previous)) => {
+            put(client, secret_id, &previous, &token).await?;
+            tracing::info!(
+                key_id = previous.kid(),
+                "ticket signing key restored (rollback)"
+            );
+            (previous, "restored")
+        }
+        (Some(keys), None) if change != KeyChange::Rotate || already_written => (keys, "kept"),
+        (existing, _) => {
             let keys = TicketKeys::generate();
-            client
-                .put_secret_value()
-                .secret_id(secret_id)
-                .secret_string(keys.seed_base64())
-                .client_request_token(&token)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "PutSecretValue on {secret_id}: {}",
-                        aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-                    )
-                })?;
+            put(client, secret_id, &keys, &token).await?;
             let action = if existing.is_some() {
                 "rotated"
             } else {
@@ -111,6 +145,29 @@ pub async fn ensure(
     })
 }
 
+/// Stores `keys` as the secret's current version (the old current one becomes `AWSPREVIOUS`).
+async fn put(
+    client: &Client,
+    secret_id: &str,
+    keys: &TicketKeys,
+    token: &str,
+) -> anyhow::Result<()> {
+    client
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(keys.seed_base64())
+        .client_request_token(token)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "PutSecretValue on {secret_id}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(())
+}
+
 /// The custom resource's work (run by [`crate::cfn::respond`]).
 pub async fn on_request(request: CustomResourceRequest) -> anyhow::Result<Outcome> {
     if request.request_type == RequestType::Delete {
@@ -128,7 +185,7 @@ pub async fn on_request(request: CustomResourceRequest) -> anyhow::Result<Outcom
     let info = ensure(
         &client,
         &secret_id,
-        request.changed("Rotation"),
+        KeyChange::of(&request),
         &request.request_id,
     )
     .await?;

@@ -436,6 +436,36 @@ async fn the_ticket_signing_key_is_generated_once_and_rotated_on_request() {
     assert_eq!(again["Data"]["KeyId"], rotated["Data"]["KeyId"], "{again}");
     assert_eq!(value().await, new_seed);
 
+    // CloudFormation rolling that update back: an Update with `Rotation` 2 → 1 and the old
+    // properties. The first key is current again and the rolled-back one still verifies:
+    // no key that signed a ticket is lost (a third key here would void every ticket).
+    let rollback = request(
+        &cfn,
+        "Update",
+        kind,
+        "key-rollback",
+        Some(&arn),
+        json!({"SecretId": arn, "Rotation": "1"}),
+        Some(json!({"SecretId": arn, "Rotation": "2"})),
+    );
+    emulator.invoke("migrate", &rollback).await;
+    let restored = last_response(&cfn, 5).await;
+    assert_eq!(restored["Status"], "SUCCESS", "{restored}");
+    assert_eq!(restored["Data"]["KeyId"], keys.kid(), "{restored}");
+    assert_eq!(
+        restored["Data"]["VerifyKeys"],
+        format!(
+            "{}:{}",
+            rotated["Data"]["KeyId"].as_str().unwrap(),
+            rotated["Data"]["PublicKey"].as_str().unwrap()
+        )
+    );
+    assert_eq!(value().await, seed);
+    // Retried, the rollback does nothing more.
+    emulator.invoke("migrate", &rollback).await;
+    assert_eq!(last_response(&cfn, 6).await["Data"]["KeyId"], keys.kid());
+    assert_eq!(value().await, seed);
+
     // Delete leaves the (retained) secret alone.
     let delete = request(
         &cfn,
@@ -447,8 +477,95 @@ async fn the_ticket_signing_key_is_generated_once_and_rotated_on_request() {
         None,
     );
     emulator.invoke("migrate", &delete).await;
-    assert_eq!(last_response(&cfn, 5).await["Status"], "SUCCESS");
-    assert_eq!(value().await, new_seed);
+    assert_eq!(last_response(&cfn, 7).await["Status"], "SUCCESS");
+    assert_eq!(value().await, seed);
+}
+
+/// A failed stack update rolls back: CloudFormation sends the migrations resource an
+/// Update with the older function version. That, and a database already ahead of the code
+/// that runs, answer SUCCESS without touching the schema, so the rollback can complete.
+#[tokio::test]
+async fn rollbacks_leave_the_schema_and_succeed() {
+    let db = BlankDatabase::create().await;
+    let cfn = cloudformation().await;
+    let mut emulator = Emulator::start();
+    emulator.attach(
+        "migrate",
+        env!("CARGO_BIN_EXE_migrate"),
+        &[("DATABASE_URL", db.url.as_str()), ("RUST_LOG", "warn")],
+    );
+    let v = |n: &str| json!({"ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:migrate", "FunctionVersion": n});
+    let create = request(
+        &cfn,
+        "Create",
+        "Custom::Migrations",
+        "rb-1",
+        None,
+        v("5"),
+        None,
+    );
+    emulator.invoke("migrate", &create).await;
+    assert_eq!(last_response(&cfn, 1).await["Status"], "SUCCESS");
+    let tables = db.tables().await;
+
+    // The rollback of an update 5 → 6: Update to 5 with old properties 6.
+    let id = Some("event-planner-core-dev-migrations");
+    let rollback = request(
+        &cfn,
+        "Update",
+        "Custom::Migrations",
+        "rb-2",
+        id,
+        v("5"),
+        Some(v("6")),
+    );
+    emulator.invoke("migrate", &rollback).await;
+    let body = last_response(&cfn, 2).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert!(
+        body["Reason"].as_str().unwrap().contains("rollback"),
+        "{body}"
+    );
+    assert_eq!(
+        body["PhysicalResourceId"],
+        "event-planner-core-dev-migrations"
+    );
+
+    // A database that a newer deploy migrated further: this code applies nothing, succeeds.
+    let (client, conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+             VALUES (999, 'from_a_newer_deploy', now()::text, '0')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let update = request(
+        &cfn,
+        "Update",
+        "Custom::Migrations",
+        "rb-3",
+        id,
+        v("7"),
+        Some(v("5")),
+    );
+    emulator.invoke("migrate", &update).await;
+    let body = last_response(&cfn, 3).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    let reason = body["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ahead") && reason.contains("V999__from_a_newer_deploy"),
+        "{reason}"
+    );
+    assert_eq!(db.tables().await, tables);
+    let (status, out) = emulator.invoke("migrate", &json!({})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(
+        out["newer_in_database"],
+        json!(["V999__from_a_newer_deploy"])
+    );
 }
 
 /// RDS forces TLS: against a TLS-only PostgreSQL (its own CA, `hostssl` lines only, SCRAM)

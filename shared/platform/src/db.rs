@@ -77,12 +77,34 @@ pub async fn ensure_database(db: &DbConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a migration's statement waits for a lock before failing: DDL queued behind a
+/// long transaction would otherwise block every query that queues behind it, for minutes.
+/// A migration that fails is rolled back whole (refinery runs each in its own transaction).
+const MIGRATION_LOCK_TIMEOUT: &str = "5s";
+
+/// The embedded migrations as refinery records them (`V<n>__<name>`), oldest first.
+pub fn migration_names() -> Vec<String> {
+    let mut all: Vec<_> = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| (m.version(), format!("V{}__{}", m.version(), m.name())))
+        .collect();
+    all.sort();
+    all.into_iter().map(|(_, name)| name).collect()
+}
+
 /// Applies `migrations/` (embedded at compile time). Safe to run concurrently and twice.
+/// Needs a session of its own (a direct connection, not a transaction pooler): it holds a
+/// session advisory lock and sets `lock_timeout` (reset afterwards).
 pub async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<usize> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
+    client
+        .batch_execute(&format!("SET lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'"))
+        .await?;
     let result = embedded::migrations::runner().run_async(client).await;
+    client.batch_execute("RESET lock_timeout").await?;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await?;
