@@ -59,7 +59,7 @@ pub struct PageQuery<'a> {
 
 /// Runs the page and the count. With `spare` (the pool `db` came from), the count runs on a
 /// second connection at the same time as the page (latency: the longer of the two instead
-/// of their sum) — but only if the pool can hand one out without waiting: a request never
+/// of their sum) — but only if the pool has one open and idle: a request never
 /// waits for a second connection while it holds one, so a pool of 1 or 2 under load cannot
 /// deadlock; it falls back to sending both on `db` (pipelined, one round trip).
 pub async fn page_and_total(
@@ -111,9 +111,16 @@ pub async fn page_and_total(
 
 /// A connection from `pool` if one is free right now (an idle one, or a new one while the
 /// pool is below its size); never waits for another request to give one back.
+/// An idle connection of `pool`, if one is open: never a new one (a cold Lambda
+/// environment's first list would open a second connection, with its TLS handshake, just
+/// for the count) and never a wait.
 async fn spare_connection(pool: &Pool) -> Option<deadpool_postgres::Object> {
+    if pool.status().available == 0 {
+        return None;
+    }
     let timeouts = deadpool_postgres::Timeouts {
         wait: Some(std::time::Duration::ZERO),
+        create: Some(std::time::Duration::ZERO),
         ..pool.timeouts()
     };
     pool.timeout_get(&timeouts).await.ok()

@@ -1022,3 +1022,23 @@ async fn lists_answer_with_a_pool_of_one_or_two_connections_under_concurrency() 
         }
     }
 }
+
+/// A cold Lambda environment (a pool of 2, nothing open yet): its first list opens one
+/// connection, not one for the page and one for the count.
+#[tokio::test]
+async fn a_first_list_opens_one_connection() {
+    let app = TestApp::spawn_with(|c| c.db.pool_size = 2).await;
+    let token = app.organizer("alice");
+    assert_eq!(app.state.db.status().size, 0);
+    let r = app.get("/api/events?limit=5", &token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.state.db.status().size,
+        1,
+        "connections opened by the first list"
+    );
+    // With one idle connection, page and count run side by side, still correct.
+    app.create_event(&token, json!({})).await;
+    let r = app.get("/api/events?limit=5", &token).await;
+    assert_eq!(r.data()["pagination"]["total"], 1);
+}
