@@ -301,6 +301,15 @@ async fn failures_are_answered_so_the_stack_never_waits() {
         "event-planner-core-dev-migrations"
     );
 
+    // Invoked directly, the error carries its whole cause chain.
+    let (_, out) = emulator.invoke("migrate", &json!({})).await;
+    let message = out["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("connecting to the database at 127.0.0.1:9/none")
+            && message.to_lowercase().contains("refused"),
+        "{out}"
+    );
+
     // The rollback's Delete must not need the database.
     let delete = request(
         &cfn,
