@@ -11,8 +11,9 @@ async fn main() -> Result<(), Error> {
     let env = platform::config::Env::process();
     platform::logging::init("health-probe", &env);
     let probe = &probe::Probe::from_env(env).await?;
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-        Ok::<_, Error>(probe.run().await)
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let span = platform::logging::invocation_span(&event.context.request_id);
+        Ok::<_, Error>(tracing::Instrument::instrument(probe.run(), span).await)
     }))
     .await
 }

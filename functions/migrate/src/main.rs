@@ -20,9 +20,10 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
         let (payload, ctx) = event.into_parts();
         let invocation = Invocation::new(&ctx.request_id, ctx.deadline, &ctx.env_config.log_stream);
+        let span = platform::logging::invocation_span(&ctx.request_id);
         // The whole cause chain in the invocation's error ("connecting to the database at
         // host:port/db: error connecting to server: Connection refused"), not its first line.
-        migrate::handle(env, payload, invocation)
+        tracing::Instrument::instrument(migrate::handle(env, payload, invocation), span)
             .await
             .map_err(|e| Error::from(format!("{e:#}")))
     }))

@@ -16,7 +16,9 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let ctx = event.context;
         let invocation = Invocation::new(&ctx.request_id, ctx.deadline, &ctx.env_config.log_stream);
-        Ok::<_, Error>(serde_json::to_value(sweeper.run(&invocation).await?)?)
+        let span = platform::logging::invocation_span(&ctx.request_id);
+        let report = tracing::Instrument::instrument(sweeper.run(&invocation), span).await?;
+        Ok::<_, Error>(serde_json::to_value(report)?)
     }))
     .await
 }

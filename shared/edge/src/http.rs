@@ -246,7 +246,7 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     // connection, so it says so, and a keep-alive client does not send its next request
     // into a closing socket.
     let has_body = !axum::body::HttpBody::is_end_stream(req.body());
-    let span = tracing::info_span!("request", request_id = %request_id);
+    let span = platform::logging::invocation_span(&request_id);
     let started = Instant::now();
     async move {
         let mut response = next.run(req).await;

@@ -324,10 +324,17 @@ pub async fn run_lambda(service: &'static str) -> Result<(), lambda_runtime::Err
     platform::logging::init(service, &env);
     let state = WorkerState::load(env).await?;
     lambda_runtime::run(lambda_runtime::service_fn(
-        |event: lambda_runtime::LambdaEvent<SqsEvent>| async {
-            let response = handle_batch(&state.db, &state.workers, event.payload).await;
-            state.relay().await;
-            Ok::<_, lambda_runtime::Error>(response)
+        |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+            let span = platform::logging::invocation_span(&event.context.request_id);
+            let state = &state;
+            tracing::Instrument::instrument(
+                async move {
+                    let response = handle_batch(&state.db, &state.workers, event.payload).await;
+                    state.relay().await;
+                    Ok::<_, lambda_runtime::Error>(response)
+                },
+                span,
+            )
         },
     ))
     .await

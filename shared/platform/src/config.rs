@@ -180,6 +180,15 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/event
 /// Used only when `JWT_SECRET` is unset; the start-up log says so loudly.
 pub const DEVELOPMENT_JWT_SECRET: &str = "development-only-secret-change-me";
 
+/// The X-Ray trace id of the invocation running now (`_X_AMZN_TRACE_ID`, which the Lambda
+/// runtime sets before each invocation): the one variable read per invocation rather than
+/// once at start, so not part of [`Env`].
+pub fn current_trace_id() -> Option<String> {
+    std::env::var("_X_AMZN_TRACE_ID")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
 /// The database section ([`Env::database`]).
 #[derive(Debug, Clone)]
 pub struct DbConfig {
