@@ -1,6 +1,7 @@
 //! The `outbox-sweep` Lambda function (EventBridge schedule, every minute): relays the due
 //! jobs of the outbox to the SQS queues and publishes the backlog ([`sweep`]).
 
+mod prune;
 mod sweep;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};

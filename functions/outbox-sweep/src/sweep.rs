@@ -42,6 +42,8 @@ pub struct SweepReport {
     pub pending: i64,
     /// Age of the oldest of them, in seconds (0 when none).
     pub oldest_pending_age_seconds: f64,
+    /// Rows removed by the retention rules ([`crate::prune`]).
+    pub pruned: crate::prune::PruneReport,
 }
 
 impl SweepReport {
@@ -98,17 +100,19 @@ pub struct Sweeper {
     backend: Arc<dyn QueueBackend>,
     config: RelayConfig,
     service: String,
+    retention: crate::prune::Retention,
 }
 
 impl Sweeper {
-    pub fn new(env: Env, backend: Arc<dyn QueueBackend>) -> Self {
-        Self {
+    pub fn new(env: Env, backend: Arc<dyn QueueBackend>) -> anyhow::Result<Self> {
+        Ok(Self {
             pool: OnceCell::new(),
             service: env.service_name(),
+            retention: crate::prune::Retention::from_env(&env)?,
             env,
             backend,
             config: RelayConfig::default(),
-        }
+        })
     }
 
     /// With the SQS backend (`EMAIL_QUEUE_URL`, `TICKET_QUEUE_URL`, both required).
@@ -117,7 +121,7 @@ impl Sweeper {
         let queue = Box::pin(platform::sqs::SqsQueue::from_env(&env))
             .await?
             .context("EMAIL_QUEUE_URL and TICKET_QUEUE_URL must be set")?;
-        Ok(Self::new(env, Arc::new(queue)))
+        Self::new(env, Arc::new(queue))
     }
 
     /// One scheduled run: sweeps, logs, publishes the metrics, returns the report.
@@ -127,13 +131,21 @@ impl Sweeper {
             .get_or_try_init(|| async { platform::db::pool(&self.env.database_resolved(1).await?) })
             .await?;
         let budget = invocation.budget(MARGIN, Duration::from_secs(50));
-        let report = sweep(
+        let mut report = sweep(
             pool,
             self.backend.as_ref(),
             &self.config,
             Instant::now() + budget,
         )
         .await?;
+        // Retention after the relay (which is what the schedule is for); a failure here
+        // is logged, not fatal: the next run tries again.
+        match crate::prune::prune(pool, &self.retention).await {
+            Ok(pruned) => report.pruned = pruned,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "pruning failed; the next run tries again")
+            }
+        }
         if report.failed > 0 || report.out_of_time {
             tracing::warn!(
                 sent = report.sent,
@@ -143,7 +155,14 @@ impl Sweeper {
                 "outbox sweep left jobs behind"
             );
         } else {
-            tracing::info!(sent = report.sent, pending = report.pending, "outbox sweep");
+            tracing::info!(
+                sent = report.sent,
+                pending = report.pending,
+                pruned_outbox = report.pruned.outbox,
+                pruned_processed_jobs = report.pruned.processed_jobs,
+                pruned_scans = report.pruned.scans,
+                "outbox sweep"
+            );
         }
         report.metrics(&self.service).emit();
         Ok(report)
@@ -163,6 +182,7 @@ mod tests {
             out_of_time: false,
             pending: 1,
             oldest_pending_age_seconds: 12.5,
+            pruned: Default::default(),
         };
         let doc = report.metrics("epc-test").document(0);
         assert_eq!(doc["OutboxSent"], 3);
