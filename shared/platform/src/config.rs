@@ -125,6 +125,7 @@ impl Env {
             pool_size: self.number("DB_POOL_SIZE", default_pool as u64)?.max(1) as usize,
             timeout: Duration::from_millis(self.number("DB_TIMEOUT_MS", 5_000)?),
             secret_arn: self.get("DB_SECRET_ARN"),
+            max_idle: Duration::from_secs(self.number("DB_MAX_IDLE_SECS", 240)?),
             ssl_mode,
             ssl_root_cert: self.get("DB_SSL_ROOT_CERT").map(Into::into),
         })
@@ -200,6 +201,9 @@ pub struct DbConfig {
     /// `DB_SECRET_ARN` (AWS): new connections re-fetch the credentials from Secrets
     /// Manager when the database refuses them (after a rotation).
     pub secret_arn: Option<String>,
+    /// `DB_MAX_IDLE_SECS` (default 240): a pooled connection idle for longer is replaced,
+    /// never reused (shorter than RDS Proxy's `IdleClientTimeout`).
+    pub max_idle: Duration,
     /// `DB_SSLMODE` ([`crate::tls`]); `None`: the URL's `sslmode` (default prefer).
     pub ssl_mode: Option<crate::tls::SslMode>,
     /// `DB_SSL_ROOT_CERT`: a PEM file of trusted roots instead of the shipped AWS ones.
@@ -214,6 +218,7 @@ impl DbConfig {
             pool_size,
             timeout: Duration::from_secs(10),
             secret_arn: None,
+            max_idle: Duration::from_secs(240),
             ssl_mode: None,
             ssl_root_cert: None,
         }

@@ -38,12 +38,26 @@ pub fn pool(config: &DbConfig) -> anyhow::Result<Pool> {
         create: Some(config.timeout),
         recycle: Some(config.timeout),
     };
+    // A connection idle for longer than `max_idle` is dropped rather than reused: RDS Proxy
+    // closes client connections idle for `IdleClientTimeout` (300 s in the template), and a
+    // frozen Lambda environment would otherwise thaw onto a connection the proxy closed
+    // (its first statement failing with "connection closed").
+    let max_idle = config.max_idle;
     Pool::builder(manager)
         .config(PoolConfig {
             max_size: config.pool_size,
             timeouts,
             ..PoolConfig::default()
         })
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(move |_, metrics| {
+            if metrics.last_used() > max_idle {
+                Err(deadpool_postgres::HookError::message(
+                    "idle for longer than DB_MAX_IDLE_SECS",
+                ))
+            } else {
+                Ok(())
+            }
+        }))
         .runtime(Runtime::Tokio1)
         .build()
         .context("building the database pool")
@@ -133,4 +147,30 @@ pub fn migrations_fingerprint() -> String {
         .take(6)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn backend_pid(pool: &Pool) -> i32 {
+        let c = pool.get().await.unwrap();
+        c.query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_for_too_long_is_replaced_not_reused() {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut config = DbConfig::local(&url, 1);
+        config.max_idle = std::time::Duration::from_millis(300);
+        let pool = pool(&config).unwrap();
+        let first = backend_pid(&pool).await;
+        assert_eq!(backend_pid(&pool).await, first, "reused while fresh");
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_ne!(backend_pid(&pool).await, first, "replaced after idling");
+    }
 }

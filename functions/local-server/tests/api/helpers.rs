@@ -70,6 +70,7 @@ impl TestApp {
                 pool_size: 16,
                 timeout: std::time::Duration::from_secs(10),
                 secret_arn: None,
+                max_idle: std::time::Duration::from_secs(240),
                 ssl_mode: None,
                 ssl_root_cert: None,
             },

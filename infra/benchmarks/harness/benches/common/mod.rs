@@ -39,6 +39,7 @@ impl Bench {
                 pool_size,
                 timeout: Duration::from_secs(30),
                 secret_arn: None,
+                max_idle: std::time::Duration::from_secs(240),
                 ssl_mode: None,
                 ssl_root_cert: None,
             },
