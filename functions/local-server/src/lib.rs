@@ -33,6 +33,14 @@ pub fn app(state: ApiState) -> Router {
     edge::http::serve(routes, state)
 }
 
+/// [`app`] with CORS for `origins` (`CORS_ALLOWED_ORIGINS`; none: unchanged).
+pub fn with_cors(app: Router, origins: &[String]) -> Router {
+    match edge::http::cors(origins) {
+        Some(layer) => app.layer(layer),
+        None => app,
+    }
+}
+
 /// The OpenAPI document of the whole API, generated from every API function's routes (the
 /// health function serves a checked copy of it, `health::OPENAPI_JSON`).
 pub fn openapi() -> utoipa::openapi::OpenApi {

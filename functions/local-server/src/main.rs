@@ -21,7 +21,8 @@ async fn main() -> anyhow::Result<()> {
     local_server::runner::start_local(&env, &state, sqs).await?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", state.config.port)).await?;
     tracing::info!(address = %listener.local_addr()?, "local server listening");
-    axum::serve(listener, local_server::app(state))
+    let app = local_server::with_cors(local_server::app(state), &env.cors_origins());
+    axum::serve(listener, app)
         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
         .await?;
     Ok(())

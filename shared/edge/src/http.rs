@@ -229,6 +229,47 @@ pub fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, state: S) -> 
         .with_state(state)
 }
 
+/// CORS for browser front ends on other origins (`CORS_ALLOWED_ORIGINS`, comma-separated
+/// exact origins such as `https://app.example.com`; none: no CORS headers at all). In AWS
+/// the HTTP API answers it from the template's `AllowedOrigins`; the local server uses this.
+/// Allowed: the API's methods and request headers; exposed: what clients read.
+pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderName, Method};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PATCH,
+                Method::PUT,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static(REQUEST_ID_HEADER),
+            ])
+            .expose_headers([
+                header::ETAG,
+                header::LOCATION,
+                header::RETRY_AFTER,
+                HeaderName::from_static(REQUEST_ID_HEADER),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
 /// Request id (echoed when the client sent a sane one), one span per request so every
 /// log line carries it, a completion log line, and the error body written with it.
 pub async fn request_context(req: Request, next: Next) -> Response {

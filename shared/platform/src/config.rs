@@ -175,6 +175,18 @@ impl Env {
     pub fn config(&self) -> anyhow::Result<Config> {
         Config::from_env(self)
     }
+
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated origins a browser front end may call from.
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.get("CORS_ALLOWED_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/event_planner_core";

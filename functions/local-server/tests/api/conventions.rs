@@ -399,3 +399,61 @@ async fn refusals_of_requests_with_a_body_close_the_connection() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.headers.get(header::CONNECTION).is_none());
 }
+
+/// A browser front end on an allowed origin gets its preflight answered and may read the
+/// headers it needs; another origin gets no CORS header (the browser then refuses).
+#[tokio::test]
+async fn cors_answers_allowed_origins_only() {
+    let mut app = TestApp::spawn().await;
+    app.app = local_server::with_cors(app.app.clone(), &["https://app.example.com".to_owned()]);
+    let token = app.organizer("alice");
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/events")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization,content-type,idempotency-key",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, headers, _) = app.send_raw(preflight("https://app.example.com")).await;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example.com"
+    );
+    let allowed = headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("idempotency-key"),
+        "{allowed}"
+    );
+    let (_, headers, _) = app.send_raw(preflight("https://evil.example.com")).await;
+    assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+
+    let get = Request::get("/api/events")
+        .header(header::ORIGIN, "https://app.example.com")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = app.send_raw(get).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example.com"
+    );
+    let exposed = headers[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        exposed.contains("etag") && exposed.contains("x-request-id"),
+        "{exposed}"
+    );
+}
