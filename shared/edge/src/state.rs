@@ -74,8 +74,13 @@ impl ApiState {
     /// relayed to SQS right after each commit. Locally (no ARNs) this is [`ApiState::from_env`].
     pub async fn load(env: Env, keys: TicketKeysUse) -> anyhow::Result<Self> {
         let secrets: &[Secret] = match keys {
-            TicketKeysUse::SignsOrVerifies => &[Secret::Database, Secret::Jwt, Secret::TicketKey],
-            TicketKeysUse::None => &[Secret::Database, Secret::Jwt],
+            TicketKeysUse::SignsOrVerifies => &[
+                Secret::Database,
+                Secret::Jwt,
+                Secret::TicketKey,
+                Secret::RedisAuth,
+            ],
+            TicketKeysUse::None => &[Secret::Database, Secret::Jwt, Secret::RedisAuth],
         };
         let env = env.with_secrets(secrets).await?;
         let mut state = match keys {

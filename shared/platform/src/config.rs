@@ -23,6 +23,11 @@ pub enum Secret {
     Jwt,
     /// `TICKET_SIGNING_KEY_SECRET_ARN` → `TICKET_SIGNING_KEY`.
     TicketKey,
+    /// `AUTH_SERVICE_TOKEN_SECRET_ARN` → `AUTH_SERVICE_TOKEN` (the workers' token for the
+    /// auth service).
+    AuthServiceToken,
+    /// `REDIS_AUTH_SECRET_ARN` → `REDIS_AUTH_TOKEN` (ElastiCache AUTH, put into the Redis URL).
+    RedisAuth,
 }
 
 impl Env {
@@ -75,6 +80,8 @@ impl Env {
                     k if crate::secrets::TICKET_SIGNING_KEY_ARN_VARS.contains(&k) => {
                         Secret::TicketKey
                     }
+                    "AUTH_SERVICE_TOKEN_SECRET_ARN" => Secret::AuthServiceToken,
+                    "REDIS_AUTH_SECRET_ARN" => Secret::RedisAuth,
                     _ => return None,
                 };
                 wanted.contains(&needed).then(|| self.get(k)).flatten()
@@ -148,10 +155,15 @@ impl Env {
     }
 
     /// `REDIS_URL` enables the cache; `REDIS_TIMEOUT_MS`, `CACHE_TTL_SECS`, `REDIS_PREFIX`.
+    /// `REDIS_URL` (`redis://` or, with in-transit encryption, `rediss://`), with the AUTH
+    /// token of `REDIS_AUTH_TOKEN` (resolved from `REDIS_AUTH_SECRET_ARN`) as its password.
     pub fn redis(&self) -> anyhow::Result<Option<RedisConfig>> {
         Ok(match self.get("REDIS_URL") {
             Some(url) => Some(RedisConfig {
-                url,
+                url: match self.get("REDIS_AUTH_TOKEN") {
+                    Some(token) => redis_url_with_password(&url, &token)?,
+                    None => url,
+                },
                 timeout: Duration::from_millis(self.number("REDIS_TIMEOUT_MS", 100)?),
                 ttl: Duration::from_secs(self.number("CACHE_TTL_SECS", 300)?),
                 prefix: self
@@ -192,6 +204,19 @@ impl Env {
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/event_planner_core";
 /// Used only when `JWT_SECRET` is unset; the start-up log says so loudly.
 pub const DEVELOPMENT_JWT_SECRET: &str = "development-only-secret-change-me";
+
+/// `url` with `password` as its password (user `default`, ElastiCache's AUTH user),
+/// percent-encoded.
+fn redis_url_with_password(url: &str, password: &str) -> anyhow::Result<String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| anyhow::anyhow!("REDIS_URL must look like redis://host:port or rediss://host:port"))?;
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    Ok(format!(
+        "{scheme}://default:{}@{host}",
+        crate::secrets::percent_encode(password)
+    ))
+}
 
 /// The X-Ray trace id of the invocation running now (`_X_AMZN_TRACE_ID`, which the Lambda
 /// runtime sets before each invocation): the one variable read per invocation rather than

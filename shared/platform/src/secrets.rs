@@ -159,6 +159,8 @@ impl SecretsCache {
             .iter()
             .find_map(|k| non_empty(k));
         let db_arn = non_empty("DB_SECRET_ARN");
+        let auth_arn = non_empty("AUTH_SERVICE_TOKEN_SECRET_ARN");
+        let redis_arn = non_empty("REDIS_AUTH_SECRET_ARN");
         let db_env = DbEnv {
             host: non_empty("DB_HOST"),
             port: non_empty("DB_PORT"),
@@ -187,10 +189,12 @@ impl SecretsCache {
                 None => Ok(None),
             }
         };
-        let (jwt, ticket, db) = tokio::try_join!(
+        let (jwt, ticket, db, auth, redis) = tokio::try_join!(
             plain(jwt_arn, "JWT_SECRET"),
             plain(ticket_arn, "TICKET_SIGNING_KEY"),
-            db
+            db,
+            plain(auth_arn, "AUTH_SERVICE_TOKEN"),
+            plain(redis_arn, "REDIS_AUTH_TOKEN"),
         )?;
 
         let mut vars = HashMap::new();
@@ -198,6 +202,8 @@ impl SecretsCache {
             ("JWT_SECRET", jwt),
             ("TICKET_SIGNING_KEY", ticket),
             ("DATABASE_URL", db),
+            ("AUTH_SERVICE_TOKEN", auth),
+            ("REDIS_AUTH_TOKEN", redis),
         ] {
             if let Some(v) = value {
                 vars.insert(var.to_owned(), v);

@@ -50,9 +50,13 @@ async fn secrets_become_the_configuration() {
     )
     .await;
 
+    let auth = create_secret(&client, "auth-token", Some("svc-token")).await;
+    let redis = create_secret(&client, "redis-auth", Some(r#"{"secret": "r3dis/t@ken"}"#)).await;
     let cache = SecretsCache::new(client.clone());
     let vars = cache
         .resolve_env(lookup(&[
+            ("AUTH_SERVICE_TOKEN_SECRET_ARN", &auth),
+            ("REDIS_AUTH_SECRET_ARN", &redis),
             ("JWT_SECRET_ARN", &jwt),
             // The template's name of the variable.
             ("TICKET_SIGNING_KEY_SECRET_ARN", &ticket),
@@ -62,7 +66,18 @@ async fn secrets_become_the_configuration() {
         ]))
         .await
         .unwrap();
-    assert_eq!(vars.len(), 3, "{:?}", vars.keys());
+    assert_eq!(vars.len(), 5, "{:?}", vars.keys());
+    assert_eq!(vars["AUTH_SERVICE_TOKEN"], "svc-token");
+    assert_eq!(vars["REDIS_AUTH_TOKEN"], "r3dis/t@ken");
+    // The Redis AUTH token becomes the password of the (TLS) Redis URL.
+    let env = platform::config::Env::from_pairs([
+        ("REDIS_URL", "rediss://cache.internal.example:6379"),
+        ("REDIS_AUTH_TOKEN", vars["REDIS_AUTH_TOKEN"].as_str()),
+    ]);
+    assert_eq!(
+        env.redis().unwrap().unwrap().url,
+        "rediss://default:r3dis%2Ft%40ken@cache.internal.example:6379"
+    );
     assert_eq!(vars["JWT_SECRET"], "jwt-secret-from-aws");
     assert_eq!(vars["TICKET_SIGNING_KEY"], signing_key);
     assert_eq!(
