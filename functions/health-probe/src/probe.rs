@@ -71,15 +71,16 @@ impl Probe {
     /// database (its secret resolved at the first probe, so that a failure counts as the
     /// database being down).
     pub async fn from_env(env: Env) -> anyhow::Result<Self> {
-        let cache = match env.get("REDIS_URL") {
+        let env = env
+            .with_secrets(&[platform::config::Secret::RedisAuth])
+            .await?;
+        let cache = match env.redis()? {
             // The probe's own time-out: a slow Redis is a down Redis here too, but a
             // cold connection may take longer than the API's 100 ms budget.
-            Some(url) => Cache::new(
-                &url,
-                Duration::from_secs(2),
-                Duration::from_secs(60),
-                "epc:",
-            )?,
+            Some(mut r) => {
+                r.timeout = Duration::from_secs(2);
+                Cache::from_config(&r)?
+            }
             None => Cache::disabled(),
         };
         Ok(Self {

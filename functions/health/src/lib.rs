@@ -29,7 +29,7 @@ impl HealthState {
     pub async fn load(env: Env) -> anyhow::Result<Self> {
         let env = env.with_secrets(&[Secret::Database]).await?;
         let cache = match env.redis()? {
-            Some(r) => Cache::new(&r.url, r.timeout, r.ttl, &r.prefix)?,
+            Some(r) => Cache::from_config(&r)?,
             None => Cache::disabled(),
         };
         Ok(Self {

@@ -81,11 +81,15 @@ pub struct WorkerState {
 impl WorkerState {
     pub async fn load(env: Env) -> anyhow::Result<Self> {
         let env = env
-            .with_secrets(&[Secret::Database, Secret::AuthServiceToken, Secret::RedisAuth])
+            .with_secrets(&[
+                Secret::Database,
+                Secret::AuthServiceToken,
+                Secret::RedisAuth,
+            ])
             .await?;
         let db = platform::db::pool(&env.database(1)?)?;
         let cache = match env.redis()? {
-            Some(r) => Cache::new(&r.url, r.timeout, r.ttl, &r.prefix)?,
+            Some(r) => Cache::from_config(&r)?,
             None => Cache::disabled(),
         };
         let workers = Workers::from_env(&env, db.clone(), &cache)?;

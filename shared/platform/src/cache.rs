@@ -23,6 +23,28 @@ use tokio::sync::Mutex;
 /// How long a failing Redis is left alone before the next attempt.
 const BACKOFF: Duration = Duration::from_secs(2);
 
+/// A Redis client for `url`; `rediss://` is TLS (rustls on ring, installed as the process
+/// default since the redis crate asks for it), trusting `root_cert` or the system roots.
+fn client(url: &str, root_cert: Option<&std::path::Path>) -> anyhow::Result<redis::Client> {
+    if !url.starts_with("rediss://") {
+        return Ok(redis::Client::open(url)?);
+    }
+    crate::tls::install_default_provider();
+    let root_cert = match root_cert {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            anyhow::anyhow!("REDIS_TLS_ROOT_CERT: cannot read {}: {e}", path.display())
+        })?),
+        None => None,
+    };
+    Ok(redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert,
+        },
+    )?)
+}
+
 #[derive(Clone, Default)]
 pub struct Cache {
     inner: Option<Arc<Inner>>,
@@ -47,9 +69,28 @@ impl Cache {
 
     /// `url` e.g. `redis://127.0.0.1:6379`; `prefix` namespaces the keys (tests, tenants of a shared Redis).
     pub fn new(url: &str, timeout: Duration, ttl: Duration, prefix: &str) -> anyhow::Result<Self> {
+        Self::with_client(client(url, None)?, timeout, ttl, prefix)
+    }
+
+    /// From the configuration (`REDIS_URL`, its AUTH token, `REDIS_TLS_ROOT_CERT`).
+    pub fn from_config(config: &crate::config::RedisConfig) -> anyhow::Result<Self> {
+        Self::with_client(
+            client(&config.url, config.root_cert.as_deref())?,
+            config.timeout,
+            config.ttl,
+            &config.prefix,
+        )
+    }
+
+    fn with_client(
+        client: redis::Client,
+        timeout: Duration,
+        ttl: Duration,
+        prefix: &str,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             inner: Some(Arc::new(Inner {
-                client: redis::Client::open(url)?,
+                client,
                 conn: Mutex::new(None),
                 timeout,
                 ttl,

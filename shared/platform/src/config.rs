@@ -169,6 +169,7 @@ impl Env {
                 prefix: self
                     .get("REDIS_PREFIX")
                     .unwrap_or_else(|| "epc:".to_owned()),
+                root_cert: self.get("REDIS_TLS_ROOT_CERT").map(Into::into),
             }),
             None => None,
         })
@@ -208,9 +209,9 @@ pub const DEVELOPMENT_JWT_SECRET: &str = "development-only-secret-change-me";
 /// `url` with `password` as its password (user `default`, ElastiCache's AUTH user),
 /// percent-encoded.
 fn redis_url_with_password(url: &str, password: &str) -> anyhow::Result<String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| anyhow::anyhow!("REDIS_URL must look like redis://host:port or rediss://host:port"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        anyhow::anyhow!("REDIS_URL must look like redis://host:port or rediss://host:port")
+    })?;
     let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     Ok(format!(
         "{scheme}://default:{}@{host}",
@@ -319,6 +320,9 @@ pub struct RedisConfig {
     pub ttl: Duration,
     /// Key prefix (`REDIS_PREFIX`, default `epc:`).
     pub prefix: String,
+    /// `REDIS_TLS_ROOT_CERT`: a PEM file of the roots to trust for `rediss://` instead of
+    /// the system's (ElastiCache's certificates chain to public roots).
+    pub root_cert: Option<std::path::PathBuf>,
 }
 
 /// Requests per minute per token (or per IP without one).

@@ -61,6 +61,12 @@ pub fn split_sslmode(url: &str) -> anyhow::Result<(String, Option<SslMode>)> {
     Ok((url, mode))
 }
 
+/// Makes rustls' `ring` provider the process default, for libraries that build their TLS
+/// configuration with the default provider (the redis client). Idempotent.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// How connections to PostgreSQL use TLS (`DB_SSLMODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {

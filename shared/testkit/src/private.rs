@@ -199,23 +199,7 @@ impl PrivatePostgres {
     /// pg_hba.conf), SCRAM passwords, a server certificate for `localhost` and 127.0.0.1
     /// issued by a CA of its own ([`Self::ca_file`]). The `postgres` password is `password`.
     pub fn start_tls(password: &str) -> Self {
-        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "ept test database CA");
-        let ca = ca_params.self_signed(&ca_key).expect("the CA certificate");
-        let key = rcgen::KeyPair::generate().expect("a server key");
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("server params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "localhost");
-        let server = params
-            .signed_by(&key, &ca, &ca_key)
-            .expect("the server certificate");
+        let certs = TestCertificates::new();
         let mut pg = Self::start_with(PostgresSetup {
             conf: vec![
                 "ssl = on".into(),
@@ -228,13 +212,13 @@ impl PrivatePostgres {
                     .into(),
             ),
             files: vec![
-                ("server.crt".into(), server.pem().into_bytes()),
-                ("server.key".into(), key.serialize_pem().into_bytes()),
+                ("server.crt".into(), certs.server_cert.clone().into_bytes()),
+                ("server.key".into(), certs.server_key.clone().into_bytes()),
             ],
             password: Some(password.to_owned()),
         });
         let ca_file = pg.dir.join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).expect("ca.pem");
+        std::fs::write(&ca_file, &certs.ca).expect("ca.pem");
         pg.ca_file = Some(ca_file);
         pg
     }
@@ -353,10 +337,54 @@ fn chmod_owner_only(path: &Path) {
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
+/// A CA of the test's own and a server certificate it issued for `localhost` and
+/// 127.0.0.1 (PEM).
+pub struct TestCertificates {
+    pub ca: String,
+    pub server_cert: String,
+    pub server_key: String,
+}
+
+impl TestCertificates {
+    pub fn new() -> Self {
+        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ept test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("the CA certificate");
+        let key = rcgen::KeyPair::generate().expect("a server key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let server = params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("the server certificate");
+        Self {
+            ca: ca.pem(),
+            server_cert: server.pem(),
+            server_key: key.serialize_pem(),
+        }
+    }
+}
+
+impl Default for TestCertificates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A Redis server of the test's own on 127.0.0.1:`port`, without persistence.
 pub struct PrivateRedis {
     pub port: u16,
     child: Option<Child>,
+    /// TLS and AUTH (ElastiCache with in-transit encryption): the directory of its
+    /// certificates, the CA file, the password.
+    tls: Option<(PathBuf, String)>,
 }
 
 impl PrivateRedis {
@@ -364,20 +392,66 @@ impl PrivateRedis {
         let mut r = Self {
             port: free_port(),
             child: None,
+            tls: None,
         };
         r.start_again();
         r
     }
 
+    /// A TLS-only Redis requiring `password` (as ElastiCache with in-transit encryption and
+    /// AUTH): [`Self::url`] is `rediss://default:password@127.0.0.1:port`, and
+    /// [`Self::ca_file`] the CA to trust.
+    pub fn start_tls(password: &str) -> Self {
+        let dir = scratch("redis");
+        let certs = TestCertificates::new();
+        for (name, content) in [
+            ("ca.pem", &certs.ca),
+            ("server.crt", &certs.server_cert),
+            ("server.key", &certs.server_key),
+        ] {
+            std::fs::write(dir.join(name), content).expect("a certificate file");
+        }
+        let mut r = Self {
+            port: free_port(),
+            child: None,
+            tls: Some((dir, password.to_owned())),
+        };
+        r.start_again();
+        r
+    }
+
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|(dir, _)| dir.join("ca.pem"))
+    }
+
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.tls {
+            Some((_, password)) => format!("rediss://default:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// (Re)starts the server on the same port and waits until it answers.
     pub fn start_again(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        match &self.tls {
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+            Some((dir, password)) => {
+                command
+                    .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(dir.join("server.crt"))
+                    .arg("--tls-key-file")
+                    .arg(dir.join("server.key"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(dir.join("ca.pem"))
+                    .args(["--tls-auth-clients", "no", "--requirepass", password]);
+            }
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -398,6 +472,9 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
+        if let Some((dir, _)) = &self.tls {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -16,6 +16,7 @@ fn redis(url: &str, timeout_ms: u64) -> RedisConfig {
         ttl: Duration::from_secs(60),
         // Tests share one Redis: each gets its own key space.
         prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        root_cert: None,
     }
 }
 
@@ -253,4 +254,53 @@ async fn registrations_and_validations_are_rate_limited() {
         StatusCode::TOO_MANY_REQUESTS
     );
     assert_eq!(anonymous("203.0.113.8").await, StatusCode::UNAUTHORIZED);
+}
+
+/// ElastiCache with in-transit encryption and AUTH: the cache over `rediss://`, trusting
+/// the server's CA, with the AUTH token as the URL's password (what `REDIS_AUTH_SECRET_ARN`
+/// resolves to); a wrong token or an untrusted server is a Redis that is down (uncached
+/// answers), never an error.
+#[tokio::test]
+async fn the_cache_works_over_tls_with_auth_and_refuses_what_it_cannot_trust() {
+    let redis = testkit::private::PrivateRedis::start_tls("elasticache-auth-token");
+    let env = |token: &str, ca: Option<&std::path::Path>| {
+        let mut pairs = vec![
+            (
+                "REDIS_URL".to_owned(),
+                format!("rediss://127.0.0.1:{}", redis.port),
+            ),
+            ("REDIS_AUTH_TOKEN".to_owned(), token.to_owned()),
+            ("REDIS_TIMEOUT_MS".to_owned(), "2000".to_owned()),
+        ];
+        if let Some(ca) = ca {
+            pairs.push(("REDIS_TLS_ROOT_CERT".to_owned(), ca.display().to_string()));
+        }
+        platform::config::Env::from_pairs(pairs)
+    };
+    let ca = redis.ca_file().unwrap();
+    let config = env("elasticache-auth-token", Some(&ca))
+        .redis()
+        .unwrap()
+        .unwrap();
+    let cache = platform::cache::Cache::from_config(&config).unwrap();
+    assert_eq!(cache.ping().await, Some(true));
+    cache.put("tls-key", &json!({"over": "tls"})).await;
+    assert_eq!(
+        cache.get::<serde_json::Value>("tls-key").await,
+        Some(json!({"over": "tls"}))
+    );
+
+    let wrong = env("not-the-token", Some(&ca)).redis().unwrap().unwrap();
+    let cache = platform::cache::Cache::from_config(&wrong).unwrap();
+    assert_eq!(cache.ping().await, Some(false), "a wrong AUTH token");
+    let untrusted = env("elasticache-auth-token", None)
+        .redis()
+        .unwrap()
+        .unwrap();
+    let cache = platform::cache::Cache::from_config(&untrusted).unwrap();
+    assert_eq!(
+        cache.ping().await,
+        Some(false),
+        "a server certificate from an unknown CA"
+    );
 }

@@ -267,6 +267,7 @@ async fn redis_killed_under_reads_costs_no_read_and_readiness_follows_it() {
                 timeout: Duration::from_millis(100),
                 ttl: Duration::from_secs(60),
                 prefix: "faults:".into(),
+                root_cert: None,
             })
         })
         .await,
