@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Lints the SAM template: cfn-lint (errors and warnings fail) and `sam validate --lint`, and checks
-# that its dashboard body is infra/dashboard.json (infra/scripts/dashboard.sh check).
+# Lints the SAM template: cfn-lint (errors and warnings fail), `sam validate --lint`, and checkov
+# (security checks; every failed check fails, the skipped ones are named with their reasons in
+# infra/checkov-skips.yaml), and checks that its dashboard body is infra/dashboard.json
+# (infra/scripts/dashboard.sh check).
 # Offline and without AWS credentials: dummy credentials and region are set so that no tool walks
-# the credential chain (profiles, the EC2 metadata endpoint) or asks AWS anything.
+# the credential chain (profiles, the EC2 metadata endpoint) or asks AWS anything. The one network
+# access: the first run (or a changed infra/requirements-checkov.txt) installs checkov from PyPI
+# into <repo>/.venv/checkov (~1.5 min); checkov itself runs with --skip-download and no update check.
 #
 #   infra/scripts/lint-template.sh [TEMPLATE]     (default: <repo>/template.yaml)
+#
+# Time on the 2-core machine: ~12 s without checkov, checkov ~15-25 s (both templates, one run).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -79,6 +85,84 @@ for p in problems:
 print(f"template/workspace: {len(deployed)} functions, {'ok' if not problems else 'MISMATCH'}")
 sys.exit(1 if problems else 0)
 PY
+fi
+
+echo "== checkov (infra/checkov-skips.yaml) on the template and on its SAM transform"
+# checkov lives in its own venv: every checkov release pins boto3 exactly, and so does aws-sam-cli
+# (different versions), so it cannot join requirements-dev.txt. Same fast path as tools.sh: a stamp
+# with the hash of infra/requirements-checkov.txt, and an interpreter that still runs.
+CHECKOV_REQ="$ROOT/infra/requirements-checkov.txt"
+CHECKOV_VENV="${TOOLS_VENV:-$ROOT/.venv}/checkov"
+checkov_ready() {
+    [[ -f "$CHECKOV_VENV/.requirements.sha256" \
+        && "$(cat "$CHECKOV_VENV/.requirements.sha256")" == "$(sha256sum <"$CHECKOV_REQ" | cut -d' ' -f1)" ]] \
+        && "$CHECKOV_VENV/bin/python" -c '' >/dev/null 2>&1
+}
+if ! checkov_ready; then
+    echo "lint-template: installing checkov into $CHECKOV_VENV (first run or requirements changed, ~1.5 min)..." >&2
+    log="$(mktemp "${TMPDIR:-/tmp}/checkov-install.XXXXXX.log")"
+    rm -rf "${CHECKOV_VENV:?}"
+    if { "${PYTHON:-python3}" -m venv "$CHECKOV_VENV" \
+        && PIP_DISABLE_PIP_VERSION_CHECK=1 "$CHECKOV_VENV/bin/python" -m pip install -q -r "$CHECKOV_REQ"; } >"$log" 2>&1; then
+        sha256sum <"$CHECKOV_REQ" | cut -d' ' -f1 >"$CHECKOV_VENV/.requirements.sha256"
+        rm -f "$log"
+    else
+        cat "$log" >&2
+        echo "lint-template: could not install checkov (log above)" >&2
+        status=1
+    fi
+fi
+if checkov_ready; then
+    work="$(mktemp -d "${TMPDIR:-/tmp}/lint-template.XXXXXX")"
+    trap 'rm -rf "$work"' EXIT
+    # The template after the SAM transform (what CloudFormation deploys: the generated IAM roles and
+    # policies, API stage, permissions, schedules), made offline by the SAM translator of .venv.
+    # CodeUri "." becomes an S3 URI, as `sam package` does. Environment=prod: the stricter settings.
+    # Compensating checks for two global skips of infra/checkov-skips.yaml (CKV_AWS_27, CKV_AWS_157).
+    "$BIN/python" - "$TEMPLATE" "$work/template.transformed.json" <<'PY' || status=1
+import json, sys
+from cfnlint.decode import decode
+from samtranslator.translator.transform import transform
+
+class NoManagedPolicies:  # the template names managed policies by ARN only
+    def load(self):
+        return {}
+
+template, matches = decode(sys.argv[1])
+if template is None:
+    sys.exit(f"checkov: cannot read {sys.argv[1]}: {matches}")
+problems = []
+for name, res in template["Resources"].items():
+    props = res.get("Properties", {})
+    if res.get("Type") == "AWS::SQS::Queue" and props.get("SqsManagedSseEnabled") is not True \
+            and "KmsMasterKeyId" not in props:
+        problems.append(f"{name}: an SQS queue needs SqsManagedSseEnabled: true (CKV_AWS_27 is skipped for that reason)")
+    if res.get("Type") == "AWS::RDS::DBInstance":
+        multi_az = props.get("MultiAZ")
+        if not (multi_az is True or (isinstance(multi_az, dict)
+                                     and multi_az.get("Fn::If", [None, None])[:2] == ["IsProd", True])):
+            problems.append(f"{name}: MultiAZ must be true in prod (!If [IsProd, true, ...]; CKV_AWS_157 is skipped for that reason)")
+    if res.get("Type") == "AWS::Serverless::Function" and props.get("CodeUri") == ".":
+        props["CodeUri"] = "s3://bucket/code.zip"
+for p in problems:
+    print("checkov (compensating check):", p)
+try:
+    out = transform(template, {"Environment": "prod", "NotificationServiceUrl": "https://example.com"}, NoManagedPolicies())
+except Exception as e:  # sam validate reports the details
+    sys.exit(f"checkov: the SAM transform failed, checking the template only: {e}")
+with open(sys.argv[2], "w") as f:
+    json.dump(out, f, indent=1, default=str)
+sys.exit(1 if problems else 0)
+PY
+    files=(-f "$TEMPLATE")
+    [[ -s "$work/template.transformed.json" ]] && files+=(-f template.transformed.json)
+    start=$SECONDS
+    if (cd "$work" && CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE CKV_PARSE_ERROR_FAIL=true \
+        "$CHECKOV_VENV/bin/checkov" --config-file "$ROOT/infra/checkov-skips.yaml" "${files[@]}"); then
+        echo "checkov: ok ($((SECONDS - start)) s)"
+    else
+        status=1
+    fi
 fi
 
 echo "== dashboard body (infra/dashboard.json embedded in the template)"

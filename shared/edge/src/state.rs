@@ -58,7 +58,7 @@ impl ApiState {
             tokens: Arc::new(TokenVerifier::new(&config.jwt)),
             ticket_keys: ticket_keys.map(Arc::new),
             cache: match &config.redis {
-                Some(r) => Cache::from_config(&r)?,
+                Some(r) => Cache::from_config(r)?,
                 None => Cache::disabled(),
             },
             config: Arc::new(config),
