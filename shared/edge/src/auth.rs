@@ -25,10 +25,97 @@ pub struct Claims {
 /// Clock skew tolerated between the token issuer and this service.
 const LEEWAY_SECS: u64 = 30;
 
-/// Verifies bearer tokens with the configured key, algorithm, issuer and audience.
+/// Verifies bearer tokens: HS256 with the configured secret, and, with a JWKS URL, the
+/// RS256 / ES256 tokens of an identity provider; the same issuer, audience and claim rules
+/// for both.
 pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
+    jwks: Option<Jwks>,
+}
+
+/// An identity provider's signing keys, fetched from its JWKS URL and cached: fetched
+/// again when they are [`JWKS_MAX_AGE`] old, or when a token names a key id that is not
+/// there (a rotation), at most once per [`JWKS_MIN_REFRESH`] (a flood of made-up key ids
+/// does not become a flood of fetches).
+struct Jwks {
+    url: String,
+    http: reqwest::Client,
+    keys: tokio::sync::RwLock<CachedKeys>,
+}
+
+#[derive(Default)]
+struct CachedKeys {
+    by_kid: std::collections::HashMap<String, (DecodingKey, Algorithm)>,
+    fetched: Option<std::time::Instant>,
+}
+
+const JWKS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+const JWKS_MIN_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Jwks {
+    /// The key `kid` (refreshing the set when it is stale or does not have it).
+    async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), String> {
+        {
+            let cached = self.keys.read().await;
+            let fresh = cached.fetched.is_some_and(|t| t.elapsed() < JWKS_MAX_AGE);
+            if let (true, Some(key)) = (fresh, cached.by_kid.get(kid)) {
+                return Ok(key.clone());
+            }
+        }
+        let mut cached = self.keys.write().await;
+        let may_fetch = cached
+            .fetched
+            .is_none_or(|t| t.elapsed() >= JWKS_MIN_REFRESH);
+        if may_fetch {
+            match self.fetch().await {
+                Ok(keys) => {
+                    cached.by_kid = keys;
+                    cached.fetched = Some(std::time::Instant::now());
+                }
+                // The identity provider is unreachable: keep what we had.
+                Err(e) => tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed"),
+            }
+        }
+        cached
+            .by_kid
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| format!("no key {kid:?} in the JWKS of {}", self.url))
+    }
+
+    async fn fetch(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (DecodingKey, Algorithm)>, String> {
+        let set: jsonwebtoken::jwk::JwkSet = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut keys = std::collections::HashMap::new();
+        for jwk in &set.keys {
+            let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk))
+            else {
+                continue;
+            };
+            let alg = match &jwk.algorithm {
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+                    jsonwebtoken::jwk::EllipticCurve::P384 => Algorithm::ES384,
+                    _ => Algorithm::ES256,
+                },
+                _ => continue,
+            };
+            keys.insert(kid, (key, alg));
+        }
+        tracing::info!(url = %self.url, keys = keys.len(), "JWKS fetched");
+        Ok(keys)
+    }
 }
 
 impl TokenVerifier {
@@ -57,12 +144,27 @@ impl TokenVerifier {
         Self {
             key: DecodingKey::from_secret(config.secret.as_bytes()),
             validation,
+            jwks: None,
         }
+    }
+
+    /// Also accepts the asymmetric tokens signed by the keys of `url` (a JWKS document).
+    pub fn with_jwks(mut self, url: Option<&str>) -> anyhow::Result<Self> {
+        if let Some(url) = url {
+            self.jwks = Some(Jwks {
+                url: url.to_owned(),
+                http: reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(3))
+                    .build()?,
+                keys: Default::default(),
+            });
+        }
+        Ok(self)
     }
 
     /// Parses an `Authorization` header value. Every failure is the same 401 for the
     /// client; the reason goes to the log.
-    pub fn verify_header(&self, header: Option<&str>) -> ApiResult<Caller> {
+    pub async fn verify_header(&self, header: Option<&str>) -> ApiResult<Caller> {
         let header = header.ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
         let token = header
             .strip_prefix("Bearer ")
@@ -72,10 +174,10 @@ impl TokenVerifier {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
             })?;
-        self.verify(token)
+        self.verify(token).await
     }
 
-    pub fn verify(&self, token: &str) -> ApiResult<Caller> {
+    pub async fn verify(&self, token: &str) -> ApiResult<Caller> {
         let refused = |cause: String| {
             let mut err = ApiError::unauthorized("the token is invalid or expired");
             err.internal = Some(cause);
@@ -84,9 +186,30 @@ impl TokenVerifier {
         // One signature check; the registered claims (exp, nbf, iss, aud) are validated by
         // jsonwebtoken, `iat` here: a token issued in the future is forged or from a
         // clock far off.
-        let raw = decode::<serde_json::Value>(token, &self.key, &self.validation)
-            .map_err(|e| refused(e.to_string()))?
-            .claims;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| refused(e.to_string()))?;
+        let raw = match (header.alg, &self.jwks) {
+            (Algorithm::HS256, _) => {
+                decode::<serde_json::Value>(token, &self.key, &self.validation)
+            }
+            (Algorithm::RS256 | Algorithm::ES256 | Algorithm::ES384, Some(jwks)) => {
+                let kid = header
+                    .kid
+                    .ok_or_else(|| refused("an asymmetric token without kid".into()))?;
+                let (key, alg) = jwks.key(&kid).await.map_err(refused)?;
+                if alg != header.alg {
+                    return Err(refused(format!(
+                        "key {kid} is {alg:?}, the token says {:?}",
+                        header.alg
+                    )));
+                }
+                let mut validation = self.validation.clone();
+                validation.algorithms = vec![alg];
+                decode::<serde_json::Value>(token, &key, &validation)
+            }
+            (other, _) => return Err(refused(format!("algorithm {other:?} is not accepted"))),
+        }
+        .map_err(|e| refused(e.to_string()))?
+        .claims;
         let now = chrono::Utc::now().timestamp();
         if let Some(iat) = raw.get("iat").and_then(serde_json::Value::as_i64) {
             if iat > now + LEEWAY_SECS as i64 {
@@ -171,77 +294,82 @@ mod tests {
         }
     }
 
-    #[test]
-    fn accepts_a_valid_token() {
+    #[tokio::test]
+    async fn accepts_a_valid_token() {
         let v = TokenVerifier::new(&config());
         let t = issue_token(&config(), &claims(Role::Organizer));
-        let c = v.verify_header(Some(&format!("Bearer {t}"))).unwrap();
+        let c = v.verify_header(Some(&format!("Bearer {t}"))).await.unwrap();
         assert_eq!(c.user_id, "u1");
         assert_eq!(c.tenant(), Some("u1"));
     }
 
-    #[test]
-    fn rejects_alg_none_and_other_algorithms() {
+    #[tokio::test]
+    async fn rejects_alg_none_and_other_algorithms() {
         let v = TokenVerifier::new(&config());
         // {"alg":"none","typ":"JWT"} . {"sub":"u1","role":"admin","exp":9999999999}
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSIsInJvbGUiOiJhZG1pbiIsImV4cCI6OTk5OTk5OTk5OX0.";
-        assert!(v.verify(none).is_err());
+        assert!(v.verify(none).await.is_err());
         let hs512 = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(Algorithm::HS512),
             &claims(Role::Admin),
             &jsonwebtoken::EncodingKey::from_secret(b"k"),
         )
         .unwrap();
-        assert!(v.verify(&hs512).is_err());
+        assert!(v.verify(&hs512).await.is_err());
     }
 
-    #[test]
-    fn rejects_expired_and_wrongly_signed_tokens() {
+    #[tokio::test]
+    async fn rejects_expired_and_wrongly_signed_tokens() {
         let v = TokenVerifier::new(&config());
         let mut c = claims(Role::Organizer);
         c.exp = 1_000;
-        assert!(v.verify(&issue_token(&config(), &c)).is_err());
+        assert!(v.verify(&issue_token(&config(), &c)).await.is_err());
         let other = JwtConfig {
             secret: "other".into(),
             ..config()
         };
         assert!(v
             .verify(&issue_token(&other, &claims(Role::Organizer)))
+            .await
             .is_err());
     }
 
-    #[test]
-    fn scanner_needs_organizer_id() {
+    #[tokio::test]
+    async fn scanner_needs_organizer_id() {
         let v = TokenVerifier::new(&config());
         assert!(v
             .verify(&issue_token(&config(), &claims(Role::Scanner)))
+            .await
             .is_err());
         let mut c = claims(Role::Scanner);
         c.organizer_id = Some("org".into());
-        let caller = v.verify(&issue_token(&config(), &c)).unwrap();
+        let caller = v.verify(&issue_token(&config(), &c)).await.unwrap();
         assert_eq!(caller.tenant(), Some("org"));
         assert!(!caller.is_manager());
     }
 
-    #[test]
-    fn issuer_and_audience_are_enforced_when_configured() {
+    #[tokio::test]
+    async fn issuer_and_audience_are_enforced_when_configured() {
         let cfg = JwtConfig {
             issuer: Some("iss".into()),
             audience: Some("aud".into()),
             ..config()
         };
         let v = TokenVerifier::new(&cfg);
-        assert!(v.verify(&issue_token(&cfg, &claims(Role::Admin))).is_err());
+        assert!(v
+            .verify(&issue_token(&cfg, &claims(Role::Admin)))
+            .await
+            .is_err());
         let mut c = claims(Role::Admin);
         c.iss = Some("iss".into());
         c.aud = Some("aud".into());
-        assert!(v.verify(&issue_token(&cfg, &c)).is_ok());
+        assert!(v.verify(&issue_token(&cfg, &c)).await.is_ok());
         c.aud = Some("elsewhere".into());
-        assert!(v.verify(&issue_token(&cfg, &c)).is_err());
+        assert!(v.verify(&issue_token(&cfg, &c)).await.is_err());
     }
 
-    #[test]
-    fn tokens_from_the_future_are_refused() {
+    #[tokio::test]
+    async fn tokens_from_the_future_are_refused() {
         let v = TokenVerifier::new(&config());
         let now = chrono::Utc::now().timestamp();
         let sign = |extra: serde_json::Value| {
@@ -259,16 +387,21 @@ mod tests {
         };
         assert!(v
             .verify(&sign(serde_json::json!({"nbf": now - 10, "iat": now - 10})))
+            .await
             .is_ok());
         assert!(
-            v.verify(&sign(serde_json::json!({"iat": now + 5}))).is_ok(),
+            v.verify(&sign(serde_json::json!({"iat": now + 5})))
+                .await
+                .is_ok(),
             "within the leeway"
         );
         assert!(v
             .verify(&sign(serde_json::json!({"nbf": now + 3600})))
+            .await
             .is_err());
         assert!(v
             .verify(&sign(serde_json::json!({"iat": now + 3600})))
+            .await
             .is_err());
     }
 }

@@ -179,7 +179,7 @@ impl FromRequestParts<ApiState> for Caller {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        state.tokens.verify_header(header)
+        state.tokens.verify_header(header).await
     }
 }
 

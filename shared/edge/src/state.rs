@@ -55,7 +55,9 @@ impl ApiState {
         }
         Ok(Self {
             db: platform::db::pool(&config.db)?,
-            tokens: Arc::new(TokenVerifier::new(&config.jwt)),
+            tokens: Arc::new(
+                TokenVerifier::new(&config.jwt).with_jwks(config.jwks_url.as_deref())?,
+            ),
             ticket_keys: ticket_keys.map(Arc::new),
             cache: match &config.redis {
                 Some(r) => Cache::from_config(r)?,

@@ -308,6 +308,9 @@ pub struct Config {
     pub port: u16,
     pub redis: Option<RedisConfig>,
     pub limits: Limits,
+    /// `JWT_JWKS_URL`: an identity provider's key set (Cognito, Auth0, Keycloak...): RS256 /
+    /// ES256 tokens are verified against it, beside HS256 tokens signed with `JWT_SECRET`.
+    pub jwks_url: Option<String>,
 }
 
 /// `REDIS_URL` enables the cache and the rate limits.
@@ -358,6 +361,7 @@ impl Config {
             db: env.database(2)?,
             jwt: env.jwt()?,
             redis: env.redis()?,
+            jwks_url: env.get("JWT_JWKS_URL").filter(|u| !u.trim().is_empty()),
             limits: Limits {
                 registrations_per_minute: env.number("RATE_LIMIT_REGISTRATIONS_PER_MINUTE", 600)?,
                 validations_per_minute: env.number("RATE_LIMIT_VALIDATIONS_PER_MINUTE", 1200)?,

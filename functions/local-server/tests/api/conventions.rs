@@ -457,3 +457,86 @@ async fn cors_answers_allowed_origins_only() {
         "{exposed}"
     );
 }
+
+/// Tokens of an identity provider (Cognito, Auth0, Keycloak: ES256 / RS256 with a `kid`)
+/// verify against its JWKS, beside the HS256 ones; a rotated key is fetched when a token
+/// names it, without a fetch per made-up key id.
+#[tokio::test]
+async fn identity_provider_tokens_verify_against_its_jwks_and_follow_a_rotation() {
+    use base64::Engine;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let idp = MockServer::start().await;
+    let (k1, k2) = (
+        rcgen::KeyPair::generate().unwrap(),
+        rcgen::KeyPair::generate().unwrap(),
+    );
+    let jwk = |kid: &str, key: &rcgen::KeyPair| {
+        let raw = key.public_key_raw(); // 0x04 || x || y
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+               "x": b64(&raw[1..33]), "y": b64(&raw[33..65])})
+    };
+    let publish = |keys: Value| {
+        Mock::given(method("GET"))
+            .and(path("/.well-known/jwks.json"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(keys))
+    };
+    publish(json!({"keys": [jwk("k1", &k1)]})).mount(&idp).await;
+    let url = format!("{}/.well-known/jwks.json", idp.uri());
+    let app = TestApp::spawn_with(|c| c.jwks_url = Some(url)).await;
+    let token = |kid: &str, key: &rcgen::KeyPair| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(kid.to_owned());
+        let claims = json!({"sub": "idp-user-1", "role": "organizer",
+                            "exp": chrono::Utc::now().timestamp() + 600});
+        let key = jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der());
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    assert_eq!(
+        app.get("/api/events", &token("k1", &k1)).await.status,
+        StatusCode::OK
+    );
+    // The secret's HS256 tokens still work.
+    assert_eq!(
+        app.get("/api/events", &app.organizer("alice")).await.status,
+        StatusCode::OK
+    );
+    // A key the provider has not published, a key id it does not have, a token signed by
+    // another key under a published id: refused.
+    assert_eq!(
+        app.get("/api/events", &token("k2", &k2)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/api/events", &token("k1", &k2)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    for i in 0..5 {
+        let r = app
+            .get("/api/events", &token(&format!("made-up-{i}"), &k2))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let fetches = idp.received_requests().await.unwrap().len();
+    assert!(
+        fetches <= 2,
+        "made-up key ids must not each fetch the JWKS: {fetches} fetches"
+    );
+
+    // The provider rotates: k2 published. A k2 token is accepted once the set is fetched
+    // again (at most every 5 s).
+    idp.reset().await;
+    publish(json!({"keys": [jwk("k1", &k1), jwk("k2", &k2)]}))
+        .mount(&idp)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(5_100)).await;
+    assert_eq!(
+        app.get("/api/events", &token("k2", &k2)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/events", &token("k1", &k1)).await.status,
+        StatusCode::OK
+    );
+}

@@ -83,6 +83,7 @@ impl TestApp {
             port: 0,
             redis: None,
             limits: Default::default(),
+            jwks_url: None,
         };
         configure(&mut config);
         let state = ApiState::new(

@@ -47,6 +47,7 @@ impl Bench {
             port: 0,
             redis: None,
             limits: Default::default(),
+            jwks_url: None,
         };
         let state = ApiState::new(config, Some(TicketKeys::generate())).unwrap();
         let claims = Claims {
