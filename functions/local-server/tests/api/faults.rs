@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use jobs::clients::notification::{ClientConfig, NotificationClient};
 use jobs::email::Mailer;
-use jobs::workers::Workers;
 use serde_json::{json, Value};
 use testkit::private::{PrivatePostgres, PrivateRedis, TcpGate};
 use wiremock::matchers::{method, path};
@@ -40,18 +39,7 @@ fn start_jobs(app: &TestApp, notification: &MockServer, timeout: Duration) {
         },
     )
     .unwrap();
-    let workers = Arc::new(Workers::new(
-        app.state.db.clone(),
-        Mailer::Notification(Box::new(client)),
-        None,
-    ));
-    let queue = jobs::queue::InProcessQueue::start(app.state.db.clone(), workers, 5);
-    tokio::spawn(domain::outbox::run_relay(
-        app.state.db.clone(),
-        queue,
-        app.state.outbox_signal.clone(),
-        Duration::from_millis(500),
-    ));
+    app.start_job_path(Mailer::Notification(Box::new(client)));
 }
 
 async fn notification_ok() -> MockServer {

@@ -106,6 +106,23 @@ impl TestApp {
         self
     }
 
+    /// The local server's real job path (outbox relay → in-process queue → the workers,
+    /// sending emails with `mailer`), relaying every 500 ms and after each commit.
+    pub fn start_job_path(&self, mailer: jobs::email::Mailer) {
+        let workers = std::sync::Arc::new(jobs::workers::Workers::new(
+            self.state.db.clone(),
+            mailer,
+            None,
+        ));
+        let queue = jobs::queue::InProcessQueue::start(self.state.db.clone(), workers, 5);
+        tokio::spawn(domain::outbox::run_relay(
+            self.state.db.clone(),
+            queue,
+            self.state.outbox_signal.clone(),
+            std::time::Duration::from_millis(500),
+        ));
+    }
+
     pub fn token(&self, role: Role, sub: &str, organizer_id: Option<&str>) -> String {
         let claims = Claims {
             sub: sub.into(),

@@ -30,18 +30,7 @@ async fn a_mixed_load_keeps_every_invariant() {
         .unwrap_or(60);
     let app = Arc::new(TestApp::spawn_with(|c| c.db.pool_size = 24).await);
     // The real job path: relay → in-process queue → workers (emails logged).
-    let workers = Arc::new(jobs::workers::Workers::new(
-        app.state.db.clone(),
-        jobs::email::Mailer::Log,
-        None,
-    ));
-    let queue = jobs::queue::InProcessQueue::start(app.state.db.clone(), workers, 5);
-    tokio::spawn(domain::outbox::run_relay(
-        app.state.db.clone(),
-        queue,
-        app.state.outbox_signal.clone(),
-        Duration::from_millis(500),
-    ));
+    app.start_job_path(jobs::email::Mailer::Log);
 
     let alice = app.organizer("alice");
     let scanner = app.scanner("alice");
