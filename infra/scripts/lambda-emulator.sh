@@ -175,6 +175,8 @@ fn_env() {
     echo "AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/$name"
     echo "AWS_LAMBDA_LOG_STREAM_NAME=local"
     echo "AWS_REGION=${AWS_REGION:-eu-west-1}"
+    # In Lambda the database connection defaults to verify-full TLS; a local PostgreSQL has none.
+    echo "DB_SSLMODE=${DB_SSLMODE:-disable}"
 }
 
 cmd_env() {
