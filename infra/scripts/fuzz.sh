@@ -33,7 +33,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/fuzz.XXXXXX")"
 export DATABASE_URL="${PG%/*}/$DB" JWT_SECRET="fuzz-$$" PORT RUST_LOG="${RUST_LOG:-warn}"
 export TICKET_SIGNING_KEY="$(.venv/bin/python -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')"
 unset REDIS_URL EMAIL_QUEUE_URL TICKET_QUEUE_URL
-target/debug/local-server >"$WORK/server.log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/debug/local-server" >"$WORK/server.log" 2>&1 &
 SERVER=$!
 cleanup() {
     kill "$SERVER" 2>/dev/null || true
