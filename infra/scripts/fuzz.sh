@@ -25,6 +25,7 @@ SEED="${FUZZ_SEED:-1}"
 infra/scripts/services.sh >/dev/null
 source infra/scripts/tools.sh
 cargo build --quiet -p local-server
+SERVER_BIN="${CARGO_TARGET_DIR:-target}/debug/local-server"
 
 PG="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB="ept_fuzz_$$"
@@ -33,7 +34,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/fuzz.XXXXXX")"
 export DATABASE_URL="${PG%/*}/$DB" JWT_SECRET="fuzz-$$" PORT RUST_LOG="${RUST_LOG:-warn}"
 export TICKET_SIGNING_KEY="$(.venv/bin/python -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')"
 unset REDIS_URL EMAIL_QUEUE_URL TICKET_QUEUE_URL
-"${CARGO_TARGET_DIR:-target}/debug/local-server" >"$WORK/server.log" 2>&1 &
+"$SERVER_BIN" >"$WORK/server.log" 2>&1 &
 SERVER=$!
 cleanup() {
     kill "$SERVER" 2>/dev/null || true
@@ -50,7 +51,7 @@ done
 
 # Real records for the path parameters: a published event of org-1 with a ticket type and a
 # registered guest with its ticket.
-ORG="$(target/debug/local-server token organizer org-1)"
+ORG="$("$SERVER_BIN" token organizer org-1)"
 api() { curl -sf -X "$1" "http://127.0.0.1:$PORT$2" -H "Authorization: Bearer $ORG" -H 'content-type: application/json' ${3:+-d "$3"}; }
 field() { .venv/bin/python -c "import json,sys; d=json.load(sys.stdin)['data']; print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 EVENT_JSON="$(api POST /api/events '{"title":"Fuzz Conference","eventDate":"2099-06-01T09:00:00Z","location":"Paris","maxAttendees":1000,"ticketTypes":[{"name":"Standard","price":10,"quantity":900}]}')"
@@ -72,8 +73,8 @@ TOML
 status=0
 for role in $ROLES; do
     case "$role" in
-        scanner) TOKEN="$(target/debug/local-server token scanner scanner-1 org-1)" ;;
-        *) TOKEN="$(target/debug/local-server token "$role" "$role-1")" ;;
+        scanner) TOKEN="$("$SERVER_BIN" token scanner scanner-1 org-1)" ;;
+        *) TOKEN="$("$SERVER_BIN" token "$role" "$role-1")" ;;
     esac
     [[ "$role" == organizer ]] && TOKEN="$ORG"
     echo "fuzz.sh: $role token, $EXAMPLES examples per operation, phases $PHASES, seed $SEED"
