@@ -291,6 +291,20 @@ impl TestApp {
     pub async fn count(&self, sql: &str) -> i64 {
         self.sql().await.query_one(sql, &[]).await.unwrap().get(0)
     }
+
+    /// Polls `sql` until it counts `expected` (for rows a worker commits after
+    /// the test has seen its side effect); answers the last count after 5 s.
+    pub async fn count_reaches(&self, sql: &str, expected: i64) -> i64 {
+        let mut last = self.count(sql).await;
+        for _ in 0..100 {
+            if last == expected {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            last = self.count(sql).await;
+        }
+        last
+    }
 }
 
 pub fn guest_body(email: &str, ticket_type_id: &Value) -> Value {

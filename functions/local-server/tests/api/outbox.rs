@@ -109,9 +109,13 @@ async fn registration_jobs_reach_the_workers() {
             .await,
         0
     );
+    // The worker records the outcome after the handler ran: wait for its commit.
     assert_eq!(
-        app.count("SELECT count(*) FROM processed_jobs WHERE outcome = 'done'")
-            .await,
+        app.count_reaches(
+            "SELECT count(*) FROM processed_jobs WHERE outcome = 'done'",
+            2
+        )
+        .await,
         2
     );
     // Nothing is sent twice by later rounds.
@@ -378,15 +382,11 @@ async fn a_claim_left_behind_is_taken_back_by_its_own_retry_and_busy_is_not_a_fa
     stale(&held, "somebody-else", 1.0).await;
     queue.send(Queue::Email, &held).await.unwrap();
     wait_for("the delayed job", || recorder.types().len() == 1).await;
-    let outcome: String = db
-        .query_one(
-            "SELECT outcome FROM processed_jobs WHERE job_id = $1",
-            &[&held.job_id],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(outcome, "done");
+    let done = format!(
+        "SELECT count(*) FROM processed_jobs WHERE job_id = '{}' AND outcome = 'done'",
+        held.job_id
+    );
+    assert_eq!(app.count_reaches(&done, 1).await, 1, "recorded done");
 }
 
 /// A job that hangs (a notification service that does not answer) does not hold up the
