@@ -2,6 +2,7 @@
 //! (`main.rs`) serves them alone; the local server and the OpenAPI document merge them with
 //! the other functions'.
 
+mod lists;
 mod routes;
 
 pub use routes::routes;

@@ -1,4 +1,5 @@
-//! Routes of the `tickets` function: tickets, QR images, check-in, scanner keys, stats.
+//! Routes of the `tickets` function: tickets, QR images, check-in, scanner keys, stats, and
+//! the door operations of check-in lists (`lists.rs`).
 
 use axum::extract::State;
 use axum::http::header;
@@ -27,6 +28,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(validate_scanned))
         .routes(routes!(scanner_key))
         .routes(routes!(event_stats))
+        .merge(crate::lists::routes())
 }
 
 /// The ticket `id` if the caller may see it (organizer of its event, admin, scanner of that organizer).

@@ -12,6 +12,16 @@ pub enum Role {
     Scanner,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Organizer => "organizer",
+            Role::Admin => "admin",
+            Role::Scanner => "scanner",
+        }
+    }
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

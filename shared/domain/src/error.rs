@@ -24,6 +24,9 @@ pub enum ErrorCode {
     TicketAlreadyValidated,
     TicketCancelled,
     InvalidState,
+    NotOnList,
+    ListClosed,
+    NotInside,
     PayloadTooLarge,
     RateLimited,
     InternalError,
@@ -46,7 +49,10 @@ impl ErrorCode {
             | RegistrationClosed
             | TicketAlreadyValidated
             | TicketCancelled
-            | InvalidState => 409,
+            | InvalidState
+            | NotOnList
+            | ListClosed
+            | NotInside => 409,
             PayloadTooLarge => 413,
             RateLimited => 429,
             InternalError => 500,
@@ -70,6 +76,9 @@ impl ErrorCode {
             TicketAlreadyValidated => "TICKET_ALREADY_VALIDATED",
             TicketCancelled => "TICKET_CANCELLED",
             InvalidState => "INVALID_STATE",
+            NotOnList => "NOT_ON_LIST",
+            ListClosed => "LIST_CLOSED",
+            NotInside => "NOT_INSIDE",
             PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             RateLimited => "RATE_LIMITED",
             InternalError => "INTERNAL_ERROR",

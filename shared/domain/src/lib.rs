@@ -9,6 +9,7 @@
 pub mod access;
 pub mod caller;
 pub mod capacity;
+pub mod checkin;
 pub mod error;
 pub mod events;
 pub mod guests;

@@ -27,6 +27,24 @@ pub fn e164(phone: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// An RFC 3339 date-time with an offset, in UTC.
+pub fn parse_rfc3339(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&chrono::Utc))
+}
+
+/// A field holding an RFC 3339 date-time.
+pub fn date_time(s: &str) -> Result<(), ValidationError> {
+    match parse_rfc3339(s) {
+        Some(_) => Ok(()),
+        None => Err(rule(
+            "date",
+            "must be an ISO 8601 date-time with an offset, e.g. 2027-12-31T23:59:59Z",
+        )),
+    }
+}
+
 pub fn rule(code: &'static str, message: &'static str) -> ValidationError {
     ValidationError::new(code).with_message(message.into())
 }

@@ -1,5 +1,6 @@
 //! API integration tests against the real PostgreSQL (one database per test).
 mod cache;
+mod checkin_lists;
 mod conventions;
 mod events;
 mod faults;

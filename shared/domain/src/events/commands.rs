@@ -305,6 +305,21 @@ async fn remove_ticket_type(tx: &Transaction<'_>, t: &TicketType) -> DomainResul
             t.name
         )));
     }
+    // A check-in list that names the type would silently widen to every type without it
+    // (the caller holds the event FOR UPDATE; list commands hold it FOR SHARE).
+    let named = tx
+        .query_opt(
+            "SELECT name FROM checkin_lists WHERE event_id = $1 AND $2 = ANY (ticket_type_ids) LIMIT 1",
+            &[&t.event_id, &t.id],
+        )
+        .await?;
+    if let Some(list) = named {
+        return Err(DomainError::invalid_state(format!(
+            "ticket type '{}' is admitted by the check-in list '{}'; change the list first",
+            t.name,
+            list.get::<_, String>(0)
+        )));
+    }
     tx.execute("DELETE FROM ticket_types WHERE id = $1", &[&t.id])
         .await
         .map_err(|e| match e.code() {

@@ -255,9 +255,7 @@ fn ticket_type_rules(types: &[NewTicketType], max_attendees: Option<i64>) -> Vec
 }
 
 fn parse_date(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
+    crate::rules::parse_rfc3339(s)
 }
 
 fn future_date(s: &str) -> Result<(), ValidationError> {

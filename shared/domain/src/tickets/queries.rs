@@ -56,7 +56,7 @@ pub async fn by_guest(db: &impl GenericClient, guest_id: i64) -> DomainResult<Op
         .transpose()
 }
 
-pub(super) fn from_row(row: &Row) -> DomainResult<Ticket> {
+pub(crate) fn from_row(row: &Row) -> DomainResult<Ticket> {
     let validated_at: Option<chrono::DateTime<chrono::Utc>> = row.get("validated_at");
     let guest = Guest::from_row(row)?;
     let ticket_type = row.get::<_, Option<i64>>("tt_id").map(|id| {

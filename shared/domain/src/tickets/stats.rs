@@ -23,6 +23,19 @@ pub struct EventStats {
     pub cancelled: i64,
     pub by_ticket_type: Vec<TicketTypeStats>,
     pub scans: ScanStats,
+    /// Each check-in list's live counts, the default list first.
+    pub by_list: Vec<ListCounts>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListCounts {
+    pub list_id: i64,
+    pub name: String,
+    pub entered: i64,
+    pub inside: i64,
+    pub exits: i64,
+    pub conflicts: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -66,13 +79,29 @@ SELECT e.organizer_id,
                    ORDER BY t.id)
               FROM ticket_types t WHERE t.event_id = e.id), '[]'::json),
          'scans', json_build_object(
-            'accepted', (SELECT count(*) FROM ticket_scans s WHERE s.event_id = e.id AND s.result = 'accepted'),
-            'rejected', (SELECT count(*) FROM ticket_scans s WHERE s.event_id = e.id AND s.result <> 'accepted'),
+            'accepted', (SELECT count(*) FROM checkin_lists l JOIN ticket_scans s ON s.list_id = l.id
+                          WHERE l.event_id = e.id AND s.result = 'accepted' AND s.reverted_at IS NULL),
+            'rejected', (SELECT count(*) FROM checkin_lists l JOIN ticket_scans s ON s.list_id = l.id
+                          WHERE l.event_id = e.id AND s.result <> 'accepted'),
             'byLocation', COALESCE((
-               SELECT json_agg(json_build_object('location', l.location, 'accepted', l.n) ORDER BY l.location)
-                 FROM (SELECT s.location, count(*) AS n FROM ticket_scans s
-                        WHERE s.event_id = e.id AND s.result = 'accepted' GROUP BY s.location) l), '[]'::json)
-         )
+               SELECT json_agg(json_build_object('location', x.location, 'accepted', x.n) ORDER BY x.location)
+                 FROM (SELECT s.location, count(*) AS n
+                         FROM checkin_lists l JOIN ticket_scans s ON s.list_id = l.id
+                        WHERE l.event_id = e.id AND s.result = 'accepted' AND s.reverted_at IS NULL
+                        GROUP BY s.location) x), '[]'::json)
+         ),
+         'byList', COALESCE((
+            SELECT json_agg(json_build_object(
+                     'listId', l.id, 'name', l.name, 'entered', st.entered, 'inside', st.inside,
+                     'exits', st.exits,
+                     'conflicts', (SELECT count(*) FROM ticket_scans c WHERE c.list_id = l.id AND c.result = 'conflict'))
+                   ORDER BY l.is_default DESC, l.id)
+              FROM checkin_lists l
+             CROSS JOIN LATERAL (
+                   SELECT coalesce(sum(s.entries), 0) AS entered, count(*) FILTER (WHERE s.inside) AS inside,
+                          coalesce(sum(s.exits), 0) AS exits
+                     FROM checkin_states s WHERE s.list_id = l.id) st
+             WHERE l.event_id = e.id), '[]'::json)
        ) AS stats
   FROM events e WHERE e.id = $1";
 
