@@ -41,6 +41,15 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
         .unwrap()
         .to_owned();
 
+    let list = app
+        .get(&format!("/api/events/{id}/checkin-lists"), &alice)
+        .await
+        .data()[0]["id"]
+        .as_i64()
+        .unwrap();
+    let offline = json!({"scans": [{"clientScanId": uuid::Uuid::new_v4(), "ticketId": t, "scannerId": "s-1",
+        "location": "Gate A", "scannedAt": chrono::Utc::now().to_rfc3339()}]});
+
     let invalid = json!({"title": 1, "firstName": 2, "scannerId": 3});
     let scan = json!({"scannerId": "s-1", "location": "Gate A"});
     let routes: Vec<Route> = vec![
@@ -220,6 +229,94 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
             Scanners::OwnOrganizer,
             true,
         ),
+        (
+            Method::POST,
+            "/api/events/{eventId}/checkin-lists",
+            format!("/api/events/{id}/checkin-lists"),
+            Some(json!({"name": "Mine"})),
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::GET,
+            "/api/events/{eventId}/checkin-lists",
+            format!("/api/events/{id}/checkin-lists"),
+            None,
+            Scanners::OwnOrganizer,
+            true,
+        ),
+        (
+            Method::GET,
+            "/api/checkin-lists/{listId}",
+            format!("/api/checkin-lists/{list}"),
+            None,
+            Scanners::OwnOrganizer,
+            true,
+        ),
+        (
+            Method::PATCH,
+            "/api/checkin-lists/{listId}",
+            format!("/api/checkin-lists/{list}"),
+            Some(json!({"name": "Mine"})),
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::DELETE,
+            "/api/checkin-lists/{listId}",
+            format!("/api/checkin-lists/{list}"),
+            None,
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::POST,
+            "/api/checkin-lists/{listId}/scans",
+            format!("/api/checkin-lists/{list}/scans"),
+            Some(json!({"ticketId": t, "scannerId": "s-1", "location": "Gate A"})),
+            Scanners::OwnOrganizer,
+            true,
+        ),
+        (
+            Method::GET,
+            "/api/checkin-lists/{listId}/scans",
+            format!("/api/checkin-lists/{list}/scans"),
+            None,
+            Scanners::OwnOrganizer,
+            true,
+        ),
+        (
+            Method::POST,
+            "/api/checkin-lists/{listId}/scans/{scanId}/revert",
+            format!("/api/checkin-lists/{list}/scans/1/revert"),
+            Some(json!({})),
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::POST,
+            "/api/checkin-lists/{listId}/scans/batch",
+            format!("/api/checkin-lists/{list}/scans/batch"),
+            Some(offline),
+            Scanners::OwnOrganizer,
+            true,
+        ),
+        (
+            Method::GET,
+            "/api/checkin-lists/{listId}/conflicts",
+            format!("/api/checkin-lists/{list}/conflicts"),
+            None,
+            Scanners::OwnOrganizer,
+            true,
+        ),
+        (
+            Method::GET,
+            "/api/checkin-lists/{listId}/offline-data",
+            format!("/api/checkin-lists/{list}/offline-data"),
+            None,
+            Scanners::OwnOrganizer,
+            true,
+        ),
     ];
 
     // The table covers the whole API (health and the document itself need no token).
@@ -324,6 +421,12 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
         0
     );
     assert_eq!(app.count("SELECT count(*) FROM events").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM checkin_lists").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM ticket_scans WHERE result = 'accepted'")
+            .await,
+        0
+    );
     let title = app.get(&format!("/api/events/{id}"), &alice).await.data()["title"].clone();
     assert_eq!(title, e["title"]);
 }
