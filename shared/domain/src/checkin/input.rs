@@ -254,6 +254,7 @@ pub struct ListScans {
     #[validate(range(min = 1, max = 100))]
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    #[param(inline)]
     pub result: Option<ResultFilter>,
     #[validate(range(min = 1))]
     #[param(minimum = 1)]
