@@ -7,6 +7,9 @@
 //!   redelivery always finds its record); claims in progress are never pruned.
 //! - `ticket_scans`: attempts older than `SCAN_RETENTION_DAYS` (default 400: a year of
 //!   events and their door statistics, which are computed from the scan log).
+//! - `ticket_tombstones`: deleted tickets announced to offline scanners, kept
+//!   `domain::checkin::offline::TOMBSTONE_DAYS` (30; an offline cursor older than that gets a
+//!   full download instead).
 
 use anyhow::Context;
 use deadpool_postgres::Pool;
@@ -66,13 +69,14 @@ pub struct PruneReport {
     pub outbox: u64,
     pub processed_jobs: u64,
     pub scans: u64,
+    pub tombstones: u64,
 }
 
 /// One run's pruning.
 pub async fn prune(pool: &Pool, retention: &Retention) -> anyhow::Result<PruneReport> {
     let db = pool.get().await.context("connecting to the database")?;
     let mut report = PruneReport::default();
-    let tables: [(&str, u32, &mut u64); 3] = [
+    let tables: [(&str, u32, &mut u64); 4] = [
         (
             "DELETE FROM job_outbox WHERE id IN (
                  SELECT id FROM job_outbox
@@ -97,6 +101,14 @@ pub async fn prune(pool: &Pool, retention: &Retention) -> anyhow::Result<PruneRe
                   ORDER BY id LIMIT $2)",
             retention.scan_days,
             &mut report.scans,
+        ),
+        (
+            "DELETE FROM ticket_tombstones WHERE ticket_id IN (
+                 SELECT ticket_id FROM ticket_tombstones
+                  WHERE deleted_at < now() - make_interval(days => $1::int)
+                  ORDER BY deleted_at LIMIT $2)",
+            domain::checkin::offline::TOMBSTONE_DAYS as u32,
+            &mut report.tombstones,
         ),
     ];
     for (sql, days, deleted) in tables {
@@ -155,7 +167,10 @@ mod tests {
                     FROM (VALUES ('done', 40), ('failed_permanently', 31), ('done', 29), ('in_progress', 60)) v(o, d);
              INSERT INTO ticket_scans (event_id, scanner_id, location, result, scanned_at)
                   SELECT (SELECT id FROM events LIMIT 1), 's', 'Gate', 'accepted', now() - make_interval(days => d)
-                    FROM unnest(ARRAY[500, 401, 399, 0]) d;",
+                    FROM unnest(ARRAY[500, 401, 399, 0]) d;
+             INSERT INTO ticket_tombstones (ticket_id, event_id, deleted_at)
+                  SELECT d, (SELECT id FROM events LIMIT 1), now() - make_interval(days => d)
+                    FROM unnest(ARRAY[31, 29]) d;",
         )
         .await
         .unwrap();
@@ -165,7 +180,8 @@ mod tests {
             PruneReport {
                 outbox: 2,
                 processed_jobs: 2,
-                scans: 2
+                scans: 2,
+                tombstones: 1
             }
         );
         let count = |sql: &'static str| {

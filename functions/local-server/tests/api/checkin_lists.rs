@@ -981,7 +981,17 @@ async fn a_ticket_cancelled_after_the_download_is_refused_online_and_a_conflict_
     // Online: refused.
     let r = d.scan(list, t, "entry").await;
     assert_eq!(r.code(), "TICKET_CANCELLED");
-    // The next sync carries the cancellation, and only it.
+    // A guest deleted after the download: its ticket goes too.
+    let gone = &d.tickets[1];
+    let r = d
+        .app
+        .delete(
+            &format!("/api/events/{}/guests/{}", d.event_id, gone["guest"]["id"]),
+            &d.token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    // The next sync carries the cancellation and the deletion, and only them.
     let delta = d
         .app
         .get(
@@ -992,9 +1002,20 @@ async fn a_ticket_cancelled_after_the_download_is_refused_online_and_a_conflict_
     assert_eq!(delta.status, StatusCode::OK, "{}", delta.body);
     let items = delta.data()["items"].as_array().unwrap();
     assert_eq!(delta.data()["full"], false);
-    assert_eq!(items.len(), 1, "{}", delta.body);
+    assert_eq!(items.len(), 2, "{}", delta.body);
     assert_eq!(items[0]["ticketId"], t["id"]);
     assert_eq!(items[0]["status"], "cancelled");
+    assert_eq!(items[0]["deleted"], false);
+    assert_eq!(items[1]["ticketId"], gone["id"]);
+    assert_eq!(items[1]["deleted"], true);
+    assert_eq!(items[1]["status"], "cancelled");
+    assert_eq!(items[1]["sealed"], Value::Null);
+    // Hashed by PostgreSQL when the ticket went; the same as the service's hash of live items.
+    let hash = domain::checkin::offline::payload_hash(gone["qrPayload"].as_str().unwrap());
+    assert_eq!(
+        items[1]["payloadHash"], hash,
+        "found by the payload a device reads"
+    );
     // A device that had not synced admitted it offline: a conflict, with no first scan.
     let r = upload(&d, list, &[offline_scan(t, "device-c", 1)]).await;
     assert_eq!(r[0]["result"], "conflict");

@@ -95,6 +95,8 @@ pub struct OfflineItem {
     pub inside: bool,
     /// Accepted entries on this list.
     pub entries: i32,
+    /// The ticket was deleted (its guest was): do not admit it (`status` says `cancelled`).
+    pub deleted: bool,
     /// base64url (no padding) of nonce ‖ AES-256-GCM ciphertext of the guest's details (see
     /// the module doc); null for a ticket without a payload.
     pub sealed: Option<String>,
@@ -143,6 +145,10 @@ impl Cursor {
 
 const DEFAULT_PAGE: i64 = 1000;
 
+/// How long the tombstones of deleted tickets are kept (`ticket_tombstones`, pruned by the
+/// sweep): a cursor older than that gets a full download.
+pub const TOMBSTONE_DAYS: i64 = 30;
+
 /// A pass's horizon: the start of the oldest transaction open now in this database (one that
 /// may still write rows stamped before it), or now.
 const HORIZON: &str = "SELECT LEAST(now(), COALESCE((SELECT min(xact_start) FROM pg_stat_activity
@@ -178,16 +184,20 @@ pub async fn data(
     if cursor.a == 0 {
         // A new pass: its horizon now; a full one when the list's rules changed since.
         let horizon: DateTime<Utc> = db.query_one(HORIZON, &[]).await?.get(0);
-        if cursor.s.is_some_and(|s| list_changed >= s) {
+        // A full one when the list's rules changed since, or when the cursor is older than
+        // the tombstones of deleted tickets are kept.
+        let stale = Utc::now() - chrono::Duration::days(TOMBSTONE_DAYS);
+        if cursor.s.is_some_and(|s| list_changed >= s || s < stale) {
             cursor.s = None;
         }
         cursor.h = horizon;
     }
+    // Live tickets, and on a changes pass the tickets deleted since (tombstones), in id order.
     let stmt = db
         .prepare_cached(
-            "SELECT t.id, t.qr_payload, t.ticket_type_id, t.status, t.ticket_code,
-                    COALESCE(s.inside, false) AS inside, COALESCE(s.entries, 0) AS entries,
-                    g.first_name, g.last_name, tt.name AS type_name
+            "SELECT t.id, t.qr_payload, NULL::text AS payload_hash, t.ticket_type_id, t.status,
+                    t.ticket_code, COALESCE(s.inside, false) AS inside, COALESCE(s.entries, 0) AS entries,
+                    g.first_name, g.last_name, tt.name AS type_name, false AS deleted
                FROM tickets t
                JOIN guests g ON g.id = t.guest_id
                LEFT JOIN ticket_types tt ON tt.id = t.ticket_type_id
@@ -195,7 +205,14 @@ pub async fn data(
               WHERE t.event_id = $2 AND t.id > $4
                 AND (cardinality($3::bigint[]) = 0 OR t.ticket_type_id = ANY ($3))
                 AND ($5::timestamptz IS NULL OR t.updated_at >= $5 OR g.updated_at >= $5 OR s.changed_at >= $5)
-              ORDER BY t.id LIMIT $6",
+             UNION ALL
+             SELECT d.ticket_id, NULL, d.payload_hash, d.ticket_type_id, 'cancelled',
+                    NULL, false, 0, NULL, NULL, NULL, true
+               FROM ticket_tombstones d
+              WHERE $5::timestamptz IS NOT NULL AND d.event_id = $2 AND d.deleted_at >= $5
+                AND d.ticket_id > $4
+                AND (cardinality($3::bigint[]) = 0 OR d.ticket_type_id = ANY ($3))
+              ORDER BY 1 LIMIT $6",
         )
         .await?;
     let rows = db
@@ -215,20 +232,33 @@ pub async fn data(
     let mut items = Vec::with_capacity(rows.len().min(limit as usize));
     for r in rows.iter().take(limit as usize) {
         let payload: Option<String> = r.get("qr_payload");
-        let details = SealedDetails {
-            first_name: r.get("first_name"),
-            last_name: r.get("last_name"),
-            ticket_code: r.get("ticket_code"),
-            ticket_type_name: r.get("type_name"),
+        let deleted: bool = r.get("deleted");
+        let sealed = match (&payload, deleted) {
+            (Some(p), false) => Some(seal(
+                p,
+                &SealedDetails {
+                    first_name: r.get("first_name"),
+                    last_name: r.get("last_name"),
+                    ticket_code: r.get("ticket_code"),
+                    ticket_type_name: r.get("type_name"),
+                },
+            )),
+            _ => None,
         };
         items.push(OfflineItem {
             ticket_id: r.get("id"),
-            payload_hash: payload.as_deref().map(payload_hash).unwrap_or_default(),
+            payload_hash: match &payload {
+                Some(p) => payload_hash(p),
+                None => r
+                    .get::<_, Option<String>>("payload_hash")
+                    .unwrap_or_default(),
+            },
             ticket_type_id: r.get("ticket_type_id"),
             status: crate::sql::get(r, "status")?,
             inside: r.get("inside"),
             entries: r.get("entries"),
-            sealed: payload.as_deref().map(|p| seal(p, &details)),
+            deleted,
+            sealed,
         });
     }
     let full = cursor.s.is_none();
