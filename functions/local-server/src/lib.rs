@@ -29,6 +29,7 @@ pub fn app(state: ApiState) -> Router {
         .merge(events::routes())
         .merge(guests::routes())
         .merge(tickets::routes())
+        .merge(webhooks::routes())
         .merge(health::routes::<ApiState>());
     edge::http::serve(routes, state)
 }
@@ -48,6 +49,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .merge(events::routes())
         .merge(guests::routes())
         .merge(tickets::routes())
+        .merge(webhooks::routes())
         .merge(health::routes::<ApiState>())
         .split_for_parts()
         .1;

@@ -57,9 +57,16 @@ pub async fn start_with_sqs(
         tracing::warn!("SQS does not answer yet: jobs wait in the outbox and the pollers retry");
     }
     for q in Queue::ALL {
+        let Some(url) = queue.urls().url(q) else {
+            tracing::warn!(
+                queue = q.name(),
+                "WEBHOOKS_QUEUE_URL is not set: webhook deliveries wait in the outbox"
+            );
+            continue;
+        };
         tokio::spawn(jobs::lambda::poll_forever(
             queue.client().clone(),
-            queue.urls().url(q).to_owned(),
+            url.to_owned(),
             state.db.clone(),
             workers.clone(),
             poll.clone(),

@@ -12,16 +12,18 @@ use serde_json::Value;
 pub enum Queue {
     Email,
     TicketGeneration,
+    Webhooks,
 }
 
 impl Queue {
-    pub const ALL: [Queue; 2] = [Queue::Email, Queue::TicketGeneration];
+    pub const ALL: [Queue; 3] = [Queue::Email, Queue::TicketGeneration, Queue::Webhooks];
 
     /// The name in `job_outbox.queue`, in metrics and logs.
     pub fn name(self) -> &'static str {
         match self {
             Queue::Email => "email",
             Queue::TicketGeneration => "ticket-generation",
+            Queue::Webhooks => "webhooks",
         }
     }
 }
@@ -64,12 +66,18 @@ pub enum Job {
         event_id: i64,
         guest_id: i64,
     },
+    /// One attempt of a webhook delivery (`webhook_deliveries`); a failed attempt writes the
+    /// next one, due later, to the outbox.
+    DeliverWebhook {
+        delivery_id: i64,
+    },
 }
 
 impl Job {
     pub fn queue(&self) -> Queue {
         match self {
             Job::GenerateTicket { .. } => Queue::TicketGeneration,
+            Job::DeliverWebhook { .. } => Queue::Webhooks,
             _ => Queue::Email,
         }
     }
@@ -83,6 +91,7 @@ impl Job {
             Job::TicketResend { .. } => "ticket_resend",
             Job::GuestCancelled { .. } => "guest_cancelled",
             Job::EventCancelled { .. } => "event_cancelled",
+            Job::DeliverWebhook { .. } => "deliver_webhook",
         }
     }
 
@@ -109,7 +118,7 @@ impl Job {
             | Job::TicketResend { guest_id, .. }
             | Job::GuestCancelled { guest_id, .. }
             | Job::EventCancelled { guest_id, .. } => Some(guest_id),
-            Job::GenerateTicket { .. } => None,
+            Job::GenerateTicket { .. } | Job::DeliverWebhook { .. } => None,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod registration;
 pub mod rules;
 pub mod sql;
 pub mod tickets;
+pub mod webhooks;
 pub mod work;
 
 pub use caller::{Caller, Role};

@@ -60,6 +60,33 @@ pub async fn enqueue(tx: &impl GenericClient, job: Job) -> Result<Uuid, tokio_po
     Ok(enqueue_all(tx, &[job]).await?[0])
 }
 
+/// Writes one job due at `at` (a retry scheduled further ahead than a queue can delay a
+/// message: the relay hands it over once it is due). Returns its id.
+pub async fn enqueue_at(
+    tx: &impl GenericClient,
+    job: Job,
+    at: DateTime<Utc>,
+) -> Result<Uuid, tokio_postgres::Error> {
+    let id = Uuid::new_v4();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO job_outbox (job_id, queue, job_type, payload, next_attempt_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &id,
+            &job.queue().name(),
+            &job.type_name(),
+            &job.payload(),
+            &at,
+        ],
+    )
+    .await?;
+    Ok(id)
+}
+
 /// Writes several jobs in the caller's transaction with one statement (one round trip),
 /// in the order given. Returns their ids.
 pub async fn enqueue_all(

@@ -27,6 +27,7 @@ use crate::rules::Input;
 use crate::tickets::issue::{issue_ticket, sign_ticket, NewTicket};
 use crate::tickets::signing::TicketKeys;
 use crate::tickets::{self, Ticket};
+use crate::webhooks::{self, EventType};
 use crate::work::{Done, Effects};
 
 /// What a registration or an approval answers.
@@ -81,13 +82,18 @@ pub async fn register(
             "WITH guest AS (
                  INSERT INTO guests (event_id, ticket_type_id, first_name, last_name, email, phone, status)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 RETURNING id),
+                 RETURNING *),
              ticket AS (
                  INSERT INTO tickets (guest_id, event_id, ticket_type_id, ticket_code)
                  SELECT guest.id, $1, $2, $8 FROM guest WHERE $7 = 'confirmed'
                  ON CONFLICT (ticket_code) DO NOTHING
-                 RETURNING id)
-             SELECT guest.id, (SELECT id FROM ticket) FROM guest",
+                 RETURNING id),
+             -- guest.registered webhooks, in this statement (nothing without subscribers)
+             hook AS (
+                 SELECT webhook_emit($9, 'guest.registered',
+                                     webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket))) AS n
+                   FROM guest)
+             SELECT guest.id, (SELECT id FROM ticket), (SELECT n FROM hook) FROM guest",
         )
         .await?;
     let row = tx
@@ -102,11 +108,15 @@ pub async fn register(
                 &input.phone,
                 &status.as_str(),
                 &code,
+                &event.organizer_id,
             ],
         )
         .await
         .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?;
     let (guest_id, ticket_id): (i64, Option<i64>) = (row.get(0), row.get(1));
+    if row.get::<_, i32>(2) > 0 {
+        tracing::info!(event_id, guest_id, "guest.registered webhooks written");
+    }
     let mut jobs = vec![Job::RegistrationConfirmation { event_id, guest_id }];
     match ticket_id {
         Some(id) => {
@@ -167,6 +177,7 @@ pub async fn approve(
     outbox::enqueue(tx, job).await?;
     let guest = queries::by_id(tx, event_id, guest_id).await?;
     let ticket = tickets::queries::by_guest(tx, guest_id).await?;
+    webhooks::emit(tx, &g.organizer_id, EventType::GuestApproved, &guest).await?;
     tracing::info!(event_id, guest_id, "guest approved");
     Ok(Done::new(
         Registration { guest, ticket },

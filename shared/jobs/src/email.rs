@@ -161,8 +161,11 @@ impl EmailWorker {
                 format!("{} is cancelled", c.title),
                 format!("{hello}\n\nWe are sorry: {} ({when}, {}) has been cancelled. Your ticket is no longer valid.", c.title, c.location),
             ),
-            Job::GenerateTicket { .. } => {
-                return Err(JobError::Permanent("generate_ticket is not an email job".into()))
+            Job::GenerateTicket { .. } | Job::DeliverWebhook { .. } => {
+                return Err(JobError::Permanent(format!(
+                    "{} is not an email job",
+                    job.type_name()
+                )))
             }
         };
         Ok(Email {

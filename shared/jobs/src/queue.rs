@@ -18,6 +18,7 @@ use crate::dispatch::{self, JobError, JobHandler};
 pub struct InProcessQueue {
     email: mpsc::UnboundedSender<Delivery>,
     tickets: mpsc::UnboundedSender<Delivery>,
+    webhooks: mpsc::UnboundedSender<Delivery>,
 }
 
 impl InProcessQueue {
@@ -29,10 +30,16 @@ impl InProcessQueue {
     ) -> Arc<Self> {
         let (email, email_rx) = mpsc::unbounded_channel();
         let (tickets, tickets_rx) = mpsc::unbounded_channel();
-        let queue = Arc::new(Self { email, tickets });
+        let (webhooks, webhooks_rx) = mpsc::unbounded_channel();
+        let queue = Arc::new(Self {
+            email,
+            tickets,
+            webhooks,
+        });
         for (rx, q) in [
             (email_rx, Queue::Email),
             (tickets_rx, Queue::TicketGeneration),
+            (webhooks_rx, Queue::Webhooks),
         ] {
             let (pool, handler, weak) = (pool.clone(), handler.clone(), Arc::downgrade(&queue));
             tokio::spawn(worker(rx, q, pool, handler, weak, max_attempts));
@@ -44,6 +51,7 @@ impl InProcessQueue {
         match queue {
             Queue::Email => &self.email,
             Queue::TicketGeneration => &self.tickets,
+            Queue::Webhooks => &self.webhooks,
         }
     }
 }
@@ -69,6 +77,8 @@ fn concurrency(queue: Queue) -> usize {
     match queue {
         Queue::Email => 8,
         Queue::TicketGeneration => 1,
+        // Webhook receivers answer slowly or not at all (10 s time-out each).
+        Queue::Webhooks => 8,
     }
 }
 

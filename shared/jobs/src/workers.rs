@@ -15,10 +15,12 @@ use crate::clients::notification::NotificationClient;
 use crate::dispatch::{JobError, JobHandler};
 use crate::email::{EmailWorker, Mailer};
 use crate::ticket::generate_ticket;
+use crate::webhook::{self, WebhookSender};
 
 pub struct Workers {
     pool: Pool,
     email: EmailWorker,
+    webhooks: WebhookSender,
 }
 
 impl Workers {
@@ -30,7 +32,14 @@ impl Workers {
                 auth,
             },
             pool,
+            webhooks: WebhookSender::default(),
         }
+    }
+
+    /// With these webhook settings (tests: private targets and short back-offs).
+    pub fn with_webhooks(mut self, sender: WebhookSender) -> Self {
+        self.webhooks = sender;
+        self
     }
 
     /// From the environment: `NOTIFICATION_SERVICE_URL` (required in Lambda; locally the
@@ -54,7 +63,7 @@ impl Workers {
                 true => Arc::new(client.with_cache(Arc::new(cache.clone()))),
                 false => Arc::new(client),
             });
-        Ok(Self::new(pool, mailer, auth))
+        Ok(Self::new(pool, mailer, auth).with_webhooks(WebhookSender::from_env(env)?))
     }
 }
 
@@ -64,6 +73,9 @@ impl JobHandler for Workers {
         let job = message.job().map_err(JobError::Permanent)?;
         match job {
             Job::GenerateTicket { ticket_id } => generate_ticket(&self.pool, ticket_id).await,
+            Job::DeliverWebhook { delivery_id } => {
+                webhook::deliver(&self.pool, &self.webhooks, delivery_id).await
+            }
             email => self.email.handle(message.job_id, &email).await,
         }
     }

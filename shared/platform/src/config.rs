@@ -311,6 +311,9 @@ pub struct Config {
     /// `JWT_JWKS_URL`: an identity provider's key set (Cognito, Auth0, Keycloak...): RS256 /
     /// ES256 tokens are verified against it, beside HS256 tokens signed with `JWT_SECRET`.
     pub jwks_url: Option<String>,
+    /// Webhook endpoints may be plain http to a loopback host (development):
+    /// `WEBHOOKS_ALLOW_PRIVATE_TARGETS`, default true outside Lambda, refused in it.
+    pub webhooks_allow_local: bool,
 }
 
 /// `REDIS_URL` enables the cache and the rate limits.
@@ -362,6 +365,11 @@ impl Config {
             jwt: env.jwt()?,
             redis: env.redis()?,
             jwks_url: env.get("JWT_JWKS_URL").filter(|u| !u.trim().is_empty()),
+            webhooks_allow_local: match env.get("WEBHOOKS_ALLOW_PRIVATE_TARGETS").as_deref() {
+                _ if env.in_lambda() => false,
+                Some(v) => v == "true",
+                None => true,
+            },
             limits: Limits {
                 registrations_per_minute: env.number("RATE_LIMIT_REGISTRATIONS_PER_MINUTE", 600)?,
                 validations_per_minute: env.number("RATE_LIMIT_VALIDATIONS_PER_MINUTE", 1200)?,

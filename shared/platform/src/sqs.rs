@@ -7,7 +7,9 @@
 //! throttling and transient errors itself (standard retry mode, 3 attempts); a send that
 //! still fails returns `Err`, and the outbox keeps the job for the next relay round.
 //!
-//! Configuration: `EMAIL_QUEUE_URL` and `TICKET_QUEUE_URL` (both or neither), the usual
+//! Configuration: `EMAIL_QUEUE_URL` and `TICKET_QUEUE_URL` (both or neither),
+//! `WEBHOOKS_QUEUE_URL` (the webhooks queue; without it `deliver_webhook` jobs wait in the
+//! outbox and readiness says so in the log), the usual
 //! AWS variables (`AWS_REGION`, credentials from the Lambda role), and `AWS_ENDPOINT_URL`
 //! for a local SQS-compatible server (moto), which the SDK honours by itself.
 
@@ -35,6 +37,7 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct QueueUrls {
     pub email: String,
     pub ticket_generation: String,
+    pub webhooks: Option<String>,
 }
 
 impl QueueUrls {
@@ -46,6 +49,7 @@ impl QueueUrls {
             (Some(email), Some(ticket_generation)) => Ok(Some(Self {
                 email,
                 ticket_generation,
+                webhooks: non_empty("WEBHOOKS_QUEUE_URL"),
             })),
             (None, None) => Ok(None),
             (Some(_), None) => anyhow::bail!("EMAIL_QUEUE_URL is set but TICKET_QUEUE_URL is not"),
@@ -53,10 +57,12 @@ impl QueueUrls {
         }
     }
 
-    pub fn url(&self, queue: Queue) -> &str {
+    /// The queue's URL; `None` for the webhooks queue when `WEBHOOKS_QUEUE_URL` is unset.
+    pub fn url(&self, queue: Queue) -> Option<&str> {
         match queue {
-            Queue::Email => &self.email,
-            Queue::TicketGeneration => &self.ticket_generation,
+            Queue::Email => Some(&self.email),
+            Queue::TicketGeneration => Some(&self.ticket_generation),
+            Queue::Webhooks => self.webhooks.as_deref(),
         }
     }
 }
@@ -100,9 +106,12 @@ impl SqsQueue {
     pub async fn ping(&self) -> bool {
         let check = async {
             for queue in Queue::ALL {
+                let Some(url) = self.urls.url(queue) else {
+                    continue;
+                };
                 self.client
                     .get_queue_attributes()
-                    .queue_url(self.urls.url(queue))
+                    .queue_url(url)
                     .attribute_names(QueueAttributeName::QueueArn)
                     .send()
                     .await
@@ -130,6 +139,12 @@ impl SqsQueue {
 #[async_trait]
 impl QueueBackend for SqsQueue {
     async fn send(&self, queue: Queue, job: &Message) -> anyhow::Result<()> {
+        let Some(url) = self.urls.url(queue) else {
+            anyhow::bail!(
+                "job {} waits in the outbox: WEBHOOKS_QUEUE_URL is not set",
+                job.job_id
+            );
+        };
         let body = serde_json::to_string(job)?;
         let job_type = MessageAttributeValue::builder()
             .data_type("String")
@@ -140,7 +155,7 @@ impl QueueBackend for SqsQueue {
             .build();
         self.client
             .send_message()
-            .queue_url(self.urls.url(queue))
+            .queue_url(url)
             .message_body(body)
             .message_attributes(JOB_TYPE_ATTRIBUTE, job_type)
             .customize()
@@ -185,7 +200,16 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(u.url(Queue::Email), "http://q/email");
-        assert_eq!(u.url(Queue::TicketGeneration), "http://q/t");
+        assert_eq!(u.url(Queue::Email), Some("http://q/email"));
+        assert_eq!(u.url(Queue::TicketGeneration), Some("http://q/t"));
+        assert_eq!(u.url(Queue::Webhooks), None);
+        let u = urls(&[
+            ("EMAIL_QUEUE_URL", "http://q/email"),
+            ("TICKET_QUEUE_URL", "http://q/t"),
+            ("WEBHOOKS_QUEUE_URL", "http://q/w"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(u.url(Queue::Webhooks), Some("http://q/w"));
     }
 }

@@ -332,6 +332,7 @@ async fn sqs_cut_off_and_back_delivers_every_job_once() {
         platform::sqs::QueueUrls {
             email: email.url.clone(),
             ticket_generation: tickets.url.clone(),
+            webhooks: None,
         },
     );
     let app = TestApp::spawn().await;

@@ -169,6 +169,7 @@ async fn readiness_checks_the_queue_when_one_is_configured() {
     let urls = QueueUrls {
         email: "http://127.0.0.1:1/000000000000/email".into(),
         ticket_generation: "http://127.0.0.1:1/000000000000/tickets".into(),
+        webhooks: None,
     };
     let app = TestApp::spawn()
         .await
@@ -186,6 +187,7 @@ async fn readiness_checks_the_queue_when_one_is_configured() {
     let urls = QueueUrls {
         email: email.url.clone(),
         ticket_generation: tickets.url.clone(),
+        webhooks: None,
     };
     let app = TestApp::spawn()
         .await

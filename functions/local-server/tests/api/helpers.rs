@@ -84,6 +84,7 @@ impl TestApp {
             redis: None,
             limits: Default::default(),
             jwks_url: None,
+            webhooks_allow_local: true,
         };
         configure(&mut config);
         let state = ApiState::new(
@@ -109,11 +110,19 @@ impl TestApp {
     /// The local server's real job path (outbox relay → in-process queue → the workers,
     /// sending emails with `mailer`), relaying every 500 ms and after each commit.
     pub fn start_job_path(&self, mailer: jobs::email::Mailer) {
-        let workers = std::sync::Arc::new(jobs::workers::Workers::new(
-            self.state.db.clone(),
-            mailer,
-            None,
-        ));
+        self.start_job_path_with(mailer, jobs::webhook::WebhookSender::default());
+    }
+
+    /// [`TestApp::start_job_path`] with these webhook settings.
+    pub fn start_job_path_with(
+        &self,
+        mailer: jobs::email::Mailer,
+        webhooks: jobs::webhook::WebhookSender,
+    ) {
+        let workers = std::sync::Arc::new(
+            jobs::workers::Workers::new(self.state.db.clone(), mailer, None)
+                .with_webhooks(webhooks),
+        );
         let queue = jobs::queue::InProcessQueue::start(self.state.db.clone(), workers, 5);
         tokio::spawn(domain::outbox::run_relay(
             self.state.db.clone(),

@@ -13,3 +13,4 @@ mod races;
 mod tenancy;
 mod ticket_types;
 mod tickets;
+mod webhooks;

@@ -50,6 +50,17 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
     let offline = json!({"scans": [{"clientScanId": uuid::Uuid::new_v4(), "ticketId": t, "scannerId": "s-1",
         "location": "Gate A", "scannedAt": chrono::Utc::now().to_rfc3339()}]});
 
+    let hook = app
+        .post(
+            "/api/webhooks",
+            &alice,
+            json!({"url": "https://crm.example.com/hooks", "eventTypes": ["guest.registered"]}),
+        )
+        .await
+        .data()["id"]
+        .as_i64()
+        .unwrap();
+
     let invalid = json!({"title": 1, "firstName": 2, "scannerId": 3});
     let scan = json!({"scannerId": "s-1", "location": "Gate A"});
     let routes: Vec<Route> = vec![
@@ -310,6 +321,70 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
             true,
         ),
         (
+            Method::POST,
+            "/api/webhooks",
+            "/api/webhooks".into(),
+            Some(json!({"url": "https://crm.example.com/h", "eventTypes": ["guest.registered"]})),
+            Scanners::Refused,
+            false,
+        ),
+        (
+            Method::GET,
+            "/api/webhooks",
+            "/api/webhooks".into(),
+            None,
+            Scanners::Refused,
+            false,
+        ),
+        (
+            Method::GET,
+            "/api/webhooks/{id}",
+            format!("/api/webhooks/{hook}"),
+            None,
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::PATCH,
+            "/api/webhooks/{id}",
+            format!("/api/webhooks/{hook}"),
+            Some(json!({"enabled": false})),
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::DELETE,
+            "/api/webhooks/{id}",
+            format!("/api/webhooks/{hook}"),
+            None,
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::POST,
+            "/api/webhooks/{id}/rotate-secret",
+            format!("/api/webhooks/{hook}/rotate-secret"),
+            Some(json!({})),
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::GET,
+            "/api/webhooks/{id}/deliveries",
+            format!("/api/webhooks/{hook}/deliveries"),
+            None,
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::POST,
+            "/api/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+            format!("/api/webhooks/{hook}/deliveries/1/redeliver"),
+            Some(json!({})),
+            Scanners::Refused,
+            true,
+        ),
+        (
             Method::GET,
             "/api/checkin-lists/{listId}/offline-data",
             format!("/api/checkin-lists/{list}/offline-data"),
@@ -422,6 +497,11 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
     );
     assert_eq!(app.count("SELECT count(*) FROM events").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM checkin_lists").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhooks WHERE enabled")
+            .await,
+        1
+    );
     assert_eq!(
         app.count("SELECT count(*) FROM ticket_scans WHERE result = 'accepted'")
             .await,

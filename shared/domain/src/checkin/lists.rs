@@ -39,6 +39,7 @@ pub(crate) struct Located {
     pub rules: ListRules,
     pub is_default: bool,
     pub name: String,
+    pub organizer_id: String,
 }
 
 pub(crate) async fn locate(
@@ -73,6 +74,7 @@ pub(crate) async fn locate(
         },
         is_default: row.get("is_default"),
         name: row.get("name"),
+        organizer_id: row.get("organizer_id"),
     })
 }
 
@@ -307,16 +309,33 @@ pub async fn conflicts(
     list_id: i64,
 ) -> DomainResult<Vec<Conflict>> {
     locate(db, caller, list_id, false).await?;
+    read_conflicts(db, list_id, None).await
+}
+
+/// The conflicts `ids` of the list (their `scan.conflict` webhooks).
+pub(crate) async fn conflicts_by_id(
+    db: &impl GenericClient,
+    list_id: i64,
+    ids: &[i64],
+) -> DomainResult<Vec<Conflict>> {
+    read_conflicts(db, list_id, Some(ids)).await
+}
+
+async fn read_conflicts(
+    db: &impl GenericClient,
+    list_id: i64,
+    ids: Option<&[i64]>,
+) -> DomainResult<Vec<Conflict>> {
     let first_columns = SCAN_COLUMNS.replace("s.", "f.");
     let stmt = db
         .prepare_cached(&format!(
             "SELECT {SCAN_COLUMNS}, f.* FROM ticket_scans s
                LEFT JOIN LATERAL (SELECT {first_columns} FROM ticket_scans f WHERE f.id = s.conflict_with) f ON true
-              WHERE s.list_id = $1 AND s.result = 'conflict'
+              WHERE s.list_id = $1 AND s.result = 'conflict' AND ($2::bigint[] IS NULL OR s.id = ANY ($2))
               ORDER BY s.id DESC LIMIT 1000"
         ))
         .await?;
-    let rows = db.query(&stmt, &[&list_id]).await?;
+    let rows = db.query(&stmt, &[&list_id, &ids]).await?;
     let width = SCAN_COLUMNS.split(',').count();
     rows.iter()
         .map(|row| {

@@ -34,13 +34,14 @@ use uuid::Uuid;
 
 use super::door::{self, Direction, DoorTicket, Presence, Refusal, ScanResult};
 use super::input::{ScanBatch, ScanInput};
-use super::lists::{locate, Located};
+use super::lists::{conflicts_by_id, locate, Located};
 use super::model::{scan_from_row, ScanRecord, SCAN_COLUMNS};
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult, ErrorCode};
 use crate::rules::Input;
 use crate::tickets::signing::{self, TicketKeys};
 use crate::tickets::{code, queries, Ticket};
+use crate::webhooks::{self, EventType};
 use crate::work::{Done, Effects};
 
 /// `200` of an accepted scan.
@@ -68,6 +69,16 @@ pub struct BatchResult {
     /// The error code of a conflict (TICKET_ALREADY_VALIDATED, TICKET_CANCELLED) or a rejection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+}
+
+/// The `data` of a `scan.conflict` webhook.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictEvent {
+    pub event_id: i64,
+    pub list_id: i64,
+    #[serde(flatten)]
+    pub conflict: super::Conflict,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -164,14 +175,13 @@ pub(crate) struct Holder {
     pub location: String,
 }
 
-/// Applies `attempts` on `list` in `tx` (see the module doc): the result of each, in order,
-/// and the holders of the tickets that were refused as already entered.
+/// Applies `attempts` on `list` in `tx` (see the module doc).
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
     list: &Located,
     attempts: &[Attempt],
     offline: bool,
-) -> DomainResult<(Vec<Outcome>, HashMap<i64, Holder>)> {
+) -> DomainResult<Applied> {
     let rules = &list.rules;
     let list_id = rules.id;
 
@@ -393,7 +403,9 @@ pub(crate) async fn apply(
         .await?;
     }
 
-    // States that changed, then the tickets validated for the first time and their guests.
+    // States that changed, then the tickets validated for the first time and their guests
+    // (with their guest.checked_in webhooks).
+    let mut hooks = false;
     let changed: Vec<(i64, Presence)> = presence
         .iter()
         .filter(|(id, p)| before.get(id) != Some(p))
@@ -424,11 +436,19 @@ pub(crate) async fn apply(
                            validation_location = u.loc, updated_at = now()
                       FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[]) AS u (id, at, by, loc)
                      WHERE t.id = u.id AND t.validated_at IS NULL
-                 RETURNING t.guest_id)
-                 UPDATE guests g SET status = 'checked_in', updated_at = now() FROM v WHERE g.id = v.guest_id",
+                 RETURNING t.id, t.guest_id, t.event_id),
+                      g AS (
+                    UPDATE guests g SET status = 'checked_in', updated_at = now()
+                      FROM v WHERE g.id = v.guest_id
+                 RETURNING g.*),
+                      hook AS (
+                    SELECT webhook_emit(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, v.id)) AS n
+                      FROM g JOIN v ON v.guest_id = g.id JOIN events e ON e.id = v.event_id)
+                 SELECT COALESCE(sum(n), 0)::bigint FROM hook",
             )
             .await?;
-        tx.execute(&stmt, &[&ids, &at, &by, &loc]).await?;
+        let written: i64 = tx.query_one(&stmt, &[&ids, &at, &by, &loc]).await?.get(0);
+        hooks |= written > 0;
     }
 
     // The results, in request order.
@@ -467,7 +487,21 @@ pub(crate) async fn apply(
                 .ok_or_else(|| DomainError::internal("a repeated scan without its first result"))
         })
         .collect::<DomainResult<Vec<_>>>()?;
-    Ok((outcomes, holders))
+    Ok(Applied {
+        outcomes,
+        holders,
+        hooks,
+    })
+}
+
+/// What [`apply`] did.
+pub(crate) struct Applied {
+    /// The result of each attempt, in request order.
+    pub outcomes: Vec<Outcome>,
+    /// The holders of the tickets refused as already entered.
+    pub holders: HashMap<i64, Holder>,
+    /// Webhook jobs were written (the effects relay them).
+    pub hooks: bool,
 }
 
 fn refusal_of(code: &str) -> Option<Refusal> {
@@ -681,8 +715,12 @@ fn entry_sql(on: OnList) -> String {
             INSERT INTO ticket_scans (ticket_id, event_id, list_id, scanner_id, location, result, direction)
             SELECT k.id, k.event_id, k.list_id, $2::text, $3::text, 'accepted', 'entry'
               FROM s JOIN k ON k.id = s.ticket_id
-         RETURNING id, scanned_at, list_id)
-        SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list, {}
+         RETURNING id, scanned_at, list_id),
+              hook AS (
+            SELECT webhook_emit(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, k.id)) AS n
+              FROM g CROSS JOIN k JOIN events e ON e.id = k.event_id)
+        SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list,
+               (SELECT COALESCE(sum(n), 0) FROM hook)::bigint AS hooks, {}
           FROM log CROSS JOIN k
           JOIN LATERAL (SELECT * FROM v UNION ALL
                         SELECT * FROM tickets x WHERE x.id = k.id AND NOT EXISTS (SELECT 1 FROM v)) t ON true
@@ -714,7 +752,7 @@ fn exit_sql(on: OnList) -> String {
             SELECT k.id, k.event_id, k.list_id, $2::text, $3::text, 'accepted', 'exit'
               FROM s JOIN k ON k.id = s.ticket_id
          RETURNING id, scanned_at, list_id)
-        SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list, {}
+        SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list, 0::bigint AS hooks, {}
           FROM log CROSS JOIN k
           JOIN tickets t ON t.id = k.id
           JOIN guests g ON g.id = t.guest_id
@@ -840,8 +878,10 @@ async fn online_once(
         scanned_at: None,
         client_scan_id: None,
     };
-    let (outcomes, holders) = apply(&tx, &list, std::slice::from_ref(&attempt), false).await?;
-    let outcome = outcomes
+    let applied = apply(&tx, &list, std::slice::from_ref(&attempt), false).await?;
+    let holders = applied.holders;
+    let outcome = applied
+        .outcomes
         .into_iter()
         .next()
         .ok_or_else(|| DomainError::internal("a scan without its outcome"))?;
@@ -872,6 +912,10 @@ async fn online_once(
         "scan accepted"
     );
     let event_id = ticket.event.id;
+    let mut effects = Effects::default().event_changed(event_id);
+    if applied.hooks {
+        effects = effects.jobs();
+    }
     Ok(Done::new(
         Scanned {
             scan_id: outcome.scan_id,
@@ -880,7 +924,7 @@ async fn online_once(
             ticket,
             scanned_at,
         },
-        Effects::default().event_changed(event_id),
+        effects,
     ))
 }
 
@@ -937,6 +981,10 @@ async fn fast(
         "scan accepted"
     );
     let event_id = ticket.event.id;
+    let mut effects = Effects::default().event_changed(event_id);
+    if row.get::<_, i64>("hooks") > 0 {
+        effects = effects.jobs();
+    }
     Ok(Some(Done::new(
         Scanned {
             scan_id: row.get("scan_id"),
@@ -945,7 +993,7 @@ async fn fast(
             ticket,
             scanned_at: row.get("scanned_at"),
         },
-        Effects::default().event_changed(event_id),
+        effects,
     )))
 }
 
@@ -1076,14 +1124,34 @@ pub async fn batch(
             client_scan_id: Some(scan.client_scan_id),
         });
     }
-    let (outcomes, _) = apply(tx, &list, &attempts, true).await?;
+    let applied = apply(tx, &list, &attempts, true).await?;
+    let outcomes = applied.outcomes;
     let mut effects = Effects::default();
-    let conflicts = outcomes
+    if applied.hooks {
+        effects = effects.jobs();
+    }
+    // Conflicts written by this upload are announced (`scan.conflict`, in this transaction).
+    let fresh: Vec<i64> = outcomes
         .iter()
         .filter(|o| o.written && o.result == ScanResult::Conflict)
-        .count();
-    if conflicts > 0 {
-        tracing::warn!(list_id, conflicts, "offline upload recorded conflicts");
+        .map(|o| o.scan_id)
+        .collect();
+    if !fresh.is_empty() {
+        tracing::warn!(
+            list_id,
+            conflicts = fresh.len(),
+            "offline upload recorded conflicts"
+        );
+        for conflict in conflicts_by_id(tx, list_id, &fresh).await? {
+            let data = ConflictEvent {
+                event_id: list.rules.event_id,
+                list_id,
+                conflict,
+            };
+            if webhooks::emit(tx, &list.organizer_id, EventType::ScanConflict, &data).await? {
+                effects = effects.jobs();
+            }
+        }
     }
     if outcomes.iter().any(|o| o.result == ScanResult::Accepted) {
         effects = effects.event_changed(list.rules.event_id);

@@ -14,6 +14,7 @@ use crate::caller::Caller;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
 use crate::outbox::{self, Job};
 use crate::rules::Input;
+use crate::webhooks::{self, EventType};
 use crate::work::{Done, Effects};
 
 const TICKET_TYPE_NAME_KEY: &str = "ticket_types_event_name_key";
@@ -189,8 +190,27 @@ pub async fn update(
         status = event.status.as_str(),
         "event updated"
     );
+    // Integrations hear of a status change in its transaction.
+    let announced = match input.status {
+        Some(next) if next != current.status => {
+            let kind = match next {
+                EventStatus::Published => Some(EventType::EventPublished),
+                EventStatus::Cancelled => Some(EventType::EventCancelled),
+                _ => None,
+            };
+            match kind {
+                Some(kind) => webhooks::emit(tx, &event.organizer_id, kind, &event).await?,
+                None => false,
+            }
+        }
+        _ => false,
+    };
     let effects = Effects::default().event_changed(id);
-    let effects = if cancelled { effects.jobs() } else { effects };
+    let effects = if cancelled || announced {
+        effects.jobs()
+    } else {
+        effects
+    };
     Ok(Done::new(event, effects))
 }
 

@@ -29,6 +29,7 @@ use crate::events::EventStatus;
 use crate::outbox::{self, Job};
 use crate::rules::Input;
 use crate::sql;
+use crate::webhooks::{self, EventType};
 use crate::work::{Done, Effects};
 
 pub(crate) const ACTIVE_EMAIL_KEY: &str = "guests_event_email_active_key";
@@ -47,6 +48,7 @@ pub(crate) struct LockedGuest {
     pub(crate) event_status: EventStatus,
     /// Whether the ticket type `lock_guest` was asked about is one of the event's.
     pub(crate) has_ticket_type: bool,
+    pub(crate) organizer_id: String,
 }
 
 pub(crate) async fn lock_guest(
@@ -78,6 +80,7 @@ pub(crate) async fn lock_guest(
         status: sql::get(&row, "status")?,
         ticket_type_id: row.get(1),
         event_status: event.status,
+        organizer_id: event.organizer_id.clone(),
         has_ticket_type: event.has_ticket_type,
     })
 }
@@ -149,6 +152,7 @@ pub async fn cancel(
     capacity::release_seat(tx, event_id, g.ticket_type_id, guest_id).await?;
     outbox::enqueue(tx, Job::GuestCancelled { event_id, guest_id }).await?;
     let guest = queries::by_id(tx, event_id, guest_id).await?;
+    webhooks::emit(tx, &g.organizer_id, EventType::GuestCancelled, &guest).await?;
     tracing::info!(event_id, guest_id, "guest cancelled");
     Ok(Done::new(
         guest,

@@ -34,11 +34,13 @@ impl World {
         let sqs = moto().sqs();
         let email = create_queue(&sqs, "email", visibility, max_receive).await;
         let tickets = create_queue(&sqs, "ticket-generation", visibility, max_receive).await;
+        let webhooks = create_queue(&sqs, "webhooks", visibility, max_receive).await;
         let queue = SqsQueue::new(
             sqs.clone(),
             QueueUrls {
                 email: email.url.clone(),
                 ticket_generation: tickets.url.clone(),
+                webhooks: Some(webhooks.url.clone()),
             },
         );
         Self {

@@ -25,7 +25,11 @@ async fn the_pollers_run_a_registration_to_its_ticket_email() {
     for q in Queue::ALL {
         tasks.push(tokio::spawn(poll_forever(
             w.sqs.clone(),
-            w.queue.urls().url(q).to_owned(),
+            w.queue
+                .urls()
+                .url(q)
+                .expect("every queue configured")
+                .to_owned(),
             w.state.db.clone(),
             workers.clone(),
             config.clone(),

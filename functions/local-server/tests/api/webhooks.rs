@@ -1,0 +1,586 @@
+//! Webhooks: endpoints, Standard Webhooks signatures (checked with the reference Python
+//! library), retries through the outbox, 410, private targets, redelivery, rotation.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+
+fn sender(allow_private: bool) -> jobs::webhook::WebhookSender {
+    jobs::webhook::WebhookSender {
+        allow_private,
+        backoff: vec![Duration::from_millis(50)],
+        ..jobs::webhook::WebhookSender::default()
+    }
+}
+
+async fn receiver() -> MockServer {
+    MockServer::start().await
+}
+
+async fn answer(server: &MockServer, status: u16, times: Option<u64>) {
+    let mock = Mock::given(method("POST"))
+        .and(path("/hooks"))
+        .respond_with(ResponseTemplate::new(status));
+    match times {
+        Some(n) => mock.up_to_n_times(n).mount(server).await,
+        None => mock.mount(server).await,
+    }
+}
+
+async fn subscribe(app: &TestApp, token: &str, server: &MockServer, types: &[&str]) -> Value {
+    let r = app
+        .post(
+            "/api/webhooks",
+            token,
+            json!({"url": format!("{}/hooks", server.uri()), "eventTypes": types, "description": "CRM"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.data().clone()
+}
+
+/// The requests `server` received, waiting up to 10 s for `n` of them.
+async fn received(server: &MockServer, n: usize) -> Vec<wiremock::Request> {
+    for _ in 0..200 {
+        let got = server.received_requests().await.unwrap_or_default();
+        if got.len() >= n {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{n} webhook requests expected, got {}",
+        server.received_requests().await.unwrap_or_default().len()
+    );
+}
+
+/// Verifies a received request with the Standard Webhooks reference library (Python).
+fn verify(secret: &str, request: &wiremock::Request) -> Result<(), String> {
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let headers = json!({
+        "webhook-id": header("webhook-id"),
+        "webhook-timestamp": header("webhook-timestamp"),
+        "webhook-signature": header("webhook-signature"),
+    });
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+Webhook(sys.argv[1]).verify(sys.argv[2], json.loads(sys.argv[3]))
+"#;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            secret,
+            std::str::from_utf8(&request.body).unwrap(),
+            &headers.to_string(),
+        ])
+        .output()
+        .expect("python3 runs");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn body(request: &wiremock::Request) -> Value {
+    serde_json::from_slice(&request.body).unwrap()
+}
+
+async fn deliveries(app: &TestApp, token: &str, webhook: &Value) -> Vec<Value> {
+    let r = app
+        .get(
+            &format!("/api/webhooks/{}/deliveries", webhook["id"]),
+            token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.data()["deliveries"].as_array().unwrap().clone()
+}
+
+/// Waits until the webhook's latest delivery satisfies `done`.
+async fn delivery_where(
+    app: &TestApp,
+    token: &str,
+    webhook: &Value,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..200 {
+        if let Some(d) = deliveries(app, token, webhook).await.first() {
+            if done(d) {
+                return d.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{:?}", deliveries(app, token, webhook).await);
+}
+
+#[tokio::test]
+async fn webhooks_are_managed_by_their_organizer() {
+    let app = TestApp::spawn().await;
+    let alice = app.organizer("alice");
+    let server = receiver().await;
+    let created = subscribe(&app, &alice, &server, &["guest.registered"]).await;
+    let secret = created["secret"].as_str().unwrap();
+    assert!(
+        secret.starts_with("whsec_") && secret.len() == 6 + 44,
+        "{secret}"
+    );
+    assert_eq!(created["enabled"], true);
+    let one = format!("/api/webhooks/{}", created["id"]);
+    // The secret is shown only at creation.
+    let r = app.get(&one, &alice).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.data().get("secret").is_none());
+    assert_eq!(
+        app.get("/api/webhooks", &alice)
+            .await
+            .data()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Validation.
+    for (body, field) in [
+        (
+            json!({"url": "http://crm.example.com/h", "eventTypes": ["guest.registered"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://crm.example.com/h", "eventTypes": []}),
+            "eventTypes",
+        ),
+        (
+            json!({"url": "https://user:pw@crm.example.com/h", "eventTypes": ["guest.registered"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://crm.example.com/h", "eventTypes": ["guest.registered", "guest.registered"]}),
+            "eventTypes[1]",
+        ),
+    ] {
+        let r = app.post("/api/webhooks", &alice, body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(r.fields(), [field], "{body}: {}", r.body);
+    }
+    let r = app
+        .post(
+            "/api/webhooks",
+            &alice,
+            json!({"url": "https://crm.example.com/h", "eventTypes": ["guest.teleported"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Roles and tenancy.
+    let bob = app.organizer("bob");
+    assert_eq!(app.get(&one, &bob).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/api/webhooks", &bob).await.data(), &json!([]));
+    assert_eq!(
+        app.get("/api/webhooks", &app.scanner("alice")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(app.get(&one, &app.admin()).await.status, StatusCode::OK);
+
+    // Changes, rotation, deletion.
+    let r = app
+        .patch(
+            &one,
+            &alice,
+            json!({"eventTypes": ["guest.registered", "scan.conflict"], "description": null}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.data()["eventTypes"],
+        json!(["guest.registered", "scan.conflict"])
+    );
+    assert_eq!(r.data()["description"], Value::Null);
+    let rotated = app
+        .post(&format!("{one}/rotate-secret"), &alice, json!({}))
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    assert_ne!(rotated.data()["secret"], created["secret"]);
+    assert_eq!(app.delete(&one, &bob).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.delete(&one, &alice).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get(&one, &alice).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn changes_are_delivered_signed_as_standard_webhooks() {
+    let app = TestApp::spawn().await;
+    app.start_job_path_with(jobs::email::Mailer::Log, sender(true));
+    let alice = app.organizer("alice");
+    let server = receiver().await;
+    answer(&server, 204, None).await;
+    let hook = subscribe(
+        &app,
+        &alice,
+        &server,
+        &["event.published", "guest.registered", "guest.cancelled"],
+    )
+    .await;
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+    // Bob's events never reach alice's webhook.
+    let bob = app.organizer("bob");
+    app.registered_guest(&bob, "b@example.com").await;
+
+    let e = app.published_event(&alice, json!({})).await;
+    let event_id = e["id"].as_i64().unwrap();
+    let r = app
+        .register(
+            &alice,
+            event_id,
+            guest_body("w@example.com", &e["ticketTypes"][0]["id"]),
+        )
+        .await;
+    let guest = r.data()["guest"].clone();
+    let r = app
+        .post(
+            &format!("/api/events/{event_id}/guests/{}/cancel", guest["id"]),
+            &alice,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let got = received(&server, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got_now = server.received_requests().await.unwrap();
+    assert_eq!(got_now.len(), 3, "bob's changes are not alice's");
+    let mut types: Vec<String> = got
+        .iter()
+        .map(|r| body(r)["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["event.published", "guest.cancelled", "guest.registered"]
+    );
+    for request in &got {
+        verify(&secret, request).unwrap_or_else(|e| panic!("{e}"));
+        assert!(request
+            .headers
+            .get("webhook-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("msg_"));
+        let b = body(request);
+        assert!(b["timestamp"].as_str().unwrap().ends_with('Z'));
+        match b["type"].as_str().unwrap() {
+            "event.published" => {
+                assert_eq!(b["data"]["id"], event_id);
+                assert_eq!(b["data"]["status"], "published");
+            }
+            "guest.registered" => {
+                assert_eq!(b["data"]["id"], guest["id"]);
+                assert_eq!(b["data"]["email"], "w@example.com");
+                assert_eq!(b["data"]["status"], "confirmed");
+                assert!(b["data"]["ticketId"].is_i64());
+            }
+            "guest.cancelled" => assert_eq!(b["data"]["status"], "cancelled"),
+            other => panic!("{other}"),
+        }
+    }
+    // A tampered body does not verify (the check can fail).
+    let mut forged = got[0].clone();
+    forged.body = br#"{"type":"guest.registered","data":{}}"#.to_vec();
+    assert!(verify(&secret, &forged).is_err());
+
+    let log = delivery_where(&app, &alice, &hook, |d| d["status"] == "delivered").await;
+    assert_eq!(log["attempts"], 1);
+    assert_eq!(log["lastStatus"], 204);
+    // A change that rolls back announces nothing: a duplicate registration.
+    let before = app.count("SELECT count(*) FROM webhook_deliveries").await;
+    let r = app
+        .register(
+            &alice,
+            event_id,
+            guest_body("x@example.com", &e["ticketTypes"][0]["id"]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = app
+        .register(
+            &alice,
+            event_id,
+            guest_body("x@example.com", &e["ticketTypes"][0]["id"]),
+        )
+        .await;
+    assert_eq!(r.code(), "DUPLICATE_GUEST");
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        before + 1
+    );
+}
+
+#[tokio::test]
+async fn failed_attempts_are_retried_then_delivered_and_410_disables() {
+    let app = TestApp::spawn().await;
+    app.start_job_path_with(jobs::email::Mailer::Log, sender(true));
+    let alice = app.organizer("alice");
+    let server = receiver().await;
+    answer(&server, 500, Some(2)).await;
+    answer(&server, 200, Some(1)).await;
+    answer(&server, 410, None).await;
+    let hook = subscribe(&app, &alice, &server, &["event.published"]).await;
+    app.published_event(&alice, json!({})).await;
+    let d = delivery_where(&app, &alice, &hook, |d| d["status"] == "delivered").await;
+    assert_eq!(d["attempts"], 3, "{d}");
+    let got = received(&server, 3).await;
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|r| r.headers.get("webhook-id").unwrap().to_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "the same webhook-id on every attempt"
+    );
+    let w = app
+        .get(&format!("/api/webhooks/{}", hook["id"]), &alice)
+        .await;
+    assert_eq!(
+        w.data()["failingSince"],
+        Value::Null,
+        "a success clears the failure"
+    );
+
+    // 410 Gone: the webhook is disabled, the delivery given up.
+    app.published_event(&alice, json!({})).await;
+    let d = delivery_where(&app, &alice, &hook, |d| d["status"] == "failed").await;
+    assert_eq!(d["lastStatus"], 410);
+    let w = app
+        .get(&format!("/api/webhooks/{}", hook["id"]), &alice)
+        .await;
+    assert_eq!(w.data()["enabled"], false);
+    assert_eq!(w.data()["disabledReason"], "gone");
+    // Disabled: nothing more is written for it; redelivery asks to enable it first.
+    let before = app.count("SELECT count(*) FROM webhook_deliveries").await;
+    app.published_event(&alice, json!({})).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        before
+    );
+    let r = app
+        .post(
+            &format!(
+                "/api/webhooks/{}/deliveries/{}/redeliver",
+                hook["id"], d["id"]
+            ),
+            &alice,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.code(), "INVALID_STATE");
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_three_days_is_disabled_and_old_deliveries_are_given_up() {
+    let app = TestApp::spawn().await;
+    app.start_job_path_with(jobs::email::Mailer::Log, sender(true));
+    let alice = app.organizer("alice");
+    let server = receiver().await;
+    answer(&server, 503, None).await;
+    let hook = subscribe(&app, &alice, &server, &["event.published"]).await;
+    // Its failures began three days ago.
+    app.sql()
+        .await
+        .execute(
+            "UPDATE webhooks SET failing_since = now() - interval '3 days 1 minute' WHERE id = $1",
+            &[&hook["id"].as_i64().unwrap()],
+        )
+        .await
+        .unwrap();
+    app.published_event(&alice, json!({})).await;
+    let d = delivery_where(&app, &alice, &hook, |d| d["status"] == "failed").await;
+    assert_eq!(d["attempts"], 1);
+    let w = app
+        .get(&format!("/api/webhooks/{}", hook["id"]), &alice)
+        .await;
+    assert_eq!(w.data()["disabledReason"], "failing");
+}
+
+#[tokio::test]
+async fn private_targets_are_refused_outside_development() {
+    let app = TestApp::spawn().await;
+    app.start_job_path_with(jobs::email::Mailer::Log, sender(false));
+    let alice = app.organizer("alice");
+    let server = receiver().await;
+    answer(&server, 200, None).await;
+    let hook = subscribe(&app, &alice, &server, &["event.published"]).await;
+    app.published_event(&alice, json!({})).await;
+    let d = delivery_where(&app, &alice, &hook, |d| d["attempts"].as_i64() >= Some(2)).await;
+    let error = d["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("refused") && error.contains("127.0.0.1"),
+        "{error}"
+    );
+    assert_eq!(d["lastStatus"], Value::Null);
+    assert!(
+        server.received_requests().await.unwrap().is_empty(),
+        "nothing reached the loopback receiver"
+    );
+}
+
+#[tokio::test]
+async fn redelivery_and_rotation_keep_receivers_verifying() {
+    let app = TestApp::spawn().await;
+    app.start_job_path_with(jobs::email::Mailer::Log, sender(true));
+    let alice = app.organizer("alice");
+    let server = receiver().await;
+    answer(&server, 200, None).await;
+    let hook = subscribe(&app, &alice, &server, &["event.published"]).await;
+    let old_secret = hook["secret"].as_str().unwrap().to_owned();
+    app.published_event(&alice, json!({})).await;
+    let d = delivery_where(&app, &alice, &hook, |d| d["status"] == "delivered").await;
+
+    let rotated = app
+        .post(
+            &format!("/api/webhooks/{}/rotate-secret", hook["id"]),
+            &alice,
+            json!({}),
+        )
+        .await;
+    let new_secret = rotated.data()["secret"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            &format!(
+                "/api/webhooks/{}/deliveries/{}/redeliver",
+                hook["id"], d["id"]
+            ),
+            &alice,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let got = received(&server, 2).await;
+    assert_eq!(
+        got[0].headers.get("webhook-id"),
+        got[1].headers.get("webhook-id")
+    );
+    assert_eq!(got[0].body, got[1].body, "the same message");
+    // During the grace period both secrets verify the redelivery (two signatures).
+    verify(&new_secret, &got[1]).unwrap();
+    verify(&old_secret, &got[1]).unwrap();
+    assert!(verify(&new_secret, &got[0]).is_err());
+    let d = delivery_where(&app, &alice, &hook, |d| d["attempts"] == 2).await;
+    assert_eq!(d["status"], "delivered");
+    // Another organizer's delivery is not found.
+    let r = app
+        .post(
+            &format!(
+                "/api/webhooks/{}/deliveries/{}/redeliver",
+                hook["id"], d["id"]
+            ),
+            &app.organizer("bob"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn offline_conflicts_and_check_ins_are_announced() {
+    let app = TestApp::spawn().await;
+    app.start_job_path_with(jobs::email::Mailer::Log, sender(true));
+    let alice = app.organizer("alice");
+    let server = receiver().await;
+    answer(&server, 200, None).await;
+    let hook = subscribe(
+        &app,
+        &alice,
+        &server,
+        &["scan.conflict", "guest.checked_in"],
+    )
+    .await;
+    let (event_id, _) = app.registered_guest(&alice, "c@example.com").await;
+    let ticket = app
+        .sql()
+        .await
+        .query_one(
+            "SELECT id, qr_payload FROM tickets WHERE event_id = $1",
+            &[&event_id],
+        )
+        .await
+        .unwrap();
+    let (ticket_id, payload): (i64, String) = (ticket.get(0), ticket.get(1));
+    let list = app
+        .get(&format!("/api/events/{event_id}/checkin-lists"), &alice)
+        .await
+        .data()[0]["id"]
+        .clone();
+    let scanner = app.scanner("alice");
+    for device in ["a", "b"] {
+        let r = app
+            .post(
+                &format!("/api/checkin-lists/{list}/scans/batch"),
+                &scanner,
+                json!({"scans": [{"clientScanId": uuid::Uuid::new_v4(), "code": payload, "scannerId": device,
+                                  "location": "Door", "scannedAt": chrono::Utc::now().to_rfc3339()}]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    // Online, the one-statement check-in announces it too.
+    let e = app.get(&format!("/api/events/{event_id}"), &alice).await;
+    let r = app
+        .register(
+            &alice,
+            event_id,
+            guest_body("d@example.com", &e.data()["ticketTypes"][0]["id"]),
+        )
+        .await;
+    let online = r.data()["ticket"]["id"].as_i64().unwrap();
+    let r = app
+        .post(
+            &format!("/api/tickets/{online}/validate"),
+            &scanner,
+            json!({"scannerId": "c", "location": "Door"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let got = received(&server, 3).await;
+    let bodies: Vec<Value> = got.iter().map(body).collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b["type"] == "guest.checked_in" && b["data"]["ticketId"] == online),
+        "{bodies:?}"
+    );
+    let checked_in = bodies
+        .iter()
+        .find(|b| b["type"] == "guest.checked_in" && b["data"]["ticketId"] == ticket_id)
+        .expect("guest.checked_in");
+    assert_eq!(checked_in["data"]["status"], "checked_in");
+    assert_eq!(checked_in["data"]["ticketId"], ticket_id);
+    let conflict = bodies
+        .iter()
+        .find(|b| b["type"] == "scan.conflict")
+        .expect("scan.conflict");
+    assert_eq!(conflict["data"]["ticketId"], ticket_id);
+    assert_eq!(conflict["data"]["listId"], list);
+    assert_eq!(conflict["data"]["code"], "TICKET_ALREADY_VALIDATED");
+    assert_eq!(conflict["data"]["scan"]["scannerId"], "b");
+    assert_eq!(conflict["data"]["firstScan"]["scannerId"], "a");
+    let _ = hook;
+}

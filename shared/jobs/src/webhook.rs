@@ -1,0 +1,444 @@
+//! The `deliver_webhook` job: one attempt of one webhook delivery.
+//!
+//! The attempt signs the stored body (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+//! `webhook-signature`), resolves the endpoint's host and refuses private, loopback and
+//! link-local addresses (unless [`WebhookSender::allow_private`], development only), connects to
+//! the addresses it checked (no second DNS answer can redirect it), follows no redirect, gives
+//! up after 10 s and reads at most 64 KiB of the answer.
+//!
+//! Its outcome is recorded in one transaction: 2xx delivered; 410 disables the endpoint;
+//! anything else (or no answer) schedules the next attempt through the outbox after an
+//! exponential back-off, until 3 days after the delivery's window began; an endpoint whose
+//! attempts have all failed for 3 days is disabled. The job itself then succeeds: retries are
+//! the outbox's, not the queue's (SQS cannot delay a message more than 15 minutes).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde_json::Value;
+
+use domain::outbox::{self, Job};
+use domain::webhooks::sign;
+
+use crate::dispatch::JobError;
+
+/// How webhook attempts are made.
+#[derive(Debug, Clone)]
+pub struct WebhookSender {
+    /// Development only: let endpoints resolve to private or loopback addresses.
+    pub allow_private: bool,
+    /// The pause after failed attempt n (1-based; the last one repeats).
+    pub backoff: Vec<Duration>,
+    /// No attempt later than this after the delivery's window began.
+    pub give_up_after: chrono::Duration,
+    pub timeout: Duration,
+    pub max_answer_bytes: usize,
+}
+
+impl Default for WebhookSender {
+    /// Production settings: the back-off of the Standard Webhooks recommendations (5 s, 5 min,
+    /// 30 min, 2 h, 5 h, then every 10 h) for up to 3 days; public addresses only.
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            backoff: [5, 300, 1800, 7200, 18000, 36000]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            give_up_after: chrono::Duration::days(3),
+            timeout: Duration::from_secs(10),
+            max_answer_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl WebhookSender {
+    /// `WEBHOOKS_ALLOW_PRIVATE_TARGETS=true` allows private targets; it is refused in Lambda
+    /// (production) and the default outside it (the local server's receivers run on loopback).
+    pub fn from_env(env: &platform::config::Env) -> anyhow::Result<Self> {
+        let allow = match env.get("WEBHOOKS_ALLOW_PRIVATE_TARGETS").as_deref() {
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                anyhow::bail!("WEBHOOKS_ALLOW_PRIVATE_TARGETS must be true or false, got {other:?}")
+            }
+            None => !env.in_lambda(),
+        };
+        anyhow::ensure!(
+            !(allow && env.in_lambda()),
+            "WEBHOOKS_ALLOW_PRIVATE_TARGETS=true is refused in Lambda: webhooks must not reach private addresses"
+        );
+        Ok(Self {
+            allow_private: allow,
+            ..Self::default()
+        })
+    }
+
+    fn pause_after(&self, attempts: i32) -> Duration {
+        let i = (attempts.max(1) as usize - 1).min(self.backoff.len().saturating_sub(1));
+        self.backoff
+            .get(i)
+            .copied()
+            .unwrap_or(Duration::from_secs(60))
+    }
+}
+
+/// Whether an address is one a webhook must never reach in production.
+pub fn forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || a >= 240 // reserved
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return forbidden(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 (embeds an IPv4 address)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        }
+    }
+}
+
+/// What one attempt gave.
+#[derive(Debug)]
+struct Attempt {
+    status: Option<u16>,
+    error: Option<String>,
+    duration_ms: i32,
+}
+
+struct Target {
+    message_id: String,
+    payload: Value,
+    url: String,
+    secrets: Vec<String>,
+}
+
+pub async fn deliver(
+    pool: &Pool,
+    sender: &WebhookSender,
+    delivery_id: i64,
+) -> Result<(), JobError> {
+    let db = pool
+        .get()
+        .await
+        .map_err(|e| JobError::Transient(format!("database: {e}")))?;
+    let row = db
+        .query_opt(
+            "SELECT d.message_id, d.payload, d.status, w.url, w.secret, w.previous_secret,
+                    w.previous_until > now() AS previous_valid, w.enabled
+               FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+              WHERE d.id = $1",
+            &[&delivery_id],
+        )
+        .await
+        .map_err(db_error)?;
+    let Some(row) = row else {
+        // The webhook was deleted with its deliveries: nothing to do.
+        tracing::info!(delivery_id, "webhook delivery gone (webhook deleted)");
+        return Ok(());
+    };
+    let status: String = row.get("status");
+    if status != "pending" {
+        return Ok(()); // delivered or given up meanwhile (a duplicate job)
+    }
+    if !row.get::<_, bool>("enabled") {
+        db.execute(
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = 'the webhook is disabled', next_attempt_at = NULL
+              WHERE id = $1 AND status = 'pending'",
+            &[&delivery_id],
+        )
+        .await
+        .map_err(db_error)?;
+        return Ok(());
+    }
+    let mut secrets = vec![row.get::<_, String>("secret")];
+    if row.get::<_, Option<bool>>("previous_valid") == Some(true) {
+        secrets.extend(row.get::<_, Option<String>>("previous_secret"));
+    }
+    let target = Target {
+        message_id: row.get("message_id"),
+        payload: row.get("payload"),
+        url: row.get("url"),
+        secrets,
+    };
+    drop(db);
+    let attempt = send(sender, &target).await;
+    record(pool, sender, delivery_id, &attempt).await
+}
+
+fn db_error(e: tokio_postgres::Error) -> JobError {
+    JobError::Transient(format!("database: {}", domain::DomainError::from(e)))
+}
+
+async fn send(sender: &WebhookSender, target: &Target) -> Attempt {
+    let started = Instant::now();
+    let result = try_send(sender, target).await;
+    let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    match result {
+        Ok(status) => Attempt {
+            status: Some(status),
+            error: (!(200..300).contains(&status)).then(|| format!("answered {status}")),
+            duration_ms,
+        },
+        Err(error) => Attempt {
+            status: None,
+            error: Some(error),
+            duration_ms,
+        },
+    }
+}
+
+async fn try_send(sender: &WebhookSender, target: &Target) -> Result<u16, String> {
+    let url = reqwest::Url::parse(&target.url).map_err(|e| format!("bad URL: {e}"))?;
+    let host = url.host_str().ok_or("the URL has no host")?.to_owned();
+    let port = url.port_or_known_default().ok_or("the URL has no port")?;
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| format!("resolving {host}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{host} resolves to no address"));
+    }
+    if !sender.allow_private {
+        if let Some(bad) = addrs.iter().find(|a| forbidden(a.ip())) {
+            return Err(format!(
+                "refused: {host} resolves to {} (a private, loopback or link-local address)",
+                bad.ip()
+            ));
+        }
+    }
+    let body = serde_json::to_vec(&target.payload).map_err(|e| e.to_string())?;
+    let timestamp = Utc::now().timestamp();
+    let secrets: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
+    let signature = sign::header(&secrets, &target.message_id, timestamp, &body);
+    // Pinned to the addresses just checked: the connection goes where the check looked.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(sender.timeout)
+        .resolve_to_addrs(&host, &addrs)
+        .user_agent("event-planner-webhooks/1")
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    let mut answer = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &target.message_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("sending to {host}: {}", error_chain(&e)))?;
+    let status = answer.status().as_u16();
+    // Read at most max_answer_bytes of the answer, then drop the connection.
+    let mut read = 0usize;
+    while read < sender.max_answer_bytes {
+        match answer.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(status)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+async fn record(
+    pool: &Pool,
+    sender: &WebhookSender,
+    delivery_id: i64,
+    attempt: &Attempt,
+) -> Result<(), JobError> {
+    let mut db = pool
+        .get()
+        .await
+        .map_err(|e| JobError::Transient(format!("database: {e}")))?;
+    let tx = db.transaction().await.map_err(db_error)?;
+    let status = attempt.status.map(i32::from);
+    let row = tx
+        .query_opt(
+            "UPDATE webhook_deliveries d
+                SET attempts = attempts + 1, last_status = $2, last_error = $3, last_duration_ms = $4,
+                    last_attempt_at = now()
+              WHERE d.id = $1 AND d.status = 'pending'
+          RETURNING d.attempts, d.window_start, d.webhook_id",
+            &[&delivery_id, &status, &attempt.error, &attempt.duration_ms],
+        )
+        .await
+        .map_err(db_error)?;
+    let Some(row) = row else {
+        return Ok(()); // settled by another attempt meanwhile
+    };
+    let (attempts, window_start, webhook_id): (i32, DateTime<Utc>, i64) =
+        (row.get(0), row.get(1), row.get(2));
+    let outcome = match attempt.status {
+        Some(s) if (200..300).contains(&s) => {
+            tx.execute(
+                "UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL WHERE id = $1",
+                &[&delivery_id],
+            )
+            .await
+            .map_err(db_error)?;
+            tx.execute(
+                "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+                &[&webhook_id],
+            )
+            .await
+            .map_err(db_error)?;
+            "delivered"
+        }
+        Some(410) => {
+            give_up(&tx, delivery_id).await?;
+            disable(&tx, webhook_id, "gone").await?;
+            "the endpoint answered 410 Gone: webhook disabled"
+        }
+        _ => {
+            // Failing since the first failure after the last success.
+            let since: DateTime<Utc> = tx
+                .query_one(
+                    "UPDATE webhooks SET failing_since = COALESCE(failing_since, now()) WHERE id = $1 RETURNING failing_since",
+                    &[&webhook_id],
+                )
+                .await
+                .map_err(db_error)?
+                .get(0);
+            let now = Utc::now();
+            let next = now
+                + chrono::Duration::from_std(sender.pause_after(attempts))
+                    .unwrap_or(chrono::Duration::hours(10));
+            if now - since >= sender.give_up_after {
+                give_up(&tx, delivery_id).await?;
+                disable(&tx, webhook_id, "failing").await?;
+                "failing for 3 days: webhook disabled"
+            } else if next > window_start + sender.give_up_after {
+                give_up(&tx, delivery_id).await?;
+                "given up after 3 days of attempts"
+            } else {
+                tx.execute(
+                    "UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE id = $1",
+                    &[&delivery_id, &next],
+                )
+                .await
+                .map_err(db_error)?;
+                outbox::enqueue_at(&tx, Job::DeliverWebhook { delivery_id }, next)
+                    .await
+                    .map_err(db_error)?;
+                "retry scheduled"
+            }
+        }
+    };
+    tx.commit().await.map_err(db_error)?;
+    tracing::info!(
+        delivery_id,
+        webhook_id,
+        attempts,
+        status = attempt.status,
+        error = attempt.error.as_deref(),
+        duration_ms = attempt.duration_ms,
+        outcome,
+        "webhook attempt"
+    );
+    Ok(())
+}
+
+async fn give_up(
+    tx: &deadpool_postgres::Transaction<'_>,
+    delivery_id: i64,
+) -> Result<(), JobError> {
+    tx.execute(
+        "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL WHERE id = $1",
+        &[&delivery_id],
+    )
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn disable(
+    tx: &deadpool_postgres::Transaction<'_>,
+    webhook_id: i64,
+    reason: &str,
+) -> Result<(), JobError> {
+    tx.execute(
+        "UPDATE webhooks SET enabled = false, disabled_reason = $2, updated_at = now(), version = version + 1 WHERE id = $1",
+        &[&webhook_id, &reason],
+    )
+    .await
+    .map_err(db_error)?;
+    tracing::warn!(webhook_id, reason, "webhook disabled");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_loopback_and_link_local_addresses_are_forbidden() {
+        for ip in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a00:1",
+            "224.0.0.1",
+            "255.255.255.255",
+        ] {
+            assert!(forbidden(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "8.8.8.8",
+        ] {
+            assert!(!forbidden(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_then_repeats() {
+        let s = WebhookSender::default();
+        assert_eq!(s.pause_after(1), Duration::from_secs(5));
+        assert_eq!(s.pause_after(2), Duration::from_secs(300));
+        assert_eq!(s.pause_after(6), Duration::from_secs(36000));
+        assert_eq!(s.pause_after(40), Duration::from_secs(36000));
+    }
+}
