@@ -7,11 +7,12 @@
 #                                                 then the queues below (idempotent)
 #   infra/scripts/local-aws.sh stop
 #   infra/scripts/local-aws.sh env                the variables a binary needs (eval "$(... env)")
-#   infra/scripts/local-aws.sh dlq                print the messages waiting in both dead-letter queues
+#   infra/scripts/local-aws.sh dlq                print the messages waiting in the dead-letter queues
 #
-# Queues (as in template.yaml: visibility 180 s, dead-letter queue after 5 receives):
+# Queues (as in template.yaml: visibility 180 s, webhooks 720 s; dead-letter queue after 5 receives):
 #   event-planner-core-local-email              + event-planner-core-local-email-dlq
 #   event-planner-core-local-ticket-generation  + event-planner-core-local-ticket-generation-dlq
+#   event-planner-core-local-webhooks           + event-planner-core-local-webhooks-dlq
 # moto keeps everything in memory: a restart starts empty. It does not implement
 # StartMessageMoveTask (the DLQ redrive of the console/CLI): infra/README.md shows the manual redrive.
 #
@@ -32,11 +33,11 @@ queues() {
 import json, sys, boto3
 prefix = sys.argv[1]
 sqs = boto3.client("sqs")
-for name in ("email", "ticket-generation"):
+for name, visibility in (("email", "180"), ("ticket-generation", "180"), ("webhooks", "720")):
     dlq = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     url = sqs.create_queue(QueueName=f"{prefix}-{name}", Attributes={
-        "VisibilityTimeout": "180",
+        "VisibilityTimeout": visibility,
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
     })["QueueUrl"]
     print(f"{name}: {url} (dead letters: {dlq})")
@@ -65,12 +66,13 @@ case "${1:-}" in
         for v in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_ENDPOINT_URL; do echo "export $v=${!v}"; done
         echo "export EMAIL_QUEUE_URL=http://127.0.0.1:$PORT/123456789012/$PREFIX-email"
         echo "export TICKET_QUEUE_URL=http://127.0.0.1:$PORT/123456789012/$PREFIX-ticket-generation"
+        echo "export WEBHOOKS_QUEUE_URL=http://127.0.0.1:$PORT/123456789012/$PREFIX-webhooks"
         ;;
     dlq)
         "$ROOT/.venv/bin/python" - "$PREFIX" <<'PY'
 import sys, boto3
 sqs = boto3.client("sqs")
-for name in ("email", "ticket-generation"):
+for name in ("email", "ticket-generation", "webhooks"):
     url = sqs.get_queue_url(QueueName=f"{sys.argv[1]}-{name}-dlq")["QueueUrl"]
     msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
                                AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])

@@ -18,7 +18,9 @@
 #                                               e-mails the notification stand-in received are checked); a poison
 #                                               message must come back as a batch item failure
 #                                             - HealthProbeFunction (schedule fixture): Healthy, DatabaseUp, RedisUp,
-#                                               QueueUp all 1
+#                                               QueueUp all 1 (QueueUp pings the three queues, webhooks included)
+#                                             WebhooksFunction and WebhookWorkerFunction are built and configured
+#                                             (WEBHOOKS_QUEUE_URL) but not called by the smoke yet: use start-api / invoke
 #                                             prints a table (function, how run, result, seconds), exits 1 on any failure
 #   infra/scripts/sam-local.sh start-api      prepares and migrates, then `sam local start-api` in the foreground
 #                                             on SAM_LOCAL_PORT (default 3000); prints a development token
@@ -216,14 +218,14 @@ do_services() {
         "$ROOT/.venv/bin/python" - "$MOTO_PORT" <<'PY' || return 1
 import sys, boto3
 sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}")
-for name in ("email", "ticket-generation", "email-dlq", "ticket-generation-dlq"):
+for name in ("email", "ticket-generation", "webhooks", "email-dlq", "ticket-generation-dlq", "webhooks-dlq"):
     sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=f"event-planner-core-local-{name}")["QueueUrl"])
 PY
         STEP_DETAIL="PostgreSQL :$PG_PORT, Redis :$REDIS_PORT, moto :$MOTO_PORT (already running; queues purged)"
     else
         MOTO_PORT="$MOTO_PORT" infra/scripts/local-aws.sh start >/dev/null || return 1
         moto_started=1
-        STEP_DETAIL="PostgreSQL :$PG_PORT, Redis :$REDIS_PORT, moto :$MOTO_PORT (started) with the 4 queues"
+        STEP_DETAIL="PostgreSQL :$PG_PORT, Redis :$REDIS_PORT, moto :$MOTO_PORT (started) with the 6 queues"
     fi
 }
 step "(services)" "services.sh + local-aws.sh start (MOTO_PORT=$MOTO_PORT)" do_services
@@ -307,6 +309,7 @@ p["REDIS_URL"] = "redis://$HOST_IP:$REDIS_PORT/$REDIS_DB"
 p["AWS_ENDPOINT_URL"] = "http://$HOST_IP:$MOTO_PORT"
 p["EMAIL_QUEUE_URL"] = "http://$HOST_IP:$MOTO_PORT/123456789012/event-planner-core-local-email"
 p["TICKET_QUEUE_URL"] = "http://$HOST_IP:$MOTO_PORT/123456789012/event-planner-core-local-ticket-generation"
+p["WEBHOOKS_QUEUE_URL"] = "http://$HOST_IP:$MOTO_PORT/123456789012/event-planner-core-local-webhooks"
 p["NOTIFICATION_SERVICE_URL"] = "$STUB_URL"
 json.dump(doc, open(sys.argv[2], "w"), indent=2)
 PY
