@@ -12,7 +12,9 @@ use domain::events::{commands, queries, Event, EventList, TicketType};
 use domain::{access, Caller};
 use edge::docs::{ErrorBody, Success};
 use edge::error::ApiResult;
-use edge::http::{created, ok, ApiJson, ApiPath, ApiQuery, Envelope, JsonInput, Manager};
+use edge::http::{
+    created, ok, ApiJson, ApiPath, ApiQuery, Envelope, IfMatch, JsonInput, Manager, Tagged,
+};
 use edge::ApiState;
 
 pub fn routes() -> OpenApiRouter<ApiState> {
@@ -20,7 +22,11 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_events, create_event))
         .routes(routes!(get_event, update_event, delete_event))
         .routes(routes!(create_ticket_type))
-        .routes(routes!(update_ticket_type, delete_ticket_type))
+        .routes(routes!(
+            get_ticket_type,
+            update_ticket_type,
+            delete_ticket_type
+        ))
 }
 
 #[utoipa::path(get, path = "/api/events", tag = "events", params(ListEvents),
@@ -60,7 +66,7 @@ async fn create_event(
 #[utoipa::path(get, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = Success<Event>),
+        (status = 200, description = "With an `ETag` (the event's row version) for `If-Match`", body = Success<Event>),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "unknown, or another organizer's", body = ErrorBody),
     ))]
@@ -68,9 +74,10 @@ async fn get_event(
     State(state): State<ApiState>,
     Manager(caller): Manager,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Envelope<Event>> {
+) -> ApiResult<Tagged<Event>> {
     let db = state.db.get().await?;
-    get_cached(&db, &state, &caller, id).await.map(ok)
+    let event = get_cached(&db, &state, &caller, id).await?;
+    Ok(Tagged(event.version.clone(), ok(event)))
 }
 
 #[utoipa::path(patch, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)), request_body = UpdateEvent,
@@ -80,15 +87,16 @@ async fn get_event(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "INVALID_STATE: forbidden status transition, final event, maxAttendees below registered, quantity below sold", body = ErrorBody),
+        (status = 412, description = "PRECONDITION_FAILED: `If-Match` is not the event's current ETag", body = ErrorBody),
     ))]
 async fn update_event(
     State(state): State<ApiState>,
     Manager(caller): Manager,
     ApiPath(id): ApiPath<i64>,
     JsonInput(input): JsonInput<UpdateEvent>,
-) -> ApiResult<Envelope<Event>> {
+) -> ApiResult<Tagged<Event>> {
     let event = edge::unit_of_work!(state, |tx| commands::update(tx, &caller, id, input.clone()));
-    Ok(ok(event))
+    Ok(Tagged(event.version.clone(), ok(event)))
 }
 
 #[utoipa::path(delete, path = "/api/events/{id}", tag = "events", params(("id" = i64, Path)),
@@ -97,13 +105,20 @@ async fn update_event(
         (status = 204, description = "Deleted"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "INVALID_STATE: a guest was registered once", body = ErrorBody),
+        (status = 412, description = "PRECONDITION_FAILED: `If-Match` is not the event's current ETag", body = ErrorBody),
     ))]
 async fn delete_event(
     State(state): State<ApiState>,
     Manager(caller): Manager,
+    IfMatch(if_match): IfMatch,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
-    edge::unit_of_work!(state, |tx| commands::delete(tx, &caller, id));
+    edge::unit_of_work!(state, |tx| commands::delete(
+        tx,
+        &caller,
+        id,
+        if_match.as_deref()
+    ));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,13 +153,14 @@ async fn create_ticket_type(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "INVALID_STATE: quantity below sold, name taken, final event", body = ErrorBody),
+        (status = 412, description = "PRECONDITION_FAILED: `If-Match` is not the ticket type's current ETag", body = ErrorBody),
     ))]
 async fn update_ticket_type(
     State(state): State<ApiState>,
     Manager(caller): Manager,
     ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
     JsonInput(input): JsonInput<UpdateTicketType>,
-) -> ApiResult<Envelope<TicketType>> {
+) -> ApiResult<Tagged<TicketType>> {
     let updated = edge::unit_of_work!(state, |tx| commands::update_ticket_type(
         tx,
         &caller,
@@ -152,7 +168,24 @@ async fn update_ticket_type(
         ticket_type_id,
         input.clone()
     ));
-    Ok(ok(updated))
+    Ok(Tagged(updated.version.clone(), ok(updated)))
+}
+
+#[utoipa::path(get, path = "/api/events/{id}/ticket-types/{ticketTypeId}", tag = "events",
+    params(("id" = i64, Path), ("ticketTypeId" = i64, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "With an `ETag` (the ticket type's row version) for `If-Match`", body = Success<TicketType>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn get_ticket_type(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<Tagged<TicketType>> {
+    let db = state.db.get().await?;
+    access::event(&db, &caller, id, access::Lock::None, None).await?;
+    let t = queries::ticket_type(&db, id, ticket_type_id).await?;
+    Ok(Tagged(t.version.clone(), ok(t)))
 }
 
 #[utoipa::path(delete, path = "/api/events/{id}/ticket-types/{ticketTypeId}", tag = "events",
@@ -160,18 +193,21 @@ async fn update_ticket_type(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "INVALID_STATE: seats were sold", body = ErrorBody),
+        (status = 409, description = "INVALID_STATE: seats were sold, or a check-in list names it", body = ErrorBody),
+        (status = 412, description = "PRECONDITION_FAILED: `If-Match` is not the ticket type's current ETag", body = ErrorBody),
     ))]
 async fn delete_ticket_type(
     State(state): State<ApiState>,
     Manager(caller): Manager,
+    IfMatch(if_match): IfMatch,
     ApiPath((id, ticket_type_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     edge::unit_of_work!(state, |tx| commands::delete_ticket_type(
         tx,
         &caller,
         id,
-        ticket_type_id
+        ticket_type_id,
+        if_match.as_deref()
     ));
     Ok(StatusCode::NO_CONTENT)
 }
@@ -188,13 +224,26 @@ async fn get_cached(
     let Some(generation) = state.cache.generation(&format!("event:{id}")).await else {
         return Ok(queries::get(db, caller, id).await?);
     };
+    // The row version travels beside the event (it is not in the event's JSON).
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Cached {
+        event: Event,
+        version: String,
+    }
     let key = format!("event:{id}:{generation}");
-    let event = match state.cache.get::<Event>(&key).await {
-        Some(event) => event,
+    let event = match state.cache.get::<Cached>(&key).await {
+        Some(Cached { mut event, version }) => {
+            event.version = version;
+            event
+        }
         None => {
             let event = queries::get_unscoped(db, id).await?;
-            state.cache.put(&key, &event).await;
-            event
+            let cached = Cached {
+                version: event.version.clone(),
+                event,
+            };
+            state.cache.put(&key, &cached).await;
+            cached.event
         }
     };
     access::check(caller, &event.organizer_id, "event")?;

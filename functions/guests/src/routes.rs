@@ -13,7 +13,7 @@ use domain::guests::{commands, queries, Guest};
 use domain::registration::{self, Registration};
 use edge::docs::{ErrorBody, Success};
 use edge::error::ApiResult;
-use edge::http::{created, ok, ApiPath, ApiQuery, Envelope, JsonInput, Manager};
+use edge::http::{created, ok, ApiPath, ApiQuery, Envelope, IfMatch, JsonInput, Manager, Tagged};
 use edge::rate_limit::{Limited, Registrations};
 use edge::ApiState;
 
@@ -80,17 +80,15 @@ async fn register_guest(
 
 #[utoipa::path(get, path = "/api/events/{eventId}/guests/{guestId}", tag = "guests",
     params(("eventId" = i64, Path), ("guestId" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Success<Guest>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "With an `ETag` (the guest's row version) for `If-Match`", body = Success<Guest>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_guest(
     State(state): State<ApiState>,
     Manager(caller): Manager,
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
-) -> ApiResult<Envelope<Guest>> {
+) -> ApiResult<Tagged<Guest>> {
     let db = state.db.get().await?;
-    queries::get(&db, &caller, event_id, guest_id)
-        .await
-        .map(ok)
-        .map_err(Into::into)
+    let guest = queries::get(&db, &caller, event_id, guest_id).await?;
+    Ok(Tagged(guest.version.clone(), ok(guest)))
 }
 
 #[utoipa::path(patch, path = "/api/events/{eventId}/guests/{guestId}", tag = "guests",
@@ -99,13 +97,14 @@ async fn get_guest(
         (status = 200, body = Success<Guest>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "DUPLICATE_GUEST (email taken), SOLD_OUT (new ticket type full), INVALID_STATE", body = ErrorBody),
+        (status = 412, description = "PRECONDITION_FAILED: `If-Match` is not the guest's current ETag", body = ErrorBody),
     ))]
 async fn update_guest(
     State(state): State<ApiState>,
     Manager(caller): Manager,
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
     JsonInput(input): JsonInput<UpdateGuest>,
-) -> ApiResult<Envelope<Guest>> {
+) -> ApiResult<Tagged<Guest>> {
     let guest = edge::unit_of_work!(state, |tx| commands::update(
         tx,
         &caller,
@@ -113,7 +112,7 @@ async fn update_guest(
         guest_id,
         input.clone()
     ));
-    Ok(ok(guest))
+    Ok(Tagged(guest.version.clone(), ok(guest)))
 }
 
 #[utoipa::path(delete, path = "/api/events/{eventId}/guests/{guestId}", tag = "guests",
@@ -122,14 +121,20 @@ async fn update_guest(
         (status = 204, description = "Deleted; a held seat is freed"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "INVALID_STATE: checked in", body = ErrorBody),
+        (status = 412, description = "PRECONDITION_FAILED: `If-Match` is not the guest's current ETag", body = ErrorBody),
     ))]
 async fn delete_guest(
     State(state): State<ApiState>,
     Manager(caller): Manager,
+    IfMatch(if_match): IfMatch,
     ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     edge::unit_of_work!(state, |tx| commands::delete(
-        tx, &caller, event_id, guest_id
+        tx,
+        &caller,
+        event_id,
+        guest_id,
+        if_match.as_deref()
     ));
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,8 @@
 //!   redelivery always finds its record); claims in progress are never pruned.
 //! - `ticket_scans`: attempts older than `SCAN_RETENTION_DAYS` (default 400: a year of
 //!   events and their door statistics, which are computed from the scan log).
+//! - `webhook_deliveries`: settled deliveries (delivered or given up) whose last attempt is
+//!   older than `WEBHOOK_DELIVERY_RETENTION_DAYS` (default 30); pending ones never.
 //! - `ticket_tombstones`: deleted tickets announced to offline scanners, kept
 //!   `domain::checkin::offline::TOMBSTONE_DAYS` (30; an offline cursor older than that gets a
 //!   full download instead).
@@ -27,6 +29,7 @@ pub struct Retention {
     pub outbox_days: u32,
     pub processed_jobs_days: u32,
     pub scan_days: u32,
+    pub webhook_delivery_days: u32,
 }
 
 impl Default for Retention {
@@ -35,6 +38,7 @@ impl Default for Retention {
             outbox_days: 7,
             processed_jobs_days: 30,
             scan_days: 400,
+            webhook_delivery_days: 30,
         }
     }
 }
@@ -59,6 +63,7 @@ impl Retention {
             outbox_days: days("OUTBOX_RETENTION_DAYS", 7, 1)?,
             processed_jobs_days: days("PROCESSED_JOBS_RETENTION_DAYS", 30, 15)?,
             scan_days: days("SCAN_RETENTION_DAYS", 400, 1)?,
+            webhook_delivery_days: days("WEBHOOK_DELIVERY_RETENTION_DAYS", 30, 1)?,
         })
     }
 }
@@ -70,13 +75,14 @@ pub struct PruneReport {
     pub processed_jobs: u64,
     pub scans: u64,
     pub tombstones: u64,
+    pub webhook_deliveries: u64,
 }
 
 /// One run's pruning.
 pub async fn prune(pool: &Pool, retention: &Retention) -> anyhow::Result<PruneReport> {
     let db = pool.get().await.context("connecting to the database")?;
     let mut report = PruneReport::default();
-    let tables: [(&str, u32, &mut u64); 4] = [
+    let tables: [(&str, u32, &mut u64); 5] = [
         (
             "DELETE FROM job_outbox WHERE id IN (
                  SELECT id FROM job_outbox
@@ -109,6 +115,15 @@ pub async fn prune(pool: &Pool, retention: &Retention) -> anyhow::Result<PruneRe
                   ORDER BY deleted_at LIMIT $2)",
             domain::checkin::offline::TOMBSTONE_DAYS as u32,
             &mut report.tombstones,
+        ),
+        (
+            "DELETE FROM webhook_deliveries WHERE id IN (
+                 SELECT id FROM webhook_deliveries
+                  WHERE status <> 'pending'
+                    AND COALESCE(last_attempt_at, created_at) < now() - make_interval(days => $1::int)
+                  ORDER BY id LIMIT $2)",
+            retention.webhook_delivery_days,
+            &mut report.webhook_deliveries,
         ),
     ];
     for (sql, days, deleted) in tables {
@@ -168,6 +183,11 @@ mod tests {
              INSERT INTO ticket_scans (event_id, scanner_id, location, result, scanned_at)
                   SELECT (SELECT id FROM events LIMIT 1), 's', 'Gate', 'accepted', now() - make_interval(days => d)
                     FROM unnest(ARRAY[500, 401, 399, 0]) d;
+             INSERT INTO webhooks (organizer_id, url, event_types, secret)
+                  VALUES ('org', 'https://crm.example.com/h', '{event.published}', 'whsec_x');
+             INSERT INTO webhook_deliveries (webhook_id, message_id, event_type, payload, status, last_attempt_at)
+                  SELECT (SELECT id FROM webhooks), 'msg_' || s, 'event.published', '{}', s, now() - make_interval(days => d)
+                    FROM (VALUES ('delivered', 31), ('failed', 29), ('pending', 60)) v(s, d);
              INSERT INTO ticket_tombstones (ticket_id, event_id, deleted_at)
                   SELECT d, (SELECT id FROM events LIMIT 1), now() - make_interval(days => d)
                     FROM unnest(ARRAY[31, 29]) d;",
@@ -181,7 +201,8 @@ mod tests {
                 outbox: 2,
                 processed_jobs: 2,
                 scans: 2,
-                tombstones: 1
+                tombstones: 1,
+                webhook_deliveries: 1
             }
         );
         let count = |sql: &'static str| {

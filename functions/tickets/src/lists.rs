@@ -16,7 +16,7 @@ use domain::checkin::{CheckinList, Conflict, ScanRecord};
 use domain::Caller;
 use edge::docs::{ErrorBody, Success};
 use edge::error::ApiResult;
-use edge::http::{created, ok, ApiPath, ApiQuery, Envelope, JsonInput, Manager};
+use edge::http::{created, ok, ApiPath, ApiQuery, Envelope, IfMatch, JsonInput, Manager, Tagged};
 use edge::rate_limit::{Limited, Validations};
 use edge::ApiState;
 
@@ -75,14 +75,15 @@ async fn event_lists(
 
 #[utoipa::path(get, path = "/api/checkin-lists/{listId}", tag = "check-in lists",
     params(("listId" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Success<CheckinList>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "With an `ETag` (the list's row version) for `If-Match`", body = Success<CheckinList>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_list(
     State(state): State<ApiState>,
     caller: Caller,
     ApiPath(list_id): ApiPath<i64>,
-) -> ApiResult<Envelope<CheckinList>> {
+) -> ApiResult<Tagged<CheckinList>> {
     let db = state.db.get().await?;
-    Ok(ok(lists::by_id(&db, &caller, list_id).await?))
+    let list = lists::by_id(&db, &caller, list_id).await?;
+    Ok(Tagged(list.version.clone(), ok(list)))
 }
 
 #[utoipa::path(patch, path = "/api/checkin-lists/{listId}", tag = "check-in lists",
@@ -92,20 +93,21 @@ async fn get_list(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "scanners", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "INVALID_STATE: the name is taken, or ticket types / re-entry on the default list", body = ErrorBody),
+        (status = 412, description = "PRECONDITION_FAILED: `If-Match` is not the list's current ETag", body = ErrorBody),
     ))]
 async fn update_list(
     State(state): State<ApiState>,
     Manager(caller): Manager,
     ApiPath(list_id): ApiPath<i64>,
     JsonInput(input): JsonInput<UpdateList>,
-) -> ApiResult<Envelope<CheckinList>> {
+) -> ApiResult<Tagged<CheckinList>> {
     let list = edge::unit_of_work!(state, |tx| lists::update(
         tx,
         &caller,
         list_id,
         input.clone()
     ));
-    Ok(ok(list))
+    Ok(Tagged(list.version.clone(), ok(list)))
 }
 
 #[utoipa::path(delete, path = "/api/checkin-lists/{listId}", tag = "check-in lists",
@@ -114,13 +116,20 @@ async fn update_list(
         (status = 204, description = "Deleted"),
         (status = 401, body = ErrorBody), (status = 403, description = "scanners", body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "INVALID_STATE: the default list, or a list with scans", body = ErrorBody),
+        (status = 412, description = "PRECONDITION_FAILED: `If-Match` is not the list's current ETag", body = ErrorBody),
     ))]
 async fn delete_list(
     State(state): State<ApiState>,
     Manager(caller): Manager,
+    IfMatch(if_match): IfMatch,
     ApiPath(list_id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
-    edge::unit_of_work!(state, |tx| lists::delete(tx, &caller, list_id));
+    edge::unit_of_work!(state, |tx| lists::delete(
+        tx,
+        &caller,
+        list_id,
+        if_match.as_deref()
+    ));
     Ok(StatusCode::NO_CONTENT)
 }
 

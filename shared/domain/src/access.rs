@@ -45,10 +45,13 @@ pub struct Owned {
     pub has_ticket_types: bool,
     /// Whether the ticket type asked about (`ticket_type` of [`event`]) is one of the event's.
     pub has_ticket_type: bool,
+    /// The event row's version as read (under the lock asked for): `crate::etag`.
+    pub version: String,
 }
 
 const SELECT: &str =
     "SELECT organizer_id, status, event_date, requires_approval, max_attendees, ever_registered,
+        e.xmin::text AS version,
         EXISTS (SELECT 1 FROM ticket_types t WHERE t.event_id = e.id) AS has_types,
         EXISTS (SELECT 1 FROM ticket_types t WHERE t.event_id = e.id AND t.id = $2) AS has_type
    FROM events e WHERE id = $1";
@@ -87,6 +90,7 @@ pub async fn event(
         ever_registered: row.get("ever_registered"),
         has_ticket_types: row.get("has_types"),
         has_ticket_type: row.get("has_type"),
+        version: row.get("version"),
     })
 }
 

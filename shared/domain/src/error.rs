@@ -27,6 +27,7 @@ pub enum ErrorCode {
     NotOnList,
     ListClosed,
     NotInside,
+    PreconditionFailed,
     PayloadTooLarge,
     RateLimited,
     InternalError,
@@ -53,6 +54,7 @@ impl ErrorCode {
             | NotOnList
             | ListClosed
             | NotInside => 409,
+            PreconditionFailed => 412,
             PayloadTooLarge => 413,
             RateLimited => 429,
             InternalError => 500,
@@ -79,6 +81,7 @@ impl ErrorCode {
             NotOnList => "NOT_ON_LIST",
             ListClosed => "LIST_CLOSED",
             NotInside => "NOT_INSIDE",
+            PreconditionFailed => "PRECONDITION_FAILED",
             PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             RateLimited => "RATE_LIMITED",
             InternalError => "INTERNAL_ERROR",

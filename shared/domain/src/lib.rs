@@ -11,6 +11,7 @@ pub mod caller;
 pub mod capacity;
 pub mod checkin;
 pub mod error;
+pub mod etag;
 pub mod events;
 pub mod guests;
 pub mod job;

@@ -199,27 +199,45 @@ fn strip_position(message: &str) -> String {
 /// another organizer's resource answers 404 whatever the body holds, and the caller's own
 /// gets the 400 that names the field.
 #[derive(Debug, Clone)]
-pub struct Input<T>(DomainResult<T>);
+pub struct Input<T> {
+    parsed: DomainResult<T>,
+    /// The request's `If-Match` (optimistic concurrency): checked by the command against the
+    /// resource's version once it holds the row lock ([`crate::etag::check`]).
+    if_match: Option<String>,
+}
 
 impl<T> Input<T> {
     /// The outcome of parsing the request (the HTTP edge builds it).
     pub fn new(parsed: DomainResult<T>) -> Self {
-        Self(parsed)
+        Self {
+            parsed,
+            if_match: None,
+        }
     }
 
     /// Input that is already a value (tests, fixtures, tools).
     pub fn ok(value: T) -> Self {
-        Self(Ok(value))
+        Self::new(Ok(value))
+    }
+
+    /// With the request's `If-Match` header.
+    pub fn with_if_match(mut self, if_match: Option<String>) -> Self {
+        self.if_match = if_match;
+        self
+    }
+
+    pub fn if_match(&self) -> Option<&str> {
+        self.if_match.as_deref()
     }
 
     /// The value if it parsed, to steer a lookup before the gate has run (never to act on).
     pub fn peek(&self) -> Option<&T> {
-        self.0.as_ref().ok()
+        self.parsed.as_ref().ok()
     }
 
     /// The value, or the parse error: call after the gate.
     pub fn take(self) -> DomainResult<T> {
-        self.0
+        self.parsed
     }
 }
 

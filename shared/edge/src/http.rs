@@ -73,9 +73,43 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonInput<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Ok(JsonInput(Input::new(
-            read_json(req, state).await.map_err(|e| e.0),
-        )))
+        let if_match = if_match(req.headers());
+        Ok(JsonInput(
+            Input::new(read_json(req, state).await.map_err(|e| e.0)).with_if_match(if_match),
+        ))
+    }
+}
+
+fn if_match(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(axum::http::header::IF_MATCH)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// The request's `If-Match` (for routes without a body: DELETE); the command compares it with
+/// the version of the row it locked (`domain::etag`).
+pub struct IfMatch(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(IfMatch(if_match(&parts.headers)))
+    }
+}
+
+/// An answer with the resource's `ETag` (its row version, `domain::etag`).
+pub struct Tagged<T>(pub String, pub Envelope<T>);
+
+impl<T: Serialize> IntoResponse for Tagged<T> {
+    fn into_response(self) -> Response {
+        let mut response = self.1.into_response();
+        if let Ok(value) = HeaderValue::from_str(&domain::etag::etag(&self.0)) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ETAG, value);
+        }
+        response
     }
 }
 

@@ -2,6 +2,7 @@
 mod cache;
 mod checkin_lists;
 mod conventions;
+mod etags;
 mod events;
 mod faults;
 mod guests;

@@ -113,6 +113,14 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
             true,
         ),
         (
+            Method::GET,
+            "/api/events/{id}/ticket-types/{ticketTypeId}",
+            format!("/api/events/{id}/ticket-types/{tt}"),
+            None,
+            Scanners::Refused,
+            true,
+        ),
+        (
             Method::PATCH,
             "/api/events/{id}/ticket-types/{ticketTypeId}",
             format!("/api/events/{id}/ticket-types/{tt}"),

@@ -18,6 +18,7 @@ use super::model::{
 use crate::access::{self, Lock};
 use crate::caller::Caller;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode, FieldError};
+use crate::etag;
 use crate::lifecycle::EventStatus;
 use crate::page::Pagination;
 use crate::rules::{finish, Input};
@@ -40,6 +41,8 @@ pub(crate) struct Located {
     pub is_default: bool,
     pub name: String,
     pub organizer_id: String,
+    /// The list row's version (`crate::etag`).
+    pub version: String,
 }
 
 pub(crate) async fn locate(
@@ -50,7 +53,7 @@ pub(crate) async fn locate(
 ) -> DomainResult<Located> {
     let sql = format!(
         "SELECT l.event_id, l.name, l.ticket_type_ids, l.allow_reentry, l.opens_at, l.closes_at,
-                l.is_default, e.organizer_id, e.status
+                l.is_default, e.organizer_id, e.status, l.xmin::text AS version
            FROM checkin_lists l JOIN events e ON e.id = l.event_id
           WHERE l.id = $1 {}",
         if for_update { "FOR UPDATE OF l" } else { "" }
@@ -75,6 +78,7 @@ pub(crate) async fn locate(
         is_default: row.get("is_default"),
         name: row.get("name"),
         organizer_id: row.get("organizer_id"),
+        version: row.get("version"),
     })
 }
 
@@ -179,6 +183,7 @@ pub async fn update(
     input: Input<UpdateList>,
 ) -> DomainResult<Done<CheckinList>> {
     let located = locate(tx, caller, list_id, true).await?;
+    etag::check(input.if_match(), &located.version)?;
     let input = input.take()?;
     input.check()?;
     let event_id = located.rules.event_id;
@@ -219,10 +224,16 @@ pub async fn update(
     Ok(Done::new(read(tx, list_id).await?, Effects::default()))
 }
 
-pub async fn delete(tx: &Transaction<'_>, caller: &Caller, list_id: i64) -> DomainResult<Done<()>> {
+pub async fn delete(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    list_id: i64,
+    if_match: Option<&str>,
+) -> DomainResult<Done<()>> {
     // FOR UPDATE of the list: a scan being recorded on it (its foreign key check locks the
     // list row) waits for this delete, then fails; one recorded before is seen below.
     let located = locate(tx, caller, list_id, true).await?;
+    etag::check(if_match, &located.version)?;
     if located.is_default {
         return Err(DomainError::invalid_state(
             "the default check-in list cannot be deleted",

@@ -37,11 +37,14 @@ pub struct CheckinList {
     pub stats: ListStats,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The row version behind the `ETag` header (`crate::etag`); not in the body.
+    #[serde(skip)]
+    pub version: String,
 }
 
 /// The select list [`list_from_row`] reads, over `l` (checkin_lists), stats included.
 pub(crate) const LIST_COLUMNS: &str = "l.id, l.event_id, l.name, l.ticket_type_ids, l.allow_reentry,
-    l.opens_at, l.closes_at, l.is_default, l.created_at, l.updated_at,
+    l.opens_at, l.closes_at, l.is_default, l.created_at, l.updated_at, l.xmin::text AS version,
     st.entered, st.inside, st.exits,
     (SELECT count(*) FROM ticket_scans c WHERE c.list_id = l.id AND c.result = 'conflict') AS conflicts";
 
@@ -70,6 +73,7 @@ pub(crate) fn list_from_row(row: &Row) -> DomainResult<CheckinList> {
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        version: row.try_get("version")?,
     })
 }
 

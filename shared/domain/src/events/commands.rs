@@ -12,6 +12,7 @@ use super::queries;
 use crate::access::{self, Lock};
 use crate::caller::Caller;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
+use crate::etag;
 use crate::outbox::{self, Job};
 use crate::rules::Input;
 use crate::webhooks::{self, EventType};
@@ -67,6 +68,8 @@ struct Locked {
     registered: i32,
     ever_registered: bool,
     ticket_types: i64,
+    /// The event row's version under the lock (`crate::etag`).
+    version: String,
 }
 
 /// Locks the event row for this transaction (through the tenancy gate: NOT_FOUND when it
@@ -85,6 +88,7 @@ async fn lock(tx: &Transaction<'_>, caller: &Caller, id: i64) -> DomainResult<Lo
         registered: row.get(0),
         ever_registered: event.ever_registered,
         ticket_types: row.get(1),
+        version: event.version,
     })
 }
 
@@ -105,6 +109,7 @@ pub async fn update(
     input: Input<UpdateEvent>,
 ) -> DomainResult<Done<Event>> {
     let current = lock(tx, caller, id).await?;
+    etag::check(input.if_match(), &current.version)?;
     let input = input.take()?;
     let event_date = input.check()?;
     refuse_if_final(current.status)?;
@@ -215,8 +220,14 @@ pub async fn update(
 }
 
 /// `DELETE /api/events/{id}`: only while no guest was ever registered.
-pub async fn delete(tx: &Transaction<'_>, caller: &Caller, id: i64) -> DomainResult<Done<()>> {
+pub async fn delete(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    id: i64,
+    if_match: Option<&str>,
+) -> DomainResult<Done<()>> {
     let current = lock(tx, caller, id).await?;
+    etag::check(if_match, &current.version)?;
     if current.ever_registered {
         return Err(DomainError::invalid_state(
             "an event that has had guests cannot be deleted; cancel it instead",
@@ -268,10 +279,11 @@ pub async fn update_ticket_type(
     input: Input<UpdateTicketType>,
 ) -> DomainResult<Done<TicketType>> {
     let current = lock(tx, caller, event_id).await?;
+    let existing = queries::ticket_type(tx, event_id, id).await?;
+    etag::check(input.if_match(), &existing.version)?;
     let input = input.take()?;
     input.check(current.max_attendees as i64)?;
     refuse_if_final(current.status)?;
-    let existing = queries::ticket_type(tx, event_id, id).await?;
     if let Some(q) = input
         .quantity
         .map(|q| q as i32)
@@ -309,10 +321,12 @@ pub async fn delete_ticket_type(
     caller: &Caller,
     event_id: i64,
     id: i64,
+    if_match: Option<&str>,
 ) -> DomainResult<Done<()>> {
     let current = lock(tx, caller, event_id).await?;
     refuse_if_final(current.status)?;
     let existing = queries::ticket_type(tx, event_id, id).await?;
+    etag::check(if_match, &existing.version)?;
     remove_ticket_type(tx, &existing).await?;
     touch(tx, event_id).await?;
     Ok(Done::new((), Effects::default().event_changed(event_id)))

@@ -24,6 +24,9 @@ pub struct Event {
     pub stats: EventCounts,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The row version behind the `ETag` header (`crate::etag`); not in the body.
+    #[serde(skip)]
+    pub version: String,
 }
 
 /// The counts an event carries (`stats`); the full figures are `tickets::stats::EventStats`.
@@ -50,6 +53,9 @@ pub struct TicketType {
     /// Seats held by pending, confirmed and checked-in guests.
     pub sold: i32,
     pub available: i32,
+    /// The row version behind the `ETag` header, when read alone (`queries::ticket_type`).
+    #[serde(skip)]
+    pub version: String,
 }
 
 pub use crate::page::Pagination;
@@ -80,6 +86,7 @@ impl TicketType {
             quantity,
             sold,
             available: quantity - sold,
+            version: String::new(),
         }
     }
 }

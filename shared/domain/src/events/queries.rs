@@ -19,7 +19,7 @@ use crate::sql;
 pub const EVENT_COLUMNS: &str = "e.id, e.title, e.description, e.event_date, e.location, e.max_attendees, \
      e.status, e.organizer_id, e.requires_approval, seats_taken(e.id, NULL) AS registered, \
      (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'checked_in') AS checked_in, \
-     e.created_at, e.updated_at, \
+     e.created_at, e.updated_at, e.xmin::text AS version, \
      (SELECT COALESCE(json_agg(json_build_object('id', t.id, 'name', t.name, 'priceCents', t.price_cents, \
              'quantity', t.quantity, 'sold', seats_taken(e.id, t.id)) ORDER BY t.id), '[]'::json) \
         FROM ticket_types t WHERE t.event_id = e.id) AS ticket_types";
@@ -178,7 +178,8 @@ pub async fn ticket_type(
 ) -> DomainResult<TicketType> {
     let stmt = db
         .prepare_cached(
-            "SELECT id, event_id, name, price_cents, quantity, seats_taken(event_id, id) AS sold
+            "SELECT id, event_id, name, price_cents, quantity, seats_taken(event_id, id) AS sold,
+                    xmin::text AS version
                FROM ticket_types WHERE id = $1 AND event_id = $2",
         )
         .await?;
@@ -186,7 +187,10 @@ pub async fn ticket_type(
         .query_opt(&stmt, &[&id, &event_id])
         .await?
         .ok_or_else(|| DomainError::not_found("ticket type"))?;
-    Ok(ticket_type_from_row(&row))
+    Ok(TicketType {
+        version: row.get("version"),
+        ..ticket_type_from_row(&row)
+    })
 }
 
 pub fn ticket_type_from_row(row: &Row) -> TicketType {
@@ -235,5 +239,6 @@ fn event_from_row(row: &Row) -> DomainResult<Event> {
         },
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+        version: row.get("version"),
     })
 }

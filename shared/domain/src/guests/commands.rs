@@ -25,6 +25,7 @@ use crate::access::{self, Lock};
 use crate::caller::Caller;
 use crate::capacity;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
+use crate::etag;
 use crate::events::EventStatus;
 use crate::outbox::{self, Job};
 use crate::rules::Input;
@@ -49,6 +50,8 @@ pub(crate) struct LockedGuest {
     /// Whether the ticket type `lock_guest` was asked about is one of the event's.
     pub(crate) has_ticket_type: bool,
     pub(crate) organizer_id: String,
+    /// The guest row's version (`crate::etag`), read under its lock.
+    pub(crate) version: String,
 }
 
 pub(crate) async fn lock_guest(
@@ -69,7 +72,7 @@ pub(crate) async fn lock_guest(
     tx.query(&ticket, &[&guest_id]).await?;
     let stmt = tx
         .prepare_cached(
-            "SELECT status, ticket_type_id FROM guests WHERE id = $1 AND event_id = $2 FOR UPDATE",
+            "SELECT status, ticket_type_id, xmin::text AS version FROM guests WHERE id = $1 AND event_id = $2 FOR UPDATE",
         )
         .await?;
     let row = tx
@@ -81,6 +84,7 @@ pub(crate) async fn lock_guest(
         ticket_type_id: row.get(1),
         event_status: event.status,
         organizer_id: event.organizer_id.clone(),
+        version: row.get("version"),
         has_ticket_type: event.has_ticket_type,
     })
 }
@@ -165,10 +169,12 @@ pub async fn delete(
     caller: &Caller,
     event_id: i64,
     guest_id: i64,
+    if_match: Option<&str>,
 ) -> DomainResult<Done<()>> {
     // The event row is written (it had a guest): lock it for that at once, rather than
     // share it first and then wait to upgrade.
     let g = lock_guest(tx, caller, event_id, guest_id, Lock::NoKeyUpdate, None).await?;
+    etag::check(if_match, &g.version)?;
     if g.status == GuestStatus::CheckedIn {
         return Err(DomainError::invalid_state(
             "a checked-in guest cannot be deleted",
@@ -229,6 +235,7 @@ pub async fn update(
 ) -> DomainResult<Done<Guest>> {
     let ticket_type = input.peek().and_then(|u| u.ticket_type_id);
     let g = lock_guest(tx, caller, event_id, guest_id, Lock::Share, ticket_type).await?;
+    etag::check(input.if_match(), &g.version)?;
     let input = input.take()?;
     input.check()?;
     if let Some(new_type) = input

@@ -47,7 +47,14 @@ pub struct Guest {
     pub ticket_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The row version behind the `ETag` header (`crate::etag`), when the query selected it
+    /// ([`GUEST_VERSION`]); not in the body.
+    #[serde(skip)]
+    pub version: String,
 }
+
+/// The guest row's version, for the reads that answer one guest (`ETag`).
+pub const GUEST_VERSION: &str = "g.xmin::text AS version";
 
 /// The columns [`Guest::from_row`] reads, for `FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id`.
 pub const GUEST_COLUMNS: &str =
@@ -68,6 +75,7 @@ impl Guest {
             ticket_id: row.get("ticket_id"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
+            version: row.try_get("version").unwrap_or_default(),
         })
     }
 }

@@ -4,7 +4,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 use super::input::ListGuests;
-use super::model::{Guest, GuestList, GUEST_COLUMNS};
+use super::model::{Guest, GuestList, GUEST_COLUMNS, GUEST_VERSION};
 use crate::access::{self, Lock};
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult};
@@ -25,7 +25,7 @@ pub async fn get(
 pub async fn by_id(db: &impl GenericClient, event_id: i64, guest_id: i64) -> DomainResult<Guest> {
     let stmt = db
         .prepare_cached(&format!(
-            "SELECT {GUEST_COLUMNS} FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id
+            "SELECT {GUEST_COLUMNS}, {GUEST_VERSION} FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id
               WHERE g.id = $1 AND g.event_id = $2"
         ))
         .await?;

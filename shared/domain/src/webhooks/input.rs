@@ -63,6 +63,10 @@ pub fn url_problem(url: &str, allow_local: bool) -> Option<&'static str> {
         url::Host::Ipv4(ip) => ip.is_loopback(),
         url::Host::Ipv6(ip) => ip.is_loopback(),
     };
+    // In AWS the worker's egress is HTTPS on 443 only (its security group).
+    if !allow_local && parsed.port().is_some_and(|p| p != 443) {
+        return Some("must use the default https port (443)");
+    }
     match parsed.scheme() {
         "https" => None,
         "http" if allow_local && loopback => None,
@@ -158,6 +162,8 @@ mod tests {
     #[test]
     fn endpoint_urls() {
         assert_eq!(url_problem("https://crm.example.com/h", false), None);
+        assert_eq!(url_problem("https://crm.example.com:443/h", false), None);
+        assert!(url_problem("https://crm.example.com:8443/h", false).is_some());
         assert!(url_problem("http://crm.example.com/h", false).is_some());
         assert!(url_problem("http://127.0.0.1:9000/h", false).is_some());
         assert_eq!(url_problem("http://127.0.0.1:9000/h", true), None);
