@@ -263,12 +263,13 @@ async fn list_cached(
         return Ok(queries::list(db, Some(&state.db), caller, q).await?);
     };
     let key = format!(
-        "events:{}:{generation}:{}:{}:{:?}:{:?}:{}",
+        "events:{}:{generation}:{}:{}:{:?}:{:?}:{}:{}",
         caller.tenant().unwrap_or("*"),
         q.page(),
         q.limit(),
         q.status,
         q.sort,
+        q.updated_since.as_deref().unwrap_or(""),
         q.search.as_deref().unwrap_or("")
     );
     if let Some(hit) = state.cache.get::<EventList>(&key).await {

@@ -11,6 +11,7 @@ mod helpers;
 mod mixed;
 mod outbox;
 mod races;
+mod sync;
 mod tenancy;
 mod ticket_types;
 mod tickets;

@@ -259,6 +259,11 @@ pub struct ListScans {
     #[validate(range(min = 1))]
     #[param(minimum = 1)]
     pub ticket_id: Option<i64>,
+    /// Incremental sync: only scans recorded or reverted at or after this time (RFC 3339),
+    /// sorted by `updatedAt` (then id).
+    #[validate(custom(function = "crate::rules::date_time"))]
+    #[param(format = DateTime)]
+    pub updated_since: Option<String>,
 }
 
 /// Which attempts of the scan log: `accepted`, `rejected` (every refusal) or `conflict`.

@@ -280,19 +280,35 @@ pub async fn scans(
         Some(ResultFilter::Conflict) => "AND s.result = 'conflict'",
         Some(ResultFilter::Rejected) => "AND s.result NOT IN ('accepted', 'conflict')",
     };
+    let since = query
+        .updated_since
+        .as_deref()
+        .and_then(crate::rules::parse_rfc3339);
     let from_where = format!(
-        "FROM ticket_scans s WHERE s.list_id = $1 AND ($2::bigint IS NULL OR s.ticket_id = $2) {result}"
+        "FROM ticket_scans s WHERE s.list_id = $1 AND ($2::bigint IS NULL OR s.ticket_id = $2)
+           AND ($3::timestamptz IS NULL OR s.updated_at >= $3) {result}"
     );
+    let order = if since.is_some() {
+        "s.updated_at, s.id"
+    } else {
+        "s.id DESC"
+    };
     let stmt = db
         .prepare_cached(&format!(
             "SELECT {SCAN_COLUMNS}, count(*) OVER () AS total {from_where}
-              ORDER BY s.id DESC LIMIT $3 OFFSET $4"
+              ORDER BY {order} LIMIT $4 OFFSET $5"
         ))
         .await?;
     let rows = db
         .query(
             &stmt,
-            &[&list_id, &query.ticket_id, &limit, &((page - 1) * limit)],
+            &[
+                &list_id,
+                &query.ticket_id,
+                &since,
+                &limit,
+                &((page - 1) * limit),
+            ],
         )
         .await?;
     let total = match rows.first() {
@@ -302,7 +318,7 @@ pub async fn scans(
             let count = db
                 .prepare_cached(&format!("SELECT count(*) {from_where}"))
                 .await?;
-            db.query_one(&count, &[&list_id, &query.ticket_id])
+            db.query_one(&count, &[&list_id, &query.ticket_id, &since])
                 .await?
                 .get(0)
         }

@@ -102,11 +102,13 @@ pub struct ScanRecord {
     pub client_scan_id: Option<Uuid>,
     pub reverted_at: Option<DateTime<Utc>>,
     pub reverted_by: Option<String>,
+    /// When the record last changed (written, or reverted).
+    pub updated_at: DateTime<Utc>,
 }
 
 pub(crate) const SCAN_COLUMNS: &str =
     "s.id, s.list_id, s.ticket_id, s.direction, s.result, s.code, s.scanner_id,
-    s.location, s.scanned_at, s.received_at, s.client_scan_id, s.reverted_at, s.reverted_by";
+    s.location, s.scanned_at, s.received_at, s.client_scan_id, s.reverted_at, s.reverted_by, s.updated_at";
 
 /// The scan record in the columns of `row` from index `at` on, in [`SCAN_COLUMNS`] order
 /// (a conflict's row holds two of them).
@@ -126,6 +128,7 @@ pub(crate) fn scan_at(row: &Row, at: usize) -> DomainResult<ScanRecord> {
         client_scan_id: row.try_get(at + 10)?,
         reverted_at: row.try_get(at + 11)?,
         reverted_by: row.try_get(at + 12)?,
+        updated_at: row.try_get(at + 13)?,
     })
 }
 

@@ -1247,7 +1247,7 @@ pub async fn revert(
     let row = tx
         .query_one(
             &format!(
-                "UPDATE ticket_scans s SET reverted_at = now(), reverted_by = $2 WHERE s.id = $1 RETURNING {SCAN_COLUMNS}"
+                "UPDATE ticket_scans s SET reverted_at = now(), reverted_by = $2, updated_at = now() WHERE s.id = $1 RETURNING {SCAN_COLUMNS}"
             ),
             &[&scan_id, &caller.user_id],
         )

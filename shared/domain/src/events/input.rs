@@ -151,6 +151,13 @@ pub struct ListEvents {
     /// `eventDate` (default), `-eventDate`, `createdAt`, `-createdAt`, `title`.
     #[param(inline)]
     pub sort: Option<EventSort>,
+    /// Incremental sync: only events changed at or after this time (RFC 3339), sorted by
+    /// `updatedAt` (then id), whatever `sort` says. Ask again from a little before your last
+    /// sync (a change committing late is stamped with its transaction's start).
+    #[serde(rename = "updatedSince")]
+    #[validate(custom(function = "crate::rules::date_time"))]
+    #[param(format = DateTime)]
+    pub updated_since: Option<String>,
 }
 
 impl CreateEvent {

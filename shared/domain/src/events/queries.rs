@@ -126,12 +126,21 @@ pub async fn list(
             counters(Some(&format!("c.status = {p}")))
         }
     };
+    let since = q
+        .updated_since
+        .as_deref()
+        .and_then(crate::rules::parse_rfc3339);
+    if let Some(since) = since {
+        let p = bind(Box::new(since), &mut params);
+        conditions.push(format!("e.updated_at >= {p}"));
+    }
     let filter = if conditions.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
     let order = match q.sort.unwrap_or_default() {
+        _ if since.is_some() => "e.updated_at ASC, e.id ASC",
         EventSort::EventDate => "e.event_date ASC, e.id ASC",
         EventSort::EventDateDesc => "e.event_date DESC, e.id DESC",
         EventSort::CreatedAt => "e.created_at ASC, e.id ASC",
@@ -140,10 +149,12 @@ pub async fn list(
     };
     let (page, limit) = (q.page(), q.limit());
     let from_where = format!("FROM events e {filter}");
-    let (count_sql, plan) = match search {
+    let (count_sql, plan) = match (search, since) {
         // The matches of a term are counted; its plans depend on the term.
-        Some(_) => (None, Plan::Custom),
-        None => (Some(format!("SELECT ({counted})::bigint")), Plan::Cached),
+        (Some(_), _) => (None, Plan::Custom),
+        // What changed since is counted (no counter keeps it).
+        (None, Some(_)) => (None, Plan::Cached),
+        (None, None) => (Some(format!("SELECT ({counted})::bigint")), Plan::Cached),
     };
     let (rows, total) = page_and_total(
         db,

@@ -65,6 +65,11 @@ pub struct ListGuests {
     pub search: Option<String>,
     pub status: Option<GuestStatus>,
     pub ticket_type_id: Option<i64>,
+    /// Incremental sync: only guests changed at or after this time (RFC 3339), sorted by
+    /// `updatedAt` (then id). Ask again from a little before your last sync.
+    #[validate(custom(function = "crate::rules::date_time"))]
+    #[param(format = DateTime)]
+    pub updated_since: Option<String>,
 }
 
 impl Register {

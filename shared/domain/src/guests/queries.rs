@@ -62,6 +62,14 @@ pub async fn list(
         params.push(Box::new(tt));
         conditions.push(format!("g.ticket_type_id = ${}", params.len()));
     }
+    let since = q
+        .updated_since
+        .as_deref()
+        .and_then(crate::rules::parse_rfc3339);
+    if let Some(since) = since {
+        params.push(Box::new(since));
+        conditions.push(format!("g.updated_at >= ${}", params.len()));
+    }
     let from_where = format!(
         "FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id WHERE {}",
         conditions.join(" AND ")
@@ -73,7 +81,11 @@ pub async fn list(
         PageQuery {
             columns: GUEST_COLUMNS,
             from_where: &from_where,
-            order: "g.id",
+            order: if since.is_some() {
+                "g.updated_at, g.id"
+            } else {
+                "g.id"
+            },
             params: &params,
             page,
             limit,
