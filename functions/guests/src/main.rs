@@ -5,5 +5,5 @@ async fn main() -> Result<(), lambda_http::Error> {
     let env = platform::config::Env::process();
     platform::logging::init("guests", &env);
     let state = edge::ApiState::load(env, edge::state::TicketKeysUse::SignsOrVerifies).await?;
-    lambda_http::run(edge::http::serve(guests::routes(), state)).await
+    lambda_http::run(edge::http::serve_api(guests::routes(), state)).await
 }

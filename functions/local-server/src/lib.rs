@@ -31,7 +31,7 @@ pub fn app(state: ApiState) -> Router {
         .merge(tickets::routes())
         .merge(webhooks::routes())
         .merge(health::routes::<ApiState>());
-    edge::http::serve(routes, state)
+    edge::http::serve_api(routes, state)
 }
 
 /// [`app`] with CORS for `origins` (`CORS_ALLOWED_ORIGINS`; none: unchanged).

@@ -9,6 +9,7 @@
 //!   events and their door statistics, which are computed from the scan log).
 //! - `webhook_deliveries`: settled deliveries (delivered or given up) whose last attempt is
 //!   older than `WEBHOOK_DELIVERY_RETENTION_DAYS` (default 30); pending ones never.
+//! - `idempotency_keys`: older than 24 hours (the contract's window; lookups ignore older ones).
 //! - `ticket_tombstones`: deleted tickets announced to offline scanners, kept
 //!   `domain::checkin::offline::TOMBSTONE_DAYS` (30; an offline cursor older than that gets a
 //!   full download instead).
@@ -76,13 +77,14 @@ pub struct PruneReport {
     pub scans: u64,
     pub tombstones: u64,
     pub webhook_deliveries: u64,
+    pub idempotency_keys: u64,
 }
 
 /// One run's pruning.
 pub async fn prune(pool: &Pool, retention: &Retention) -> anyhow::Result<PruneReport> {
     let db = pool.get().await.context("connecting to the database")?;
     let mut report = PruneReport::default();
-    let tables: [(&str, u32, &mut u64); 5] = [
+    let tables: [(&str, u32, &mut u64); 6] = [
         (
             "DELETE FROM job_outbox WHERE id IN (
                  SELECT id FROM job_outbox
@@ -124,6 +126,14 @@ pub async fn prune(pool: &Pool, retention: &Retention) -> anyhow::Result<PruneRe
                   ORDER BY id LIMIT $2)",
             retention.webhook_delivery_days,
             &mut report.webhook_deliveries,
+        ),
+        (
+            "DELETE FROM idempotency_keys WHERE (caller, key) IN (
+                 SELECT caller, key FROM idempotency_keys
+                  WHERE created_at < now() - make_interval(days => $1::int)
+                  ORDER BY created_at LIMIT $2)",
+            1,
+            &mut report.idempotency_keys,
         ),
     ];
     for (sql, days, deleted) in tables {
@@ -188,6 +198,9 @@ mod tests {
              INSERT INTO webhook_deliveries (webhook_id, message_id, event_type, payload, status, last_attempt_at)
                   SELECT (SELECT id FROM webhooks), 'msg_' || s, 'event.published', '{}', s, now() - make_interval(days => d)
                     FROM (VALUES ('delivered', 31), ('failed', 29), ('pending', 60)) v(s, d);
+             INSERT INTO idempotency_keys (caller, key, fingerprint, created_at)
+                  VALUES ('organizer:o', 'old', 'f', now() - interval '25 hours'),
+                         ('organizer:o', 'new', 'f', now() - interval '23 hours');
              INSERT INTO ticket_tombstones (ticket_id, event_id, deleted_at)
                   SELECT d, (SELECT id FROM events LIMIT 1), now() - make_interval(days => d)
                     FROM unnest(ARRAY[31, 29]) d;",
@@ -202,7 +215,8 @@ mod tests {
                 processed_jobs: 2,
                 scans: 2,
                 tombstones: 1,
-                webhook_deliveries: 1
+                webhook_deliveries: 1,
+                idempotency_keys: 1
             }
         );
         let count = |sql: &'static str| {

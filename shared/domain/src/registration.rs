@@ -147,7 +147,8 @@ pub async fn register(
 }
 
 /// A registration that committed; [`read`] reads what the API answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Registered {
     pub event_id: i64,
     pub guest_id: i64,

@@ -90,6 +90,41 @@ pub fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
             let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
             let has_body = op.request_body.is_some();
             let limited = RATE_LIMITED.contains(&(method, path.as_str()));
+            if matches!(method, "post" | "patch" | "delete") && secured {
+                let params = op.parameters.get_or_insert_with(Vec::new);
+                params.push(
+                    utoipa::openapi::path::ParameterBuilder::new()
+                        .name("Idempotency-Key")
+                        .parameter_in(utoipa::openapi::path::ParameterIn::Header)
+                        .required(utoipa::openapi::Required::False)
+                        .description(Some(
+                            "1–255 printable ASCII. For 24 hours the same key from the same caller with the same request replays the first answer (header Idempotent-Replayed: true) and changes nothing again.",
+                        ))
+                        .schema(Some(
+                            utoipa::openapi::ObjectBuilder::new()
+                                .schema_type(utoipa::openapi::schema::Type::String)
+                                .min_length(Some(1))
+                                .max_length(Some(255)),
+                        ))
+                        .build(),
+                );
+                if matches!(method, "patch" | "delete") && op.responses.responses.contains_key("412") {
+                    params.push(
+                        utoipa::openapi::path::ParameterBuilder::new()
+                            .name("If-Match")
+                            .parameter_in(utoipa::openapi::path::ParameterIn::Header)
+                            .required(utoipa::openapi::Required::False)
+                            .description(Some(
+                                "The ETag of the resource as read: the change is refused with 412 if it changed since",
+                            ))
+                            .schema(Some(
+                                utoipa::openapi::ObjectBuilder::new()
+                                    .schema_type(utoipa::openapi::schema::Type::String),
+                            ))
+                            .build(),
+                    );
+                }
+            }
             let mut add = |code: &str, description: &str| {
                 op.responses
                     .responses
@@ -115,6 +150,17 @@ pub fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                 add(
                     "429",
                     "RATE_LIMITED: too many requests for this token; see Retry-After",
+                );
+            }
+            let write = matches!(method, "post" | "patch" | "delete");
+            if write && secured {
+                add(
+                    "409",
+                    "IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still running (besides the operation's own conflicts)",
+                );
+                add(
+                    "422",
+                    "IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was used with another request",
                 );
             }
             add("500", "INTERNAL_ERROR");

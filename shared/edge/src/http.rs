@@ -244,9 +244,28 @@ impl FromRequestParts<ApiState> for Manager {
     }
 }
 
+/// An API function's routes as the router it serves: [`finish`]'s layers, and idempotency
+/// keys on its writes ([`crate::idempotency`], inside the request context so its answers get
+/// the request id and the error envelope like any other).
+pub fn serve_api(routes: utoipa_axum::router::OpenApiRouter<ApiState>, state: ApiState) -> Router {
+    base(routes.split_for_parts().0)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::idempotency::layer,
+        ))
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
 /// Applies the cross-cutting layers to a function's router: every function (and the
 /// local server) goes through this, so they behave the same.
 pub fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, state: S) -> Router {
+    base(router)
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+fn base<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -259,8 +278,6 @@ pub fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, state: S) -> 
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal("handler panicked").into_response()
         }))
-        .layer(axum::middleware::from_fn(request_context))
-        .with_state(state)
 }
 
 /// CORS for browser front ends on other origins (`CORS_ALLOWED_ORIGINS`, comma-separated

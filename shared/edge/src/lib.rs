@@ -10,6 +10,7 @@ pub mod auth;
 pub mod docs;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod rate_limit;
 pub mod state;
 

@@ -131,8 +131,14 @@ impl ApiState {
     /// the transaction a command ran in, then applies
     /// the effects the command returned (cache generations, job relay). The only way a
     /// route gets a command's result, so none can forget the effects.
-    pub async fn commit<T>(&self, tx: Transaction<'_>, done: Done<T>) -> ApiResult<T> {
+    pub async fn commit<T: serde::Serialize>(
+        &self,
+        tx: Transaction<'_>,
+        done: Done<T>,
+    ) -> ApiResult<T> {
         let (value, effects) = done.into_parts();
+        // Under an Idempotency-Key, the result is stored with the change (crate::idempotency).
+        crate::idempotency::record_in(&tx, &value).await?;
         tx.commit().await?;
         self.apply(effects).await;
         Ok(value)
@@ -210,6 +216,8 @@ macro_rules! unit_of_work {
             let outcome: $crate::ApiResult<_> = async {
                 let mut db = $state.db.get().await?;
                 let transaction = db.transaction().await?;
+                // Under an Idempotency-Key: claimed first, committed with the change.
+                $crate::idempotency::claim_in(&transaction).await?;
                 let done = {
                     let $tx = &transaction;
                     $command.await?

@@ -8,6 +8,7 @@ mod faults;
 mod guests;
 mod health;
 mod helpers;
+mod idempotency;
 mod mixed;
 mod outbox;
 mod races;

@@ -1,0 +1,202 @@
+//! Idempotency keys: retried writes change nothing twice, and answer the same.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn post(uri: &str, token: &str, key: &str, body: &Value) -> Request<Body> {
+    Request::post(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+async fn send(app: &TestApp, req: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
+    use tower::ServiceExt;
+    let res = app.app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let replayed = res
+        .headers()
+        .get("idempotent-replayed")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, replayed, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_retries_of_one_registration_register_once() {
+    let app = Arc::new(TestApp::spawn().await);
+    let token = app.organizer("alice");
+    let e = app.published_event(&token, json!({})).await;
+    let uri = format!("/api/events/{}/guests", e["id"]);
+    let body = guest_body("retry@example.com", &e["ticketTypes"][0]["id"]);
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (app, barrier, req) = (
+            app.clone(),
+            barrier.clone(),
+            post(&uri, &token, "reg-1", &body),
+        );
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            send(&app, req).await
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM guests").await,
+        1,
+        "exactly one guest"
+    );
+    let first = &answers[0];
+    for a in &answers {
+        assert_eq!(
+            a.0,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&a.2)
+        );
+        assert_eq!(a.2, first.2, "every answer identical");
+    }
+    let replayed = answers
+        .iter()
+        .filter(|a| a.1.as_deref() == Some("true"))
+        .count();
+    assert_eq!(replayed, 19);
+    // Later, the same retry still replays; with another body the key is refused.
+    let again = send(&app, post(&uri, &token, "reg-1", &body)).await;
+    assert_eq!(
+        (again.0, again.1.as_deref()),
+        (StatusCode::CREATED, Some("true"))
+    );
+    assert_eq!(again.2, first.2);
+    let other = guest_body("other@example.com", &e["ticketTypes"][0]["id"]);
+    let r = send(&app, post(&uri, &token, "reg-1", &other)).await;
+    assert_eq!(r.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let v: Value = serde_json::from_slice(&r.2).unwrap();
+    assert_eq!(v["error"]["code"], "IDEMPOTENCY_KEY_REUSED");
+    // Keys are per caller: bob's "reg-1" is his own (and 404 on alice's event).
+    let r = send(&app, post(&uri, &app.organizer("bob"), "reg-1", &body)).await;
+    assert_eq!(r.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.count("SELECT count(*) FROM guests").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_after_its_commit_then_retried_registers_once() {
+    let app = Arc::new(TestApp::spawn().await);
+    let token = app.organizer("alice");
+    let e = app.published_event(&token, json!({})).await;
+    let uri = format!("/api/events/{}/guests", e["id"]);
+    let body = guest_body("crash@example.com", &e["ticketTypes"][0]["id"]);
+    // The request dies as soon as its guest is committed (or earlier): the task is aborted,
+    // so nothing after that point (the answer, the stored status) happens.
+    let task = {
+        let (app, req) = (app.clone(), post(&uri, &token, "crash-1", &body));
+        tokio::spawn(async move { send(&app, req).await })
+    };
+    let db = app.sql().await;
+    for _ in 0..400 {
+        let n: i64 = db
+            .query_one("SELECT count(*) FROM guests", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 || task.is_finished() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    // The retry: one guest, whatever the moment of the crash, and a success.
+    let (status, _, bytes) = send(&app, post(&uri, &token, "crash-1", &body)).await;
+    assert!(
+        status.is_success(),
+        "{status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["success"], true);
+    assert_eq!(app.count("SELECT count(*) FROM guests").await, 1);
+    // And the simulated crash proper: a key committed with its change but no stored answer.
+    let key_rows = app
+        .count("SELECT count(*) FROM idempotency_keys WHERE key = 'crash-1' AND body IS NOT NULL")
+        .await;
+    assert_eq!(key_rows, 1);
+    db.execute(
+        "UPDATE idempotency_keys SET status = NULL WHERE key = 'crash-1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (status, replayed, bytes) = send(&app, post(&uri, &token, "crash-1", &body)).await;
+    assert_eq!(
+        (status, replayed.as_deref()),
+        (StatusCode::OK, Some("true")),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(v["data"]["guestId"].is_i64(), "the committed result: {v}");
+    assert_eq!(app.count("SELECT count(*) FROM guests").await, 1);
+}
+
+#[tokio::test]
+async fn refusals_are_replayed_and_keys_are_checked() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let bad = json!({"title": "x"});
+    let first = send(&app, post("/api/events", &token, "evt-1", &bad)).await;
+    assert_eq!(first.0, StatusCode::BAD_REQUEST);
+    let again = send(&app, post("/api/events", &token, "evt-1", &bad)).await;
+    assert_eq!(
+        (again.0, again.1.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("true"))
+    );
+    let (a, b): (Value, Value) = (
+        serde_json::from_slice(&first.2).unwrap(),
+        serde_json::from_slice(&again.2).unwrap(),
+    );
+    assert_eq!(a["error"]["code"], b["error"]["code"]);
+    assert_eq!(a["error"]["details"], b["error"]["details"]);
+    // A key that is not printable ASCII, or too long.
+    for key in ["", &"k".repeat(256)] {
+        let r = send(&app, post("/api/events", &token, key, &event_body())).await;
+        assert_eq!(r.0, StatusCode::BAD_REQUEST, "{key:?}");
+    }
+    // A PATCH under a key: applied once, replayed after.
+    let e = app.create_event(&token, json!({})).await;
+    let uri = format!("/api/events/{}", e["id"]);
+    let patch = |key: &str| {
+        Request::patch(&uri)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(Body::from(json!({"maxAttendees": 321}).to_string()))
+            .unwrap()
+    };
+    let one = send(&app, patch("p-1")).await;
+    assert_eq!(one.0, StatusCode::OK);
+    let two = send(&app, patch("p-1")).await;
+    assert_eq!((two.0, two.1.as_deref()), (StatusCode::OK, Some("true")));
+    assert_eq!(one.2, two.2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE max_attendees = 321")
+            .await,
+        1
+    );
+}

@@ -1,0 +1,314 @@
+//! Idempotency keys on every POST, PATCH and DELETE (`Idempotency-Key`, 1–255 printable ASCII).
+//!
+//! For 24 hours, the same key from the same caller with the same method, path and body replays
+//! the first answer (status and body, header `Idempotent-Replayed: true`) and does nothing again;
+//! with a different request it is `IDEMPOTENCY_KEY_REUSED` (422); while the first is still
+//! running, a second waits for it (up to [`WAIT`]) and then replays, or answers
+//! `IDEMPOTENCY_IN_PROGRESS` (409). 5xx answers are not stored.
+//!
+//! **The key is committed with the change.** The layer ([`layer`]) puts the request's claim in a
+//! task-local; [`crate::unit_of_work!`] makes claiming it the first statement of its
+//! transaction ([`claim_in`]) and stores the command's result in the same transaction
+//! ([`record_in`]). A concurrent request with the same key blocks on the key's primary key
+//! until the first transaction ends: committed, it replays; rolled back, it runs. A process that
+//! dies after the commit and before answering leaves the key with the result and no status: a
+//! retry replays that result (status 200) and changes nothing again. The layer then stores the
+//! final answer (status and body, after the error envelope is rendered). Routes that are not a
+//! unit of work (the one-statement check-in) store their answer afterwards only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use deadpool_postgres::Transaction;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use domain::{DomainError, ErrorCode};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::ApiState;
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED: &str = "idempotent-replayed";
+/// How long a request waits for the first one with its key to answer.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long a committed change's answer is waited for before its stored result is replayed
+/// (the first request stores its answer right after its commit; longer means it died).
+pub const ANSWER_WAIT: Duration = Duration::from_secs(2);
+/// Largest body read for the fingerprint (the routes' own limits are lower).
+const MAX_BODY: usize = 1024 * 1024;
+/// The marker of a claim lost to a committed request with the same key.
+const COMMITTED: &str = "idempotency key committed by another request";
+
+#[derive(Debug, Clone)]
+pub struct Claim {
+    caller: String,
+    key: String,
+    fingerprint: String,
+}
+
+tokio::task_local! {
+    static CLAIM: Arc<Claim>;
+}
+
+fn current() -> Option<Arc<Claim>> {
+    CLAIM.try_with(Arc::clone).ok()
+}
+
+/// The first statement of a unit of work that runs under a key: claims it. Waits while another
+/// transaction holds the same key; a key committed by another request (and not expired) is
+/// `IDEMPOTENCY_IN_PROGRESS` with the marker the layer replays on.
+pub async fn claim_in(tx: &Transaction<'_>) -> ApiResult<()> {
+    let Some(claim) = current() else {
+        return Ok(());
+    };
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys AS k (caller, key, fingerprint) VALUES ($1, $2, $3)
+                 ON CONFLICT (caller, key) DO UPDATE
+                SET fingerprint = excluded.fingerprint, status = NULL, body = NULL, created_at = now()
+              WHERE k.created_at < now() - interval '24 hours'",
+        )
+        .await?;
+    let claimed = tx
+        .execute(&stmt, &[&claim.caller, &claim.key, &claim.fingerprint])
+        .await?;
+    if claimed == 0 {
+        let mut e = DomainError::new(
+            ErrorCode::IdempotencyInProgress,
+            "a request with this Idempotency-Key was already processed",
+        );
+        e.internal = Some(COMMITTED.to_owned());
+        return Err(ApiError(e));
+    }
+    Ok(())
+}
+
+/// Stores the command's result with the change (the answer of a retry after a crash).
+pub async fn record_in<T: Serialize>(tx: &Transaction<'_>, value: &T) -> ApiResult<()> {
+    let Some(claim) = current() else {
+        return Ok(());
+    };
+    let body = serde_json::to_vec(&crate::docs::Success {
+        success: true,
+        data: value,
+    })
+    .map_err(|e| ApiError::internal(format!("idempotent result: {e}")))?;
+    let stmt = tx
+        .prepare_cached("UPDATE idempotency_keys SET body = $3 WHERE caller = $1 AND key = $2")
+        .await?;
+    tx.execute(&stmt, &[&claim.caller, &claim.key, &body])
+        .await?;
+    Ok(())
+}
+
+fn valid_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+fn refusal(code: ErrorCode, message: &str) -> Response {
+    ApiError::new(code, message).into_response()
+}
+
+/// The layer (outermost: it stores answers as the client receives them).
+pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if !matches!(*req.method(), Method::POST | Method::PATCH | Method::DELETE) {
+        return next.run(req).await;
+    }
+    let Some(key) = req.headers().get(HEADER).map(|v| v.as_bytes().to_vec()) else {
+        return next.run(req).await;
+    };
+    let key = String::from_utf8(key).unwrap_or_default();
+    if !valid_key(&key) {
+        return ApiError::field(
+            "Idempotency-Key",
+            "must be 1 to 255 printable ASCII characters",
+        )
+        .into_response();
+    }
+    // Keys are per caller; a request without a valid token is answered 401 by its route.
+    let auth = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Ok(caller) = state.tokens.verify_header(auth.as_deref()).await else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return refusal(ErrorCode::PayloadTooLarge, "the body is too large");
+    };
+    let mut hash = Sha256::new();
+    hash.update(parts.method.as_str().as_bytes());
+    hash.update(b"\n");
+    hash.update(parts.uri.to_string().as_bytes());
+    hash.update(b"\n");
+    hash.update(&bytes);
+    let claim = Arc::new(Claim {
+        caller: format!("{}:{}", caller.role.as_str(), caller.user_id),
+        key,
+        fingerprint: format!("{:x}", hash.finalize()),
+    });
+
+    let started = tokio::time::Instant::now();
+    let deadline = started + WAIT;
+    let mut next = Some(next);
+    loop {
+        match lookup(&state, &claim).await {
+            Err(e) => return e.into_response(),
+            Ok(Some(stored)) if stored.fingerprint != claim.fingerprint => {
+                return refusal(
+                    ErrorCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was used with a different request",
+                );
+            }
+            Ok(Some(Stored {
+                status: Some(status),
+                body: Some(body),
+                ..
+            })) => return replay(u16::try_from(status).unwrap_or(200), body),
+            // Committed, answer not stored yet: the first request is answering, or its process
+            // died after its commit. Wait for it, then replay what the change stored.
+            Ok(Some(Stored {
+                status: None,
+                body: Some(body),
+                ..
+            })) => {
+                if started.elapsed() >= ANSWER_WAIT {
+                    return replay(200, body);
+                }
+            }
+            Ok(Some(_)) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return refusal(
+                        ErrorCode::IdempotencyInProgress,
+                        "a request with this Idempotency-Key is still being processed",
+                    );
+                }
+            }
+            Ok(None) if next.is_some() => {
+                let next = next.take().expect("checked");
+                let req = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+                let response = CLAIM.scope(claim.clone(), next.run(req)).await;
+                let (head, body) = response.into_parts();
+                // An error's envelope is rendered further out (with the request id): store it
+                // rendered here, without one.
+                let error = head.extensions.get::<ApiError>();
+                if error.is_some_and(|e| e.0.internal.as_deref() == Some(COMMITTED)) {
+                    continue; // another request committed this key: replay its answer
+                }
+                let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+                    return refusal(ErrorCode::InternalError, "the answer could not be read");
+                };
+                if !head.status.is_server_error() {
+                    let stored = match error {
+                        Some(e) => {
+                            Bytes::from(serde_json::to_vec(&e.body(None)).unwrap_or_default())
+                        }
+                        None => body.clone(),
+                    };
+                    if let Err(e) = store(&state, &claim, head.status.as_u16(), &stored).await {
+                        tracing::warn!(
+                            cause = e.0.internal.as_deref(),
+                            "idempotent answer not stored"
+                        );
+                    }
+                }
+                return Response::from_parts(head, Body::from(body));
+            }
+            Ok(None) => {
+                // Ran once, lost the claim, and the winner's row is gone (it rolled back after
+                // all, or expired): the first attempt's answer is unknown; let the client retry.
+                return refusal(
+                    ErrorCode::IdempotencyInProgress,
+                    "a request with this Idempotency-Key is still being processed",
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn replay(status: u16, body: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+struct Stored {
+    fingerprint: String,
+    status: Option<i32>,
+    body: Option<Vec<u8>>,
+}
+
+async fn lookup(state: &ApiState, claim: &Claim) -> ApiResult<Option<Stored>> {
+    let db = state.db.get().await?;
+    let stmt = db
+        .prepare_cached(
+            "SELECT fingerprint, status, body FROM idempotency_keys
+              WHERE caller = $1 AND key = $2 AND created_at >= now() - interval '24 hours'",
+        )
+        .await?;
+    Ok(db
+        .query_opt(&stmt, &[&claim.caller, &claim.key])
+        .await?
+        .map(|r| Stored {
+            fingerprint: r.get(0),
+            status: r.get(1),
+            body: r.get(2),
+        }))
+}
+
+/// The answer as sent: a unit of work's committed key gets its status and final body; any
+/// other answer (a refusal whose transaction rolled back, a route that is not a unit of work)
+/// is stored now, unless a request of another fingerprint took the key meanwhile.
+async fn store(state: &ApiState, claim: &Claim, status: u16, body: &[u8]) -> ApiResult<()> {
+    let db = state.db.get().await?;
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO idempotency_keys AS k (caller, key, fingerprint, status, body)
+             VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (caller, key) DO UPDATE SET status = excluded.status, body = excluded.body
+              WHERE k.fingerprint = excluded.fingerprint AND k.status IS NULL",
+        )
+        .await?;
+    db.execute(
+        &stmt,
+        &[
+            &claim.caller,
+            &claim.key,
+            &claim.fingerprint,
+            &i32::from(status),
+            &body,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_printable_ascii() {
+        assert!(valid_key("order-123"));
+        assert!(valid_key(&"k".repeat(255)));
+        assert!(!valid_key(""));
+        assert!(!valid_key(&"k".repeat(256)));
+        assert!(!valid_key("caf\u{e9}"));
+        assert!(!valid_key("tab\there"));
+    }
+}
