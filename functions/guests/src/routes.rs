@@ -9,6 +9,7 @@ use utoipa_axum::routes;
 
 use domain::guests::input::{ListGuests, Register, UpdateGuest};
 use domain::guests::model::GuestList;
+use domain::guests::privacy::{self, PersonalData};
 use domain::guests::{commands, queries, Guest};
 use domain::registration::{self, Registration};
 use edge::docs::{ErrorBody, Success};
@@ -24,6 +25,8 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(approve_guest))
         .routes(routes!(cancel_guest))
         .routes(routes!(resend_ticket))
+        .routes(routes!(personal_data))
+        .routes(routes!(erase_guest))
 }
 
 #[utoipa::path(get, path = "/api/events/{eventId}/guests", tag = "guests",
@@ -198,4 +201,32 @@ async fn resend_ticket(
         tx, &caller, event_id, guest_id
     ));
     Ok(Envelope(StatusCode::ACCEPTED, Queued { job_id }))
+}
+
+#[utoipa::path(get, path = "/api/events/{eventId}/guests/{guestId}/personal-data", tag = "guests",
+    params(("eventId" = i64, Path), ("guestId" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "Everything stored about the guest: the guest, its ticket, scans, waiting-list entries, emails, webhook deliveries and audit entries", body = Success<PersonalData>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn personal_data(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<Envelope<PersonalData>> {
+    let db = state.db.get().await?;
+    Ok(ok(
+        privacy::personal_data(&db, &caller, event_id, guest_id).await?
+    ))
+}
+
+#[utoipa::path(post, path = "/api/events/{eventId}/guests/{guestId}/erase", tag = "guests",
+    params(("eventId" = i64, Path), ("guestId" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "Erased: name, email and phone replaced by placeholders; seat and counts unchanged; the ticket's QR code no longer verifies at the door. Erasing again answers the same.", body = Success<Guest>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn erase_guest(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath((event_id, guest_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<Envelope<Guest>> {
+    let guest = edge::unit_of_work!(state, |tx| privacy::erase(tx, &caller, event_id, guest_id));
+    Ok(ok(guest))
 }

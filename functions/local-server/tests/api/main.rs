@@ -11,6 +11,7 @@ mod helpers;
 mod idempotency;
 mod mixed;
 mod outbox;
+mod privacy;
 mod races;
 mod sync;
 mod tenancy;

@@ -329,6 +329,22 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
             true,
         ),
         (
+            Method::GET,
+            "/api/events/{eventId}/guests/{guestId}/personal-data",
+            format!("/api/events/{id}/guests/{g}/personal-data"),
+            None,
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::POST,
+            "/api/events/{eventId}/guests/{guestId}/erase",
+            format!("/api/events/{id}/guests/{g}/erase"),
+            Some(json!({})),
+            Scanners::Refused,
+            true,
+        ),
+        (
             Method::POST,
             "/api/webhooks",
             "/api/webhooks".into(),
@@ -505,6 +521,11 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
     );
     assert_eq!(app.count("SELECT count(*) FROM events").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM checkin_lists").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM guests WHERE erased_at IS NOT NULL")
+            .await,
+        0
+    );
     assert_eq!(
         app.count("SELECT count(*) FROM webhooks WHERE enabled")
             .await,

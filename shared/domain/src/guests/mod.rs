@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod input;
 pub mod model;
+pub mod privacy;
 pub mod queries;
 
 pub use model::{Guest, GuestStatus};

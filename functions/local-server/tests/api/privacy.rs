@@ -1,0 +1,172 @@
+//! Personal-data rights: the export of everything about a guest, and its erasure.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_guest_is_exported_then_erased_without_losing_its_seat() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let r = app
+        .post(
+            "/api/webhooks",
+            &token,
+            json!({"url": "https://crm.example.com/hooks", "eventTypes": ["guest.registered"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let e = app.published_event(&token, json!({})).await;
+    let event_id = e["id"].as_i64().unwrap();
+    let reg = app
+        .register(
+            &token,
+            event_id,
+            guest_body("ada@example.com", &e["ticketTypes"][0]["id"]),
+        )
+        .await;
+    let guest_id = reg.data()["guest"]["id"].as_i64().unwrap();
+    let ticket = reg.data()["ticket"].clone();
+    let payload = ticket["qrPayload"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            &format!("/api/tickets/{}/validate", ticket["id"]),
+            &token,
+            json!({"scannerId": "s", "location": "Gate"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let list = app
+        .get(&format!("/api/events/{event_id}/checkin-lists"), &token)
+        .await
+        .data()[0]["id"]
+        .clone();
+    let before = app
+        .get(
+            &format!("/api/checkin-lists/{list}/offline-data"),
+            &app.scanner("alice"),
+        )
+        .await;
+    let cursor = before.data()["cursor"].as_str().unwrap().to_owned();
+    let stats_before = app
+        .get(&format!("/api/events/{event_id}/stats"), &token)
+        .await
+        .data()
+        .clone();
+
+    // Everything about the guest.
+    let uri = format!("/api/events/{event_id}/guests/{guest_id}");
+    let data = app.get(&format!("{uri}/personal-data"), &token).await;
+    assert_eq!(data.status, StatusCode::OK, "{}", data.body);
+    let d = data.data();
+    assert_eq!(d["guest"]["email"], "ada@example.com");
+    assert_eq!(d["ticket"]["id"], ticket["id"]);
+    assert_eq!(d["scans"].as_array().unwrap().len(), 1);
+    assert_eq!(d["scans"][0]["result"], "accepted");
+    assert!(d["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["type"] == "registration_confirmation"));
+    assert_eq!(
+        d["webhookDeliveries"][0]["payload"]["data"]["email"],
+        "ada@example.com"
+    );
+    assert_eq!(d["waitlistEntries"], json!([]));
+    // Roles and tenancy.
+    assert_eq!(
+        app.get(&format!("{uri}/personal-data"), &app.organizer("bob"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.post(&format!("{uri}/erase"), &app.scanner("alice"), json!({}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Erasure.
+    let r = app.post(&format!("{uri}/erase"), &token, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.data()["firstName"], "Erased");
+    assert_eq!(r.data()["lastName"], "Guest");
+    assert_eq!(r.data()["phone"], Value::Null);
+    assert!(r.data()["email"]
+        .as_str()
+        .unwrap()
+        .ends_with("@erased.invalid"));
+    assert_eq!(
+        r.data()["status"],
+        "checked_in",
+        "the guest keeps its state"
+    );
+    let again = app.post(&format!("{uri}/erase"), &token, json!({})).await;
+    assert_eq!(again.data(), r.data(), "erasing twice answers the same");
+
+    // Seat and counts as they were.
+    let stats_after = app
+        .get(&format!("/api/events/{event_id}/stats"), &token)
+        .await
+        .data()
+        .clone();
+    assert_eq!(stats_after["registered"], stats_before["registered"]);
+    assert_eq!(stats_after["checkedIn"], stats_before["checkedIn"]);
+    assert_eq!(stats_after["byTicketType"], stats_before["byTicketType"]);
+
+    // Nothing readable is left: not in the database, not in webhook deliveries.
+    let db = app.sql().await;
+    let leaks: i64 = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM guests WHERE email ILIKE '%ada%' OR first_name = 'John')
+                  + (SELECT count(*) FROM webhook_deliveries WHERE payload::text ILIKE '%ada@example.com%')
+                  + (SELECT count(*) FROM audit_log WHERE changes::text ILIKE '%ada%')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leaks, 0);
+    // The audit row names who erased, not what.
+    let audit = app.get(&format!("{uri}/personal-data"), &token).await;
+    let entries = audit.data()["audit"].as_array().unwrap().clone();
+    let erased: Vec<&Value> = entries
+        .iter()
+        .filter(|a| a["action"] == "guest.erased")
+        .collect();
+    assert_eq!(erased.len(), 1);
+    assert_eq!(
+        erased[0]["actor"],
+        json!({"sub": "alice", "role": "organizer"})
+    );
+    assert_eq!(erased[0]["changes"], json!({}));
+
+    // The QR code the guest holds no longer verifies at the door...
+    let r = app
+        .post(
+            "/api/tickets/validate",
+            &token,
+            json!({"code": payload, "scannerId": "s", "location": "Gate"}),
+        )
+        .await;
+    assert_eq!(r.code(), "NOT_FOUND", "{}", r.body);
+    // ... nor offline: the next sync carries the ticket without the old payload's hash.
+    let delta = app
+        .get(
+            &format!("/api/checkin-lists/{list}/offline-data?cursor={cursor}"),
+            &app.scanner("alice"),
+        )
+        .await;
+    let items = delta.data()["items"].as_array().unwrap();
+    let item = items
+        .iter()
+        .find(|i| i["ticketId"] == ticket["id"])
+        .expect("the erased ticket in the delta");
+    assert_ne!(
+        item["payloadHash"],
+        domain::checkin::offline::payload_hash(&payload)
+    );
+    assert_eq!(item["sealed"], Value::Null);
+}
