@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             update_ticket_type,
             delete_ticket_type
         ))
+        .routes(routes!(event_audit))
 }
 
 #[utoipa::path(get, path = "/api/events", tag = "events", params(ListEvents),
@@ -281,4 +282,21 @@ async fn list_cached(
         .put_for(&key, &fresh, Some(std::time::Duration::from_secs(30)))
         .await;
     Ok(fresh)
+}
+
+#[utoipa::path(get, path = "/api/events/{eventId}/audit", tag = "events",
+    params(("eventId" = i64, Path), domain::audit::ListAudit), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Who changed what in the event, newest first (no personal data in `changes`)", body = Success<domain::audit::AuditPage>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+async fn event_audit(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath(event_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<domain::audit::ListAudit>,
+) -> ApiResult<Envelope<domain::audit::AuditPage>> {
+    let db = state.db.get().await?;
+    Ok(ok(domain::audit::list(&db, &caller, event_id, query).await?))
 }

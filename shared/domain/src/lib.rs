@@ -7,6 +7,7 @@
 //! an event on behalf of a caller goes through the one tenancy gate, [`access`].
 
 pub mod access;
+pub mod audit;
 pub mod caller;
 pub mod capacity;
 pub mod checkin;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::access::{self, Lock};
+use crate::audit;
 use crate::caller::Caller;
 use crate::capacity::take_seat;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
@@ -88,7 +89,12 @@ pub async fn register(
                  SELECT guest.id, $1, $2, $8 FROM guest WHERE $7 = 'confirmed'
                  ON CONFLICT (ticket_code) DO NOTHING
                  RETURNING id),
-             -- guest.registered webhooks, in this statement (nothing without subscribers)
+             -- the audit entry (no personal data) and guest.registered webhooks, in this statement
+             audit AS (
+                 INSERT INTO audit_log (event_id, actor_sub, actor_role, action, entity, entity_id, changes)
+                 SELECT $1, $10, $11, 'guest.registered', 'guest', guest.id,
+                        jsonb_build_object('status', guest.status, 'ticketTypeId', guest.ticket_type_id)
+                   FROM guest),
              hook AS (
                  SELECT webhook_emit($9, 'guest.registered',
                                      webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket))) AS n
@@ -109,6 +115,8 @@ pub async fn register(
                 &status.as_str(),
                 &code,
                 &event.organizer_id,
+                &caller.user_id,
+                &caller.role.as_str(),
             ],
         )
         .await
@@ -179,6 +187,16 @@ pub async fn approve(
     let guest = queries::by_id(tx, event_id, guest_id).await?;
     let ticket = tickets::queries::by_guest(tx, guest_id).await?;
     webhooks::emit(tx, &g.organizer_id, EventType::GuestApproved, &guest).await?;
+    audit::record(
+        tx,
+        caller,
+        Some(event_id),
+        "guest.approved",
+        "guest",
+        Some(guest_id),
+        serde_json::json!({}),
+    )
+    .await?;
     tracing::info!(event_id, guest_id, "guest approved");
     Ok(Done::new(
         Registration { guest, ticket },

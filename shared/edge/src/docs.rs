@@ -108,7 +108,9 @@ pub fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                         ))
                         .build(),
                 );
-                if matches!(method, "patch" | "delete") && op.responses.responses.contains_key("412") {
+                if matches!(method, "patch" | "delete")
+                    && op.responses.responses.contains_key("412")
+                {
                     params.push(
                         utoipa::openapi::path::ParameterBuilder::new()
                             .name("If-Match")

@@ -371,7 +371,11 @@ async fn entries_and_exits_follow_each_list_rules() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // One character of the signature flipped (not the last: its low bits may be padding).
-    let mut forged: Vec<char> = d.tickets[0]["qrPayload"].as_str().unwrap().chars().collect();
+    let mut forged: Vec<char> = d.tickets[0]["qrPayload"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .collect();
     let i = forged.len() - 5;
     forged[i] = if forged[i] == 'A' { 'B' } else { 'A' };
     let forged: String = forged.into_iter().collect();

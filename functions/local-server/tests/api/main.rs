@@ -1,4 +1,5 @@
 //! API integration tests against the real PostgreSQL (one database per test).
+mod audit;
 mod cache;
 mod checkin_lists;
 mod conventions;

@@ -330,6 +330,14 @@ async fn every_route_refuses_other_tenants_and_checks_roles_before_input() {
         ),
         (
             Method::GET,
+            "/api/events/{eventId}/audit",
+            format!("/api/events/{id}/audit"),
+            None,
+            Scanners::Refused,
+            true,
+        ),
+        (
+            Method::GET,
             "/api/events/{eventId}/guests/{guestId}/personal-data",
             format!("/api/events/{id}/guests/{g}/personal-data"),
             None,

@@ -38,7 +38,7 @@ pub struct CreateList {
 /// `PATCH /api/checkin-lists/{listId}`: any subset; `opensAt`/`closesAt: null` clear the window.
 /// The default list keeps every ticket type and no re-entry (the part-1 check-in endpoints
 /// scan on it): only its name and window change.
-#[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateList {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]

@@ -16,6 +16,7 @@ use super::model::{
     LIST_STATS_JOIN, SCAN_COLUMNS,
 };
 use crate::access::{self, Lock};
+use crate::audit;
 use crate::caller::Caller;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode, FieldError};
 use crate::etag;
@@ -172,6 +173,17 @@ pub async fn create(
         .await
         .on_constraint(NAME_KEY, duplicate_name)?;
     let list = read(tx, row.get(0)).await?;
+    audit::record(
+        tx,
+        caller,
+        Some(event_id),
+        "checkin_list.created",
+        "checkin_list",
+        Some(list.id),
+        serde_json::json!({"name": list.name, "ticketTypeIds": list.ticket_type_ids,
+                           "allowReentry": list.allow_reentry, "opensAt": list.opens_at, "closesAt": list.closes_at}),
+    )
+    .await?;
     tracing::info!(list_id = list.id, event_id, "check-in list created");
     Ok(Done::new(list, Effects::default()))
 }
@@ -221,6 +233,16 @@ pub async fn update(
     )
     .await
     .on_constraint(NAME_KEY, duplicate_name)?;
+    audit::record(
+        tx,
+        caller,
+        Some(event_id),
+        "checkin_list.updated",
+        "checkin_list",
+        Some(list_id),
+        audit::values_of(&input),
+    )
+    .await?;
     Ok(Done::new(read(tx, list_id).await?, Effects::default()))
 }
 
@@ -254,6 +276,16 @@ pub async fn delete(
     }
     tx.execute("DELETE FROM checkin_lists WHERE id = $1", &[&list_id])
         .await?;
+    audit::record(
+        tx,
+        caller,
+        Some(located.rules.event_id),
+        "checkin_list.deleted",
+        "checkin_list",
+        Some(list_id),
+        serde_json::json!({"name": located.name}),
+    )
+    .await?;
     Ok(Done::new((), Effects::default()))
 }
 

@@ -5,11 +5,13 @@
 
 use chrono::Utc;
 use deadpool_postgres::{GenericClient, Transaction};
+use serde_json::json;
 
 use super::input::{CreateEvent, NewTicketType, UpdateEvent, UpdateTicketType, MAX_TICKET_TYPES};
 use super::model::{Event, EventStatus, TicketType};
 use super::queries;
 use crate::access::{self, Lock};
+use crate::audit;
 use crate::caller::Caller;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
 use crate::etag;
@@ -57,6 +59,17 @@ pub async fn create(
         .get(0);
     insert_ticket_types(tx, id, &input.ticket_types).await?;
     let event = queries::get(tx, caller, id).await?;
+    audit::record(
+        tx,
+        caller,
+        Some(id),
+        "event.created",
+        "event",
+        Some(id),
+        json!({"title": event.title, "eventDate": event.event_date, "location": event.location,
+               "maxAttendees": event.max_attendees, "ticketTypes": event.ticket_types.len()}),
+    )
+    .await?;
     tracing::info!(event_id = id, organizer_id = %caller.user_id, "event created");
     Ok(Done::new(event, Effects::default().event_changed(id)))
 }
@@ -195,6 +208,25 @@ pub async fn update(
         status = event.status.as_str(),
         "event updated"
     );
+    let action = match input.status {
+        Some(EventStatus::Published) if current.status != EventStatus::Published => {
+            "event.published"
+        }
+        Some(EventStatus::Cancelled) if current.status != EventStatus::Cancelled => {
+            "event.cancelled"
+        }
+        _ => "event.updated",
+    };
+    audit::record(
+        tx,
+        caller,
+        Some(id),
+        action,
+        "event",
+        Some(id),
+        audit::values_of(&input),
+    )
+    .await?;
     // Integrations hear of a status change in its transaction.
     let announced = match input.status {
         Some(next) if next != current.status => {
@@ -243,6 +275,17 @@ pub async fn delete(
             }
             _ => e.into(),
         })?;
+    // Kept after the event (its rows go with it): no event id.
+    audit::record(
+        tx,
+        caller,
+        None,
+        "event.deleted",
+        "event",
+        Some(id),
+        json!({}),
+    )
+    .await?;
     tracing::info!(event_id = id, "event deleted");
     Ok(Done::new((), Effects::default().event_changed(id)))
 }
@@ -264,6 +307,16 @@ pub async fn add_ticket_type(
     }
     let ids = insert_ticket_types(tx, event_id, std::slice::from_ref(&input)).await?;
     let created = queries::ticket_type(tx, event_id, ids[0]).await?;
+    audit::record(
+        tx,
+        caller,
+        Some(event_id),
+        "ticket_type.created",
+        "ticket_type",
+        Some(created.id),
+        json!({"name": created.name, "quantity": created.quantity, "price": created.price}),
+    )
+    .await?;
     touch(tx, event_id).await?;
     Ok(Done::new(
         created,
@@ -309,6 +362,16 @@ pub async fn update_ticket_type(
     .await
     .on_constraint(TICKET_TYPE_NAME_KEY, duplicate_name)?;
     let updated = queries::ticket_type(tx, event_id, id).await?;
+    audit::record(
+        tx,
+        caller,
+        Some(event_id),
+        "ticket_type.updated",
+        "ticket_type",
+        Some(id),
+        audit::values_of(&input),
+    )
+    .await?;
     touch(tx, event_id).await?;
     Ok(Done::new(
         updated,
@@ -327,6 +390,16 @@ pub async fn delete_ticket_type(
     refuse_if_final(current.status)?;
     let existing = queries::ticket_type(tx, event_id, id).await?;
     etag::check(if_match, &existing.version)?;
+    audit::record(
+        tx,
+        caller,
+        Some(event_id),
+        "ticket_type.deleted",
+        "ticket_type",
+        Some(id),
+        json!({"name": existing.name}),
+    )
+    .await?;
     remove_ticket_type(tx, &existing).await?;
     touch(tx, event_id).await?;
     Ok(Done::new((), Effects::default().event_changed(event_id)))

@@ -63,7 +63,7 @@ pub struct NewTicketType {
 /// `description: null` clears the description. `ticketTypes`, when present, is the
 /// complete new list, matched to the existing types by name (case-insensitive): matches
 /// are updated, new names created, missing ones deleted (only while nothing was sold).
-#[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateEvent {
     #[validate(length(min = 3, max = 255), custom(function = "not_blank"))]
@@ -88,7 +88,7 @@ pub struct UpdateEvent {
     pub ticket_types: Option<Vec<NewTicketType>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateTicketType {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]

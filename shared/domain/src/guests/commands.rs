@@ -17,11 +17,13 @@
 //! the first commits.
 
 use deadpool_postgres::{GenericClient, Transaction};
+use serde_json::json;
 
 use super::input::UpdateGuest;
 use super::model::{Guest, GuestStatus};
 use super::queries;
 use crate::access::{self, Lock};
+use crate::audit;
 use crate::caller::Caller;
 use crate::capacity;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
@@ -157,6 +159,16 @@ pub async fn cancel(
     outbox::enqueue(tx, Job::GuestCancelled { event_id, guest_id }).await?;
     let guest = queries::by_id(tx, event_id, guest_id).await?;
     webhooks::emit(tx, &g.organizer_id, EventType::GuestCancelled, &guest).await?;
+    audit::record(
+        tx,
+        caller,
+        Some(event_id),
+        "guest.cancelled",
+        "guest",
+        Some(guest_id),
+        json!({}),
+    )
+    .await?;
     tracing::info!(event_id, guest_id, "guest cancelled");
     Ok(Done::new(
         guest,
@@ -190,6 +202,16 @@ pub async fn delete(
     }
     tx.execute("DELETE FROM guests WHERE id = $1", &[&guest_id])
         .await?;
+    audit::record(
+        tx,
+        caller,
+        Some(event_id),
+        "guest.deleted",
+        "guest",
+        Some(guest_id),
+        json!({}),
+    )
+    .await?;
     tracing::info!(event_id, guest_id, "guest deleted");
     Ok(Done::new((), Effects::default().event_changed(event_id)))
 }
@@ -223,6 +245,16 @@ pub async fn resend_ticket(
         },
     )
     .await?;
+    audit::record(
+        tx,
+        caller,
+        Some(event_id),
+        "guest.ticket_resent",
+        "guest",
+        Some(guest_id),
+        json!({}),
+    )
+    .await?;
     Ok(Done::new(job, Effects::default().jobs()))
 }
 
@@ -238,6 +270,17 @@ pub async fn update(
     etag::check(input.if_match(), &g.version)?;
     let input = input.take()?;
     input.check()?;
+    // The fields changed, not their values (personal data stays out of the log).
+    audit::record(
+        tx,
+        caller,
+        Some(event_id),
+        "guest.updated",
+        "guest",
+        Some(guest_id),
+        audit::fields_of(&input),
+    )
+    .await?;
     if let Some(new_type) = input
         .ticket_type_id
         .filter(|t| Some(*t) != g.ticket_type_id)

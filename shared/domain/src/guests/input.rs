@@ -31,7 +31,7 @@ pub struct Register {
 
 /// `PATCH /api/events/{eventId}/guests/{guestId}`: any subset; `phone: null` clears it.
 /// Changing `ticketTypeId` moves the guest's seat (SOLD_OUT when the new type is full).
-#[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateGuest {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]

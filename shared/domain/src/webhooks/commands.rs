@@ -15,6 +15,7 @@ use super::model::{
 };
 use super::sign::new_secret;
 use crate::access;
+use crate::audit;
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult};
 use crate::job::Job;
@@ -74,6 +75,16 @@ pub async fn create(
         )
         .await?;
     let webhook = webhook_from_row(&row)?;
+    audit::record(
+        tx,
+        caller,
+        None,
+        "webhook.created",
+        "webhook",
+        Some(webhook.id),
+        serde_json::json!({"url": webhook.url, "eventTypes": webhook.event_types}),
+    )
+    .await?;
     tracing::info!(webhook_id = webhook.id, organizer = %caller.user_id, "webhook created");
     Ok(Done::new(
         WebhookWithSecret { webhook, secret },
@@ -135,6 +146,16 @@ pub async fn update(
             ],
         )
         .await?;
+    audit::record(
+        tx,
+        caller,
+        None,
+        "webhook.updated",
+        "webhook",
+        Some(id),
+        serde_json::json!({"url": input.url, "eventTypes": types, "enabled": input.enabled}),
+    )
+    .await?;
     Ok(Done::new(webhook_from_row(&row)?, Effects::default()))
 }
 
@@ -142,6 +163,16 @@ pub async fn delete(tx: &Transaction<'_>, caller: &Caller, id: i64) -> DomainRes
     owned(tx, caller, id, true).await?;
     tx.execute("DELETE FROM webhooks WHERE id = $1", &[&id])
         .await?;
+    audit::record(
+        tx,
+        caller,
+        None,
+        "webhook.deleted",
+        "webhook",
+        Some(id),
+        serde_json::json!({}),
+    )
+    .await?;
     Ok(Done::new((), Effects::default()))
 }
 
@@ -164,6 +195,16 @@ pub async fn rotate_secret(
             &[&id, &secret, &until],
         )
         .await?;
+    audit::record(
+        tx,
+        caller,
+        None,
+        "webhook.secret_rotated",
+        "webhook",
+        Some(id),
+        serde_json::json!({}),
+    )
+    .await?;
     tracing::info!(webhook_id = id, "webhook secret rotated");
     Ok(Done::new(
         WebhookWithSecret {
