@@ -11,14 +11,17 @@
 #   - checks the plans of the hot queries with EXPLAIN (a Seq Scan of a hot table fails the run),
 #   - drives the server over HTTP on 127.0.0.1: event list and search (p50/p99), event detail
 #     without and then with REDIS_URL (server restarted), registrations (one hot ticket type;
-#     spread over 50 events) and validations at 16 and 64 clients,
+#     spread over 50 events), validations at 16 and 64 clients, entries on a check-in list that
+#     is not the default one at 16 and 64 clients and offline uploads of 500 entries at 4 and 8
+#     uploaders (issue 15), then explains the check-in statements on the rows those loads wrote,
 #   - runs the same writes with pgbench on the same database (registration.sql,
-#     registration-naive.sql, validation.sql in this directory),
+#     registration-naive.sql, validation.sql, checkin-list-entry.sql, checkin-batch.sql in this
+#     directory),
 #   - measures the RSS of the server and of each Lambda function binary after its first request
 #     (the functions under the project's Lambda runtime emulator, cargo-lambda's: .venv/bin/cargo-lambda,
 #     installed by infra/scripts/tools.sh),
 #   - prints the table and rewrites the generated block of infra/benchmarks/RESULTS.md.
-# About 4-6 minutes after the build. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust),
+# About 6-9 minutes after the build. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust),
 # Redis on 127.0.0.1:6379 and pgbench (started/installed by infra/scripts/services.sh if missing,
 # except pgbench: apt-get install postgresql-client), and cargo-lambda (infra/scripts/tools.sh).
 #

@@ -1,4 +1,6 @@
--- The check-in as the service runs it since the accepted path became one statement
+-- The check-in as the service ran it from the accepted path's one statement until check-in lists
+-- (issue 15; since then the part-1 endpoint enters the ticket on its event's default list with the
+-- statement of checkin-list-entry.sql, the default list instead of a list id), kept as a reference
 -- (domain::tickets::checkin, ACCEPT): the tenancy check (the event's organizer), the
 -- conditional ticket update, the guest update and the scan row as writable CTEs, one round
 -- trip and its own transaction (no BEGIN/COMMIT round trips). The service's statement also

@@ -1,5 +1,6 @@
 //! The HTTP loads against the local server: reads (event list, search, detail), validations,
-//! registrations (a fresh server each), and the cached reads of a second server with Redis.
+//! entries on a check-in list and offline batch uploads, registrations (a fresh server each),
+//! and the cached reads of a second server with Redis.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 use crate::driver::{drive, measured, Api, PathFn, Sample};
 use crate::procs::Mem;
 use crate::report::Results;
-use crate::seed::{seats, Seed};
+use crate::seed::{seats, Seed, BATCH, EXTRA_LIST};
 use crate::server::Server;
 use crate::settings::Settings;
 use crate::ORG;
@@ -222,6 +223,179 @@ pub async fn validations(
         vals.insert(clients, sample);
     }
     vals
+}
+
+/// Entries on a check-in list that is not the event's default one (issue 15), each a different
+/// ticket, on server 1, by number of clients (16, 64): `POST /api/checkin-lists/{id}/scans`.
+/// Afterwards the list's scan log must hold exactly one accepted entry per 200.
+pub async fn list_entries(
+    s: &Settings,
+    api: &Api,
+    server: u32,
+    pg: &tokio_postgres::Client,
+    seed: &Seed,
+    res: &mut Results,
+) -> anyhow::Result<BTreeMap<usize, Sample>> {
+    println!("harness: entries on a check-in list (not the default list)");
+    let scan = |api: &Api, list: i64, first: i64| {
+        let api = api.clone();
+        move |i: usize| {
+            let api = api.clone();
+            async move {
+                let body = json!({"ticketId": first + i as i64, "scannerId": format!("scanner-{}", i % 8),
+                                  "location": EXTRA_LIST, "type": "entry"});
+                api.expect(
+                    reqwest::Method::POST,
+                    &format!("/api/checkin-lists/{list}/scans"),
+                    Some(&body),
+                    200,
+                )
+                .await
+            }
+        }
+    };
+    let http_pool = seed.http_pool;
+    drive(
+        16,
+        s.warmup,
+        5_000,
+        scan(api, seed.lists["list-warmup"], seed.pools["list-warmup"].1),
+    )
+    .await;
+    let mut out = BTreeMap::new();
+    for (clients, pool) in [(16, "list-16"), (64, "list-64")] {
+        let list = seed.lists[pool];
+        let sample = measured(
+            "entries on a check-in list (distinct tickets)",
+            s,
+            server,
+            clients,
+            http_pool,
+            scan(api, list, seed.pools[pool].1),
+        )
+        .await;
+        if sample.ok + sample.error_count() >= http_pool {
+            res.notes.push(format!("entries on a check-in list at {clients} clients used the whole pool of {http_pool} tickets before the time was up: the run was shorter"));
+        }
+        let (accepted, scans) = list_scans(pg, list).await?;
+        if accepted != sample.ok as i64 || scans != accepted {
+            res.notes.push(format!(
+                "**entries on a check-in list at {clients} clients: {} answers 200, but the list's scan log holds {accepted} accepted of {scans} scans**",
+                sample.ok
+            ));
+        }
+        out.insert(clients, sample);
+    }
+    Ok(out)
+}
+
+/// Offline uploads (issue 15): `uploaders` clients each posting batches of [`BATCH`] entries of
+/// distinct tickets (`POST /api/checkin-lists/{id}/scans/batch`), by number of uploaders (4, 8).
+/// A sample counts uploads (rate: uploads per second; p50/p99: per upload). Afterwards every scan
+/// of every 200 must be an accepted entry and every guest checked in.
+pub async fn batch_uploads(
+    s: &Settings,
+    api: &Api,
+    server: u32,
+    pg: &tokio_postgres::Client,
+    seed: &Seed,
+    res: &mut Results,
+) -> anyhow::Result<BTreeMap<usize, Sample>> {
+    println!("harness: offline uploads of {BATCH} entries");
+    // Scanned in the last 10 minutes (the contract takes up to 7 days), one per millisecond.
+    let since = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let upload = |api: &Api, list: i64, first: i64| {
+        let api = api.clone();
+        move |i: usize| {
+            let api = api.clone();
+            let lo = first + (i * BATCH) as i64;
+            let scans: Vec<Value> = (0..BATCH as i64)
+                .map(|k| {
+                    let at = since + chrono::Duration::milliseconds(k);
+                    json!({"clientScanId": client_scan_id(lo + k), "ticketId": lo + k,
+                           "scannerId": format!("device-{}", i % 8), "location": EXTRA_LIST, "type": "entry",
+                           "scannedAt": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)})
+                })
+                .collect();
+            async move {
+                api.expect(
+                    reqwest::Method::POST,
+                    &format!("/api/checkin-lists/{list}/scans/batch"),
+                    Some(&json!({ "scans": scans })),
+                    200,
+                )
+                .await
+            }
+        }
+    };
+    let per_pool = seed.batch_http_pool / BATCH;
+    drive(
+        4,
+        s.warmup,
+        20,
+        upload(
+            api,
+            seed.lists["batch-warmup"],
+            seed.pools["batch-warmup"].1,
+        ),
+    )
+    .await;
+    let mut out = BTreeMap::new();
+    for (uploaders, pool) in [(4, "batch-http-4"), (8, "batch-http-8")] {
+        let list = seed.lists[pool];
+        let sample = measured(
+            &format!("offline uploads of {BATCH} entries"),
+            s,
+            server,
+            uploaders,
+            per_pool,
+            upload(api, list, seed.pools[pool].1),
+        )
+        .await;
+        println!("    = {:.0} scans/s", sample.rate * BATCH as f64);
+        if sample.ok + sample.error_count() >= per_pool {
+            res.notes.push(format!(
+                "offline uploads at {uploaders} uploaders used the whole pool of {} tickets in {:.1} s of the {} s: the rate is over that shorter time",
+                seed.batch_http_pool,
+                sample.ok as f64 / sample.rate.max(1e-9),
+                s.secs
+            ));
+        }
+        let (accepted, scans) = list_scans(pg, list).await?;
+        let checked_in: i64 = pg
+            .query_one(
+                "SELECT count(*) FROM guests WHERE event_id = $1 AND status = 'checked_in'",
+                &[&seed.pools[pool].0],
+            )
+            .await?
+            .get(0);
+        let want = (sample.ok * BATCH) as i64;
+        if accepted != want || scans != want || checked_in != want {
+            res.notes.push(format!(
+                "**offline uploads at {uploaders} uploaders: {} uploads answered 200 ({want} scans), but the list's scan log holds \
+                 {accepted} accepted of {scans} scans and {checked_in} guests are checked in**",
+                sample.ok
+            ));
+        }
+        out.insert(uploaders, sample);
+    }
+    Ok(out)
+}
+
+/// The offline scan id of a ticket's entry (distinct per ticket; the pgbench script's too).
+fn client_scan_id(ticket: i64) -> String {
+    format!("00000000-0000-4000-8000-{ticket:012x}")
+}
+
+/// (accepted, all) scans in a list's scan log.
+pub async fn list_scans(pg: &tokio_postgres::Client, list: i64) -> anyhow::Result<(i64, i64)> {
+    let row = pg
+        .query_one(
+            "SELECT count(*) FILTER (WHERE result = 'accepted' AND direction = 'entry'), count(*) FROM ticket_scans WHERE list_id = $1",
+            &[&list],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// One registration load: its sample, whether the seat counts are exact, and the counts.

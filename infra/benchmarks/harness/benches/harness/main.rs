@@ -8,11 +8,14 @@
 //!    Scan of events/guests/tickets/ticket_types is printed loudly and fails the run) ([`plans`]),
 //! 4. drives the server over real HTTP on 127.0.0.1 (reqwest, fixed concurrency, bounded time):
 //!    event list, event search, event detail (without and with the Redis cache), registrations
-//!    (one hot ticket type, and spread over 50 events) and validations at 16 and 64 clients
-//!    ([`loads`], with the driver in [`driver`] and the CPU split from /proc in [`procs`]),
+//!    (one hot ticket type, and spread over 50 events), validations at 16 and 64 clients,
+//!    entries on a check-in list that is not the default one at 16 and 64 clients, and offline
+//!    uploads of 500 entries at 4 and 8 uploaders (issue 15) ([`loads`], with the driver in
+//!    [`driver`] and the CPU split from /proc in [`procs`]); then explains the check-in
+//!    statements on the tables those loads filled,
 //! 5. runs the same writes through pgbench against the same database in the same run
 //!    (infra/benchmarks/registration.sql, registration-naive.sql, registration-counters-last.sql,
-//!    validation.sql) ([`pgbench`]),
+//!    validation.sql, checkin-list-entry.sql, checkin-batch.sql) ([`pgbench`]),
 //! 6. measures the RSS of the server and of each Lambda function binary after its first
 //!    request, the functions under the project's Lambda runtime emulator
 //!    (`testkit::lambda::Emulator`) ([`functions`]), and
@@ -118,10 +121,13 @@ async fn run() -> anyhow::Result<i32> {
     let seed = seed::seed(&s, &pg, &mut res).await?;
     plans::check(&pg, &seed, &mut res).await?;
 
-    // Server 1 (no Redis): reads, then validations.
+    // Server 1 (no Redis): reads, validations, then check-in lists (issue 15).
     let paths = loads::Paths::new(&pg).await?;
     let reads = loads::reads(&s, &api, &admin_api, pid, &paths).await;
     let vals = loads::validations(&s, &api, pid, &seed, &mut res).await;
+    let lists = loads::list_entries(&s, &api, pid, &pg, &seed, &mut res).await?;
+    let batches = loads::batch_uploads(&s, &api, pid, &pg, &seed, &mut res).await?;
+    plans::check_checkin(&pg, &s, &seed, &mut res).await?;
     let server_mem_1 = server.mem();
     server.stop();
 
@@ -136,6 +142,8 @@ async fn run() -> anyhow::Result<i32> {
             started,
             reads,
             vals,
+            lists,
+            batches,
             regs,
             pgb,
             cached,

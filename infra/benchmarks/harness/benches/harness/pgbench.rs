@@ -9,15 +9,17 @@ use std::process::Command;
 use anyhow::Context;
 
 use crate::driver::percentile;
+use crate::loads::list_scans;
 use crate::procs::{interference, CpuMeter, CpuUse};
 use crate::report::{ms, Results};
-use crate::seed::{seats, Seed};
+use crate::seed::{seats, Seed, BATCH, EXTRA_LIST};
 use crate::settings::Settings;
 use crate::{HOST, ORG};
 
 /// Runs every pgbench comparison (and measures the commit latency of the machine). The runs by
 /// key: `naive16/64`, `last16/64`, `hot16/64`, `spread16/64` (registrations), `val16/64`,
-/// `val1s64` (validations).
+/// `val1s64` (validations), `list16/64` (entries on a check-in list), `batch4/8` (offline
+/// uploads of [`BATCH`] entries).
 pub async fn compare(
     s: &Settings,
     pg: &tokio_postgres::Client,
@@ -44,7 +46,7 @@ pub async fn compare(
         .await?;
     let commit_sql = s.work.join("commit.sql");
     std::fs::write(&commit_sql, "INSERT INTO bench_commit VALUES (1);\n")?;
-    let commit = pgbench(s, "commit", &commit_sql, 1, &[], 3)?;
+    let commit = pgbench(s, "commit", &commit_sql, 1, &[], Length::Secs(3))?;
     res.facts.push((
         "commit latency".into(),
         format!(
@@ -162,7 +164,7 @@ pub async fn compare(
         } else {
             ev(&targets)
         };
-        let run = pgbench(s, key, script, clients, &defs, s.pg_secs)?;
+        let run = pgbench(s, key, script, clients, &defs, Length::Secs(s.pg_secs))?;
         let (sold, registered, guests) = if key.starts_with("naive") || key.starts_with("last") {
             let r = pg
                 .query_one(
@@ -196,7 +198,7 @@ pub async fn compare(
             ("i", "0".to_string()),
             ("event_id", event.to_string()),
         ];
-        let run = pgbench(s, key, &val_sql, clients, &defs, s.pg_secs)?;
+        let run = pgbench(s, key, &val_sql, clients, &defs, Length::Secs(s.pg_secs))?;
         if run.aborted {
             res.notes.push(format!(
                 "**pgbench validation at {clients}: clients aborted** (the pool of {} tickets ran out?): see target/bench/pgbench-{key}.out",
@@ -218,7 +220,7 @@ pub async fn compare(
             ("org", ORG.to_string()),
         ];
         let script = dir.join("validation-one-statement.sql");
-        let run = pgbench(s, "val1s64", &script, 64, &defs, s.pg_secs)?;
+        let run = pgbench(s, "val1s64", &script, 64, &defs, Length::Secs(s.pg_secs))?;
         let checked: i64 = pg
             .query_one(
                 "SELECT count(*) FROM guests WHERE event_id = $1 AND status = 'checked_in'",
@@ -235,7 +237,112 @@ pub async fn compare(
         }
         pgb.insert("val1s64", run);
     }
+    checkin(s, pg, seed, res, &dir, &mut pgb).await?;
     Ok(pgb)
+}
+
+/// Issue 15: the service's statement of an accepted entry on a check-in list, on the tickets of
+/// the list pools the HTTP loads left (same event, same list), and the offline upload
+/// transaction of [`BATCH`] entries, each run uploading its whole pool.
+async fn checkin(
+    s: &Settings,
+    pg: &tokio_postgres::Client,
+    seed: &Seed,
+    res: &mut Results,
+    dir: &Path,
+    pgb: &mut BTreeMap<&'static str, PgbenchRun>,
+) -> anyhow::Result<()> {
+    let entry_sql = dir.join("checkin-list-entry.sql");
+    for (key, clients, pool) in [("list16", 16, "list-16"), ("list64", 64, "list-64")] {
+        let (_, first) = seed.pools[pool];
+        let list = seed.lists[pool];
+        let first = first + seed.http_pool as i64;
+        let (accepted_before, _) = list_scans(pg, list).await?;
+        let defs = vec![
+            ("first_ticket", first.to_string()),
+            ("clients", clients.to_string()),
+            ("i", "0".to_string()),
+            ("list_id", list.to_string()),
+            ("org", ORG.to_string()),
+            ("scanner", "pgbench".to_string()),
+            ("location", EXTRA_LIST.to_string()),
+        ];
+        let run = pgbench(s, key, &entry_sql, clients, &defs, Length::Secs(s.pg_secs))?;
+        let (accepted, _) = list_scans(pg, list).await?;
+        if run.aborted || accepted - accepted_before != run.done as i64 {
+            res.notes.push(format!(
+                "**pgbench checkin-list-entry.sql at {clients}: {} entries accepted for {} transactions{}** (the pool of {} tickets ran out?): see target/bench/pgbench-{key}.out",
+                accepted - accepted_before,
+                run.done,
+                if run.aborted { ", clients aborted" } else { "" },
+                seed.pg_pool
+            ));
+        }
+        res.pgbench_statements.push((
+            format!("checkin-list-entry.sql, {clients} clients"),
+            run.statements.clone(),
+        ));
+        pgb.insert(key, run);
+    }
+    let batch_sql = dir.join("checkin-batch.sql");
+    for (key, clients, pool) in [("batch4", 4, "batch-pg-4"), ("batch8", 8, "batch-pg-8")] {
+        let (event, first) = seed.pools[pool];
+        let list = seed.lists[pool];
+        let defs = vec![
+            ("first_ticket", first.to_string()),
+            (
+                "last_ticket",
+                (first + seed.batch_pg_pool as i64 - 1).to_string(),
+            ),
+            ("clients", clients.to_string()),
+            ("i", "0".to_string()),
+            ("event_id", event.to_string()),
+            ("list_id", list.to_string()),
+            ("location", EXTRA_LIST.to_string()),
+            ("reentry", "false".to_string()),
+        ];
+        let per_client = seed.batch_pg_pool / BATCH / clients;
+        let run = pgbench(
+            s,
+            key,
+            &batch_sql,
+            clients,
+            &defs,
+            Length::Transactions(per_client),
+        )?;
+        let (accepted, scans) = list_scans(pg, list).await?;
+        let checked_in: i64 = pg
+            .query_one(
+                "SELECT count(*) FROM guests WHERE event_id = $1 AND status = 'checked_in'",
+                &[&event],
+            )
+            .await?
+            .get(0);
+        let want = (run.done as usize * BATCH) as i64;
+        if run.aborted || accepted != want || scans != want || checked_in != want {
+            res.notes.push(format!(
+                "**pgbench checkin-batch.sql at {clients}: {} uploads ({want} scans), but the list's scan log holds {accepted} accepted \
+                 of {scans} scans and {checked_in} guests are checked in{}**: see target/bench/pgbench-{key}.out",
+                run.done,
+                if run.aborted { ", clients aborted" } else { "" }
+            ));
+        }
+        res.pgbench_statements.push((
+            format!("checkin-batch.sql, {clients} clients ({per_client} uploads of {BATCH} each)"),
+            run.statements.clone(),
+        ));
+        pgb.insert(key, run);
+    }
+    Ok(())
+}
+
+/// How long a pgbench run lasts.
+#[derive(Debug, Clone, Copy)]
+enum Length {
+    /// `-T`: seconds.
+    Secs(usize),
+    /// `-t`: transactions per client.
+    Transactions(usize),
 }
 
 /// What one pgbench run measured.
@@ -261,7 +368,7 @@ fn pgbench(
     script: &Path,
     clients: usize,
     defines: &[(&str, String)],
-    secs: usize,
+    length: Length,
 ) -> anyhow::Result<PgbenchRun> {
     let prefix = format!("pgbench-{label}");
     for entry in std::fs::read_dir(&s.work)?.flatten() {
@@ -284,7 +391,10 @@ fn pgbench(
             "-j",
             &clients.min(2).to_string(),
         ])
-        .args(["-T", &secs.to_string()])
+        .args(match length {
+            Length::Secs(secs) => ["-T".to_owned(), secs.to_string()],
+            Length::Transactions(n) => ["-t".to_owned(), n.to_string()],
+        })
         .arg("-f")
         .arg(script);
     for (k, v) in defines {

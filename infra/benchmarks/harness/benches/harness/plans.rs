@@ -1,20 +1,33 @@
 //! EXPLAIN checks: the plans of the hot queries on the seeded data set (a Seq Scan of a hot
-//! table is printed loudly and fails the run).
+//! table is printed loudly and fails the run), and those of the check-in statements once the
+//! check-in loads have filled the scan log and the states ([`check_checkin`]).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 // The service's own select lists: the plans below are the plans of the statements it prepares.
 use domain::events::queries::EVENT_COLUMNS;
 use domain::guests::model::GUEST_COLUMNS;
 use serde_json::Value;
 
 use crate::report::{ms, Results};
-use crate::seed::Seed;
+use crate::seed::{Seed, EXTRA_LIST};
+use crate::settings::Settings;
 use crate::ORG;
 
 /// Relations a hot query must never read with a sequential scan.
-const WATCHED: [&str; 5] = ["events", "guests", "tickets", "ticket_types", "seat_shards"];
+pub const WATCHED: [&str; 8] = [
+    "events",
+    "guests",
+    "tickets",
+    "ticket_types",
+    "seat_shards",
+    "checkin_lists",
+    "checkin_states",
+    "ticket_scans",
+];
 
 /// Explains every hot query against rows of the seed, prints the plans and records them (and
 /// how many read a watched table sequentially) in `res`.
@@ -60,8 +73,15 @@ pub async fn check(
         ticket_code: code,
         reg_event: seed.events("reg-warmup")[0],
     };
-    res.plans = plan_checks(pg, &fx).await?;
-    for p in &res.plans {
+    let plans = plan_checks(pg, &fx).await?;
+    record(res, plans);
+    Ok(())
+}
+
+/// Prints `plans`, adds them to `res` and counts the plans that read a watched table
+/// sequentially.
+fn record(res: &mut Results, plans: Vec<PlanCheck>) {
+    for p in &plans {
         let flag = if p.seq_scans.is_empty() {
             "ok  ".to_owned()
         } else {
@@ -75,14 +95,14 @@ pub async fn check(
             p.summary
         );
     }
-    res.plan_failures = res.plans.iter().filter(|p| !p.seq_scans.is_empty()).count();
-    if res.plan_failures > 0 {
+    let failures = plans.iter().filter(|p| !p.seq_scans.is_empty()).count();
+    if failures > 0 {
         println!(
-            "\n  !!!!!!!! {} plan(s) read a hot table sequentially (see above) !!!!!!!!\n",
-            res.plan_failures
+            "\n  !!!!!!!! {failures} plan(s) read a hot table sequentially (see above) !!!!!!!!\n"
         );
     }
-    Ok(())
+    res.plan_failures += failures;
+    res.plans.extend(plans);
 }
 
 /// The plan of one query under one plan mode.
@@ -341,4 +361,365 @@ async fn plan_checks(pg: &tokio_postgres::Client, fx: &Fixture) -> anyhow::Resul
         all.extend(explain(pg, name, sql, &args).await?);
     }
     Ok(all)
+}
+
+/// The check-in statements of issue 15, explained once the check-in loads have written their
+/// scans and states (and `ANALYZE` has seen them): the one statement of an accepted entry on a
+/// list and on the default list (as shared/domain/src/checkin/scan.rs builds them, checked
+/// against infra/benchmarks/checkin-list-entry.sql, which pgbench runs), and the statements of
+/// an offline upload of 500 entries (infra/benchmarks/checkin-batch.sql, bound with the arrays
+/// its first SELECT builds). On tickets pgbench uses later: every write is rolled back.
+pub async fn check_checkin(
+    pg: &tokio_postgres::Client,
+    s: &Settings,
+    seed: &Seed,
+    res: &mut Results,
+) -> anyhow::Result<()> {
+    println!("harness: EXPLAIN of the check-in statements (after the check-in loads)");
+    pg.batch_execute("ANALYZE checkin_lists, checkin_states, ticket_scans, tickets, guests")
+        .await?;
+    let dir = s.root.join("infra/benchmarks");
+    let mut cases: Vec<(String, String, Vec<String>)> = Vec::new();
+
+    // One entry: a ticket of the list-64 pool that pgbench enters later.
+    let entry_file = std::fs::read_to_string(dir.join("checkin-list-entry.sql"))?;
+    let entry = script_statements(&entry_file);
+    let [entry] = entry.as_slice() else {
+        bail!(
+            "checkin-list-entry.sql: expected one statement, found {}",
+            entry.len()
+        );
+    };
+    let (pgbench_entry, _) = parametrize(entry, Some(&ENTRY_PARAMS))?;
+    let ticket = (seed.pools["list-64"].1 + seed.http_pool as i64).to_string();
+    let args = vec![
+        ticket,
+        "'scanner-1'".to_owned(),
+        format!("'{EXTRA_LIST}'"),
+        format!("'{ORG}'"),
+        seed.lists["list-64"].to_string(),
+    ];
+    match service_entry(&s.root) {
+        Ok((on_list, on_default)) => {
+            if squash(&on_list) != squash(&pgbench_entry) {
+                let msg = "**infra/benchmarks/checkin-list-entry.sql is no longer the statement of entry_sql(OnList::Id) in \
+                           shared/domain/src/checkin/scan.rs**: the pgbench comparison of entries on a list is off until it is copied again";
+                println!("  !!! {msg}");
+                res.notes.push(msg.to_owned());
+            }
+            cases.push((
+                "check-in list: accepted entry (entry_sql on a list, one statement)".into(),
+                on_list,
+                args.clone(),
+            ));
+            cases.push((
+                "part-1 validation: accepted entry on the default list (entry_sql)".into(),
+                on_default,
+                args[..4].to_vec(),
+            ));
+        }
+        Err(e) => {
+            let msg = format!(
+                "could not read entry_sql from shared/domain/src/checkin/scan.rs ({e:#}): checkin-list-entry.sql explained instead, not compared"
+            );
+            println!("  !!! {msg}");
+            res.notes.push(msg);
+            cases.push((
+                "check-in list: accepted entry (checkin-list-entry.sql)".into(),
+                pgbench_entry,
+                args,
+            ));
+        }
+    }
+
+    // An upload of 500 entries: the first 500 tickets of the pool pgbench uploads at 8 clients.
+    let batch_file = std::fs::read_to_string(dir.join("checkin-batch.sql"))?;
+    let stmts = script_statements(&batch_file);
+    const BATCH_STATEMENTS: [&str; 10] = [
+        "",
+        "",
+        "check-in list: locate (list and event)",
+        "offline upload: lock 500 tickets FOR NO KEY UPDATE",
+        "offline upload: scans of these clientScanIds already recorded",
+        "offline upload: the tickets' states on the list",
+        "offline upload: INSERT 500 scan rows (unnest)",
+        "offline upload: upsert 500 states (unnest)",
+        "offline upload: first entries (UPDATE tickets, then guests)",
+        "",
+    ];
+    if stmts.len() != BATCH_STATEMENTS.len() {
+        bail!(
+            "checkin-batch.sql: expected {} statements (the arrays, BEGIN, 7 of the service, COMMIT), found {}",
+            BATCH_STATEMENTS.len(),
+            stmts.len()
+        );
+    }
+    let (event, first) = seed.pools["batch-pg-8"];
+    let mut values: HashMap<String, String> = [
+        ("first_ticket", first.to_string()),
+        ("lo", first.to_string()),
+        (
+            "last_ticket",
+            (first + seed.batch_pg_pool as i64 - 1).to_string(),
+        ),
+        ("client_id", "0".to_owned()),
+        ("event_id", event.to_string()),
+        ("list_id", seed.lists["batch-pg-8"].to_string()),
+        ("location", format!("'{EXTRA_LIST}'")),
+        ("reentry", "false".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    // The arrays the upload binds, in text as pgbench sends them.
+    let arrays = inline(&stmts[0], &values)?;
+    for msg in pg.simple_query(&arrays).await? {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = msg {
+            for (i, c) in row.columns().iter().enumerate() {
+                let v = row.get(i).map_or("NULL".to_owned(), |v| {
+                    format!("'{}'", v.replace('\'', "''"))
+                });
+                values.insert(c.name().to_owned(), v);
+            }
+        }
+    }
+    // Each statement must still be one of the service's (parameters aside).
+    let mut service = Vec::new();
+    for file in ["scan.rs", "lists.rs"] {
+        let path = s.root.join("shared/domain/src/checkin").join(file);
+        let src = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        service.extend(string_literals(&src).iter().map(|l| shape(l)));
+    }
+    for (stmt, name) in stmts.iter().zip(BATCH_STATEMENTS) {
+        if name.is_empty() {
+            continue;
+        }
+        if !service.contains(&shape(&substitute(stmt, |_| Ok("$".to_owned()))?)) {
+            let msg = format!(
+                "**infra/benchmarks/checkin-batch.sql: the statement \"{name}\" is no longer one of shared/domain/src/checkin/scan.rs \
+                 or lists.rs**: the pgbench comparison of offline uploads is off until it is copied again"
+            );
+            println!("  !!! {msg}");
+            res.notes.push(msg);
+        }
+        let (sql, names) = parametrize(stmt, None)?;
+        let args = names
+            .iter()
+            .map(|n| {
+                values
+                    .get(n)
+                    .cloned()
+                    .with_context(|| format!("checkin-batch.sql: no value for :{n}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        cases.push((name.to_owned(), sql, args));
+    }
+
+    let mut plans = Vec::new();
+    for (name, sql, args) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        plans.extend(explain(pg, name, sql, &args).await?);
+    }
+    record(res, plans);
+    Ok(())
+}
+
+/// The variables of checkin-list-entry.sql, in the order of entry_sql's `$1`..`$5`.
+const ENTRY_PARAMS: [&str; 5] = ["tid", "scanner", "location", "org", "list_id"];
+
+/// The statement of an accepted entry on a list (`entry_sql(OnList::Id)`) and on the default
+/// list (`OnList::DefaultOf`), as the service builds them, read from its source.
+fn service_entry(root: &Path) -> anyhow::Result<(String, String)> {
+    let src = std::fs::read_to_string(root.join("shared/domain/src/checkin/scan.rs"))?;
+    let quoted = |text: &str| -> Option<String> {
+        let start = text.find('"')? + 1;
+        let len = text[start..].find('"')?;
+        Some(text[start..start + len].to_owned())
+    };
+    let template = src
+        .split("fn entry_sql(")
+        .nth(1)
+        .and_then(|f| f.split("format!(").nth(1))
+        .and_then(quoted)
+        .context("fn entry_sql and its format! not found")?;
+    let list_match = src
+        .split("fn list_match(")
+        .nth(1)
+        .context("fn list_match not found")?;
+    let arm = |pattern: &str| {
+        list_match
+            .split(pattern)
+            .nth(1)
+            .and_then(quoted)
+            .with_context(|| format!("list_match: no {pattern}"))
+    };
+    let (on_id, on_default) = (arm("OnList::Id(_) =>")?, arm("OnList::DefaultOf =>")?);
+    if template.matches("{}").count() != 2 {
+        bail!("entry_sql's format string no longer has two {{}}");
+    }
+    let fill = |m: &str| {
+        template
+            .replacen("{}", m, 1)
+            .replacen("{}", &domain::tickets::queries::columns(), 1)
+    };
+    Ok((fill(&on_id), fill(&on_default)))
+}
+
+/// Every string literal of a Rust source file (outside `//` comments), `\` line continuations
+/// joined.
+fn string_literals(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = src.chars().peekable();
+    let mut cur: Option<String> = None;
+    while let Some(c) = chars.next() {
+        if let Some(lit) = cur.as_mut() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('\n') => {
+                        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                            chars.next();
+                        }
+                    }
+                    Some('n') => lit.push('\n'),
+                    Some(e) => lit.push(e),
+                    None => {}
+                },
+                '"' => out.extend(cur.take()),
+                c => lit.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' => cur = Some(String::new()),
+            // A char literal such as '"' (a lifetime has nothing to skip).
+            '\'' if chars.peek() == Some(&'"') => {
+                chars.next();
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A statement's shape: parameters (`$n`) as `$`, format placeholders (`{}`) dropped,
+/// whitespace squashed.
+fn shape(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '$' {
+            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                chars.next();
+            }
+        }
+    }
+    squash(&out.replace("{}", ""))
+}
+
+/// Whitespace-insensitive text of a statement.
+fn squash(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The SQL statements of a pgbench script, in order: comment lines and meta-commands left out, a
+/// statement ends with `;` at the end of a line or with `\gset`.
+fn script_statements(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in script.lines() {
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with("--") || t.starts_with('\\') {
+            continue;
+        }
+        if let Some(at) = line.find("\\gset") {
+            cur.push_str(&line[..at]);
+            out.push(cur.trim().to_owned());
+            cur.clear();
+        } else if let Some(stmt) = line.trim_end().strip_suffix(';') {
+            cur.push_str(stmt);
+            out.push(cur.trim().to_owned());
+            cur.clear();
+        } else {
+            cur.push_str(line);
+            cur.push('\n');
+        }
+    }
+    out
+}
+
+/// `stmt` with each pgbench `:variable` (outside quotes; `::` is a cast) replaced by `with`'s
+/// text for it.
+fn substitute(
+    stmt: &str,
+    mut with: impl FnMut(&str) -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    let chars: Vec<char> = stmt.chars().collect();
+    let mut out = String::with_capacity(stmt.len());
+    let (mut i, mut quoted) = (0, false);
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            quoted = !quoted;
+        } else if !quoted && c == ':' {
+            if chars.get(i + 1) == Some(&':') {
+                out.push_str("::");
+                i += 2;
+                continue;
+            }
+            if chars
+                .get(i + 1)
+                .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
+            {
+                let end = (i + 1..chars.len())
+                    .find(|&j| !(chars[j].is_ascii_alphanumeric() || chars[j] == '_'))
+                    .unwrap_or(chars.len());
+                let name: String = chars[i + 1..end].iter().collect();
+                out.push_str(&with(&name)?);
+                i = end;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// `stmt` with its `:variables` as `$n` parameters, numbered as in `order` (which must name
+/// every one) or else by first appearance; and the variables in parameter order.
+fn parametrize(stmt: &str, order: Option<&[&str]>) -> anyhow::Result<(String, Vec<String>)> {
+    let mut names: Vec<String> = order
+        .map(|o| o.iter().map(|n| (*n).to_owned()).collect())
+        .unwrap_or_default();
+    let sql = substitute(stmt, |name| {
+        let n = match names.iter().position(|x| x == name) {
+            Some(n) => n,
+            None if order.is_some() => bail!("unexpected variable :{name}"),
+            None => {
+                names.push(name.to_owned());
+                names.len() - 1
+            }
+        };
+        Ok(format!("${}", n + 1))
+    })?;
+    Ok((sql, names))
+}
+
+/// `stmt` with its `:variables` replaced by the SQL text of `values`.
+fn inline(stmt: &str, values: &HashMap<String, String>) -> anyhow::Result<String> {
+    substitute(stmt, |name| {
+        values
+            .get(name)
+            .cloned()
+            .with_context(|| format!("no value for :{name}"))
+    })
 }

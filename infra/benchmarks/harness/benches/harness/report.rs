@@ -180,7 +180,7 @@ pub fn render(r: &Results) -> String {
         ],
         r.rows.iter().map(|row| row.to_vec()),
     ));
-    let _ = writeln!(md, "\n### Targets (issue 8)\n");
+    let _ = writeln!(md, "\n### Targets (issue 8; issue 15: check-in lists)\n");
     md.push_str(&table(
         &["target", "measured", "verdict", "why / evidence"],
         r.targets.iter().map(|x| x.to_vec()),
@@ -224,7 +224,9 @@ pub fn render(r: &Results) -> String {
         md,
         "Statements copied from shared/domain/src (events/queries.rs builds them dynamically: representative shapes), prepared\n\
          like the driver prepares them and executed with `plan_cache_mode` forced to a custom and to a generic plan\n\
-         (writes run inside a rolled-back transaction). A Seq Scan of events, guests, tickets, ticket_types or seat_shards fails the run.\n"
+         (writes run inside a rolled-back transaction). The check-in statements (entries, offline uploads) are explained after\n\
+         the check-in loads, on the scans and states they wrote. A Seq Scan of {} fails the run.\n",
+        crate::plans::WATCHED.join(", ")
     );
     md.push_str(&table(
         &["query", "plan", "nodes", "exec ms", "verdict"],

@@ -11,7 +11,8 @@ use crate::settings::Settings;
 use crate::ORG;
 
 /// Ticket pools (confirmed guests with active tickets, consecutive ticket ids): label and size.
-const POOLS: [(&str, PoolSize); 7] = [
+/// Each pool's event also gets a check-in list besides its default one ([`EXTRA_LIST`]).
+const POOLS: [(&str, PoolSize); 15] = [
     ("val-warmup", PoolSize::Fixed(5_000)),
     ("val-http-16", PoolSize::Http),
     ("val-http-64", PoolSize::Http),
@@ -19,7 +20,25 @@ const POOLS: [(&str, PoolSize); 7] = [
     ("val-pg-64", PoolSize::Pgbench),
     ("val-pg1-64", PoolSize::Pgbench),
     ("val-lambda", PoolSize::Fixed(100)),
+    // Entries on a check-in list (issue 15): the HTTP load takes the first `http_pool` tickets,
+    // pgbench running the same statement the next `pg_pool`, on the same list.
+    ("list-warmup", PoolSize::Fixed(5_000)),
+    ("list-16", PoolSize::List),
+    ("list-64", PoolSize::List),
+    // Offline batches of BATCH scans: one pool per upload load and per pgbench run.
+    ("batch-warmup", PoolSize::Fixed(20 * BATCH)),
+    ("batch-http-4", PoolSize::BatchHttp),
+    ("batch-http-8", PoolSize::BatchHttp),
+    ("batch-pg-4", PoolSize::BatchPgbench),
+    ("batch-pg-8", PoolSize::BatchPgbench),
 ];
+
+/// Scans per offline upload (the contract's largest batch).
+pub const BATCH: usize = 500;
+
+/// The check-in list every pool's event gets besides its default list: it admits the pool's
+/// ticket type (named, as a gate for some ticket types is), once per ticket.
+pub const EXTRA_LIST: &str = "North gate";
 
 /// Events of the write loads, each used by one load only: label and number of events.
 const LOAD_EVENTS: [(&str, usize); 14] = [
@@ -46,6 +65,12 @@ enum PoolSize {
     Http,
     /// Enough for a pgbench validation run at the fastest plausible rate.
     Pgbench,
+    /// An HTTP load and a pgbench run of entries on a check-in list.
+    List,
+    /// An offline upload load at the fastest plausible rate.
+    BatchHttp,
+    /// A pgbench run of offline uploads (it uploads its whole pool).
+    BatchPgbench,
 }
 
 /// What the seed made, by label.
@@ -54,8 +79,14 @@ pub struct Seed {
     pub http_pool: usize,
     /// Tickets of each pgbench validation pool.
     pub pg_pool: usize,
+    /// Tickets of each offline upload pool of the HTTP loads (a multiple of [`BATCH`]).
+    pub batch_http_pool: usize,
+    /// Tickets of each offline upload pool of pgbench (a multiple of [`BATCH`]).
+    pub batch_pg_pool: usize,
     /// (event id, first ticket id) of each ticket pool.
     pub pools: BTreeMap<&'static str, (i64, i64)>,
+    /// The [`EXTRA_LIST`] of each ticket pool's event.
+    pub lists: BTreeMap<&'static str, i64>,
     /// (event id, ticket type id) of each load's events, in id order.
     events: BTreeMap<&'static str, Vec<(i64, i64)>>,
 }
@@ -84,14 +115,25 @@ pub async fn seed(
     // out of tickets aborts, which the run reports).
     let http_pool = ((4_000.0 * (secs + s.warmup)) as usize).min(100_000);
     let pg_pool = ((7_000.0 * s.pg_secs as f64) as usize).min(100_000);
+    // Offline uploads over HTTP: 25 000 scans/s, at most 400 uploads (a load that empties its
+    // pool ends early; its rate stays right, over a shorter time). pgbench uploads its whole pool
+    // (-t): 15 000 scans/s for BENCH_PGBENCH_SECS, at most 300 uploads.
+    let batch_http_pool = ((25_000.0 * secs) as usize / BATCH).clamp(20, 400) * BATCH;
+    let batch_pg_pool = ((15_000.0 * s.pg_secs as f64) as usize / BATCH).clamp(20, 300) * BATCH;
     let mut pools = BTreeMap::new();
+    let mut lists = BTreeMap::new();
     for (label, size) in POOLS {
         let n = match size {
             PoolSize::Fixed(n) => n,
             PoolSize::Http => http_pool,
             PoolSize::Pgbench => pg_pool,
+            PoolSize::List => http_pool + pg_pool,
+            PoolSize::BatchHttp => batch_http_pool,
+            PoolSize::BatchPgbench => batch_pg_pool,
         };
-        pools.insert(label, ticket_pool(pg, label, n).await?);
+        let (pool, list) = ticket_pool(pg, label, n).await?;
+        pools.insert(label, pool);
+        lists.insert(label, list);
     }
     let mut events = BTreeMap::new();
     for (label, n) in LOAD_EVENTS {
@@ -121,7 +163,10 @@ pub async fn seed(
     Ok(Seed {
         http_pool,
         pg_pool,
+        batch_http_pool,
+        batch_pg_pool,
         pools,
+        lists,
         events,
     })
 }
@@ -216,13 +261,13 @@ async fn load_events(
     Ok(pairs)
 }
 
-/// A pool of `n` confirmed guests with active tickets on a fresh event, ticket ids consecutive:
-/// (event id, first ticket id).
+/// A pool of `n` confirmed guests with active tickets on a fresh event, ticket ids consecutive,
+/// and the event's [`EXTRA_LIST`]: ((event id, first ticket id), list id).
 async fn ticket_pool(
     pg: &tokio_postgres::Client,
     label: &str,
     n: usize,
-) -> anyhow::Result<(i64, i64)> {
+) -> anyhow::Result<((i64, i64), i64)> {
     let (event, tt) = load_events(pg, label, 1).await?[0];
     pg.execute(
         "INSERT INTO guests (event_id, ticket_type_id, first_name, last_name, email, status)
@@ -259,7 +304,15 @@ async fn ticket_pool(
         &[&event, &tt, &(n as i32)],
     )
     .await?;
-    Ok((event, first))
+    // As POST /api/events/{id}/checkin-lists writes it (lists::create).
+    let list: i64 = pg
+        .query_one(
+            "INSERT INTO checkin_lists (event_id, name, ticket_type_ids, allow_reentry) VALUES ($1, $2, $3, false) RETURNING id",
+            &[&event, &EXTRA_LIST, &vec![tt]],
+        )
+        .await?
+        .get(0);
+    Ok(((event, first), list))
 }
 
 /// Seats of a set of events after a registration load: (sold, registered, active guests).

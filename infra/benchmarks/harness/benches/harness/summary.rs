@@ -1,5 +1,5 @@
 //! The measurements of a run turned into the report's tables: results beside pgbench, the CPU
-//! split, memory, the targets of issue 8 with their verdicts, and the notes.
+//! split, memory, the targets of issues 8 and 15 with their verdicts, and the notes.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -10,12 +10,17 @@ use crate::loads::{Cached, Registration};
 use crate::pgbench::PgbenchRun;
 use crate::procs::{mb, CpuUse, Mem};
 use crate::report::{ms, verdict, Results};
+use crate::seed::BATCH;
 
 /// Everything a run measured.
 pub struct Measurements {
     pub started: Instant,
     pub reads: BTreeMap<&'static str, Sample>,
     pub vals: BTreeMap<usize, Sample>,
+    /// Entries on a check-in list (not the default one), by clients (16, 64).
+    pub lists: BTreeMap<usize, Sample>,
+    /// Offline uploads of [`BATCH`] entries (a sample counts uploads), by uploaders (4, 8).
+    pub batches: BTreeMap<usize, Sample>,
     pub regs: BTreeMap<&'static str, Registration>,
     pub pgb: BTreeMap<&'static str, PgbenchRun>,
     pub cached: Cached,
@@ -134,7 +139,7 @@ fn rows(res: &mut Results, m: &Measurements) {
     {
         let p = &m.pgb["val1s64"];
         res.rows.push([
-            "pgbench only: the service's own check-in statement (validation-one-statement.sql)"
+            "pgbench only: the one-statement check-in of before check-in lists (validation-one-statement.sql)"
                 .into(),
             "64".into(),
             "–".into(),
@@ -149,16 +154,70 @@ fn rows(res: &mut Results, m: &Measurements) {
             format!("{} validation.sql", ratio(p.tps, m.pgb["val64"].tps)),
         ]);
     }
+    for clients in [16, 64] {
+        let x = &m.lists[&clients];
+        let p = &m.pgb[&*format!("list{clients}")];
+        let v = &m.pgb[&*format!("val{clients}")];
+        res.rows.push(fmt_sample(
+            "entries on a check-in list, not the default one (each a different ticket)",
+            x,
+            format!(
+                "the same statement (checkin-list-entry.sql) {} · validation.sql {}",
+                pg_text(p),
+                pg_text(v)
+            ),
+            format!(
+                "{} same statement · {} validation.sql · {} part-1 validations",
+                ratio(x.rate, p.tps),
+                ratio(x.rate, v.tps),
+                ratio(x.rate, m.vals[&clients].rate)
+            ),
+        ));
+    }
+    let n = BATCH as f64;
+    for uploaders in [4, 8] {
+        let x = &m.batches[&uploaders];
+        let p = &m.pgb[&*format!("batch{uploaders}")];
+        res.rows.push([
+            format!("offline uploads, {BATCH} entries of distinct tickets per upload (p50/p99: per upload)"),
+            uploaders.to_string(),
+            format!("{:.0} scans ({:.1} uploads)", x.rate * n, x.rate),
+            ms(x.p50),
+            ms(x.p99),
+            x.errors_text(),
+            format!(
+                "checkin-batch.sql {:.0} scans/s ({:.1} uploads/s, p50 {} / p99 {} ms){}",
+                p.tps * n,
+                p.tps,
+                ms(p.p50),
+                ms(p.p99),
+                if p.aborted { " **aborted**" } else { "" }
+            ),
+            format!(
+                "{} checkin-batch.sql · {:.1}× online entries on a list (64 clients), per scan",
+                ratio(x.rate, p.tps),
+                x.rate * n / m.lists[&64].rate
+            ),
+        ]);
+    }
 }
 
 /// Where the CPU went, per load (and a note when other processes took a large share).
 fn cpu(res: &mut Results, m: &Measurements) {
     let mut cpu_rows: Vec<(String, usize, usize, CpuUse, String)> = Vec::new();
-    let mut add = |name: &str, x: &Sample| {
+    // `per`: scans per request (an offline upload counts per scan).
+    let mut add_per = |name: &str, x: &Sample, per: usize| {
         if let Some(c) = x.cpu {
-            cpu_rows.push((name.to_owned(), x.clients, x.ok, c, x.other_top.clone()));
+            cpu_rows.push((
+                name.to_owned(),
+                x.clients,
+                x.ok * per,
+                c,
+                x.other_top.clone(),
+            ));
         }
     };
+    let mut add = |name: &str, x: &Sample| add_per(name, x, 1);
     for (key, name) in [
         ("list16", "event list"),
         ("search16", "event search"),
@@ -180,6 +239,12 @@ fn cpu(res: &mut Results, m: &Measurements) {
     for c in [16, 64] {
         add("validations", &m.vals[&c]);
     }
+    for c in [16, 64] {
+        add("entries on a check-in list", &m.lists[&c]);
+    }
+    for c in [4, 8] {
+        add_per("offline uploads, per scan", &m.batches[&c], BATCH);
+    }
     for (key, name, clients) in [
         ("naive16", "pgbench registration-naive.sql, hot", 16),
         ("last16", "pgbench registration-counters-last.sql, hot", 16),
@@ -189,15 +254,20 @@ fn cpu(res: &mut Results, m: &Measurements) {
         ("val64", "pgbench validation.sql", 64),
         (
             "val1s64",
-            "pgbench validation-one-statement.sql (the service's)",
+            "pgbench validation-one-statement.sql (before check-in lists)",
             64,
         ),
+        ("list16", "pgbench checkin-list-entry.sql", 16),
+        ("list64", "pgbench checkin-list-entry.sql", 64),
+        ("batch4", "pgbench checkin-batch.sql, per scan", 4),
+        ("batch8", "pgbench checkin-batch.sql, per scan", 8),
     ] {
         let r = &m.pgb[key];
+        let per = if key.starts_with("batch") { BATCH } else { 1 };
         cpu_rows.push((
             name.to_owned(),
             clients,
-            r.done as usize,
+            r.done as usize * per,
             r.cpu,
             r.other_top.clone(),
         ));
@@ -378,6 +448,7 @@ fn targets(res: &mut Results, m: &Measurements) {
         },
         "VmRSS right after the first answer; see Memory".into(),
     ]);
+    checkin_targets(res, m);
     res.targets.push([
         "every hot query uses an index (EXPLAIN)".into(),
         format!(
@@ -388,6 +459,110 @@ fn targets(res: &mut Results, m: &Measurements) {
         verdict(res.plan_failures == 0).into(),
         "see EXPLAIN table".into(),
     ]);
+}
+
+/// The targets of issue 15 (check-in lists): online entries on a list against pgbench's
+/// reference check-in transaction and against the part-1 validations, and offline uploads
+/// against online entries, per scan.
+fn checkin_targets(res: &mut Results, m: &Measurements) {
+    let l64 = &m.lists[&64];
+    let pv64 = &m.pgb["val64"];
+    let pl64 = &m.pgb["list64"];
+    let v64 = &m.vals[&64];
+    let clean = l64.error_count() == 0;
+    res.targets.push([
+        "issue 15: entries on a check-in list ≥ 100 % of pgbench's validation.sql at 64 clients".into(),
+        format!(
+            "{:.0}/s = {:.0} % of {:.0}/s; p50 {} / p99 {} ms",
+            l64.rate,
+            100.0 * l64.rate / pv64.tps,
+            pv64.tps,
+            ms(l64.p50),
+            ms(l64.p99)
+        ),
+        verdict(l64.rate >= pv64.tps && clean).into(),
+        format!(
+            "pgbench running the service's own entry statement (checkin-list-entry.sql) at 64 clients: {:.0}/s = {:.0} % of validation.sql \
+             (the service over HTTP: {:.0} % of it). Service: {}; pgbench: postgres {} ms per entry",
+            pl64.tps,
+            100.0 * pl64.tps / pv64.tps,
+            100.0 * l64.rate / pl64.tps,
+            cpu_hint(l64),
+            per_tx(pl64.cpu.pg, pl64.done)
+        ),
+    ]);
+    res.targets.push([
+        "issue 15: entries on a check-in list ≥ 100 % of the part-1 validations (64 clients, same run)".into(),
+        format!(
+            "{:.0}/s = {:.0} % of {:.0}/s (p99 {} vs {} ms)",
+            l64.rate,
+            100.0 * l64.rate / v64.rate,
+            v64.rate,
+            ms(l64.p99),
+            ms(v64.p99)
+        ),
+        verdict(l64.rate >= v64.rate && clean).into(),
+        format!(
+            "list: {}; part-1 validations: {}",
+            cpu_hint(l64),
+            cpu_hint(v64)
+        ),
+    ]);
+    let n = BATCH as f64;
+    let (best, bx) = m
+        .batches
+        .iter()
+        .max_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
+        .expect("batch loads ran");
+    let b_ok = bx.rate * n >= 5.0 * l64.rate && bx.error_count() == 0;
+    res.targets.push([
+        format!("issue 15: offline uploads ≥ 5× the online entry rate on a list, per scan (best of {} uploaders vs 64 online clients)",
+            m.batches.keys().map(|k| k.to_string()).collect::<Vec<_>>().join(" and ")),
+        format!(
+            "{:.0} scans/s at {best} uploaders = {:.1}× {:.0}/s ({})",
+            bx.rate * n,
+            bx.rate * n / l64.rate,
+            l64.rate,
+            m.batches
+                .iter()
+                .map(|(u, x)| format!("{u} uploaders: {:.0} scans/s, p99 {} ms per upload", x.rate * n, ms(x.p99)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        verdict(b_ok).into(),
+        format!(
+            "pgbench, the upload transaction (checkin-batch.sql): {}, i.e. {:.1}× pgbench's online entry statement. \
+             Uploads at {best}: machine {:.0}% busy; per scan: server {} ms CPU, postgres {} ms, load generator {} ms \
+             (online entries at 64 clients: postgres {} ms per entry)",
+            m.batches
+                .keys()
+                .map(|u| {
+                    let p = &m.pgb[&*format!("batch{u}")];
+                    format!(
+                        "{:.0} scans/s at {u} clients (postgres {} ms per scan)",
+                        p.tps * n,
+                        per_tx(p.cpu.pg, p.done * BATCH as u64)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            m.batches
+                .keys()
+                .map(|u| m.pgb[&*format!("batch{u}")].tps * n)
+                .fold(0.0, f64::max)
+                / pl64.tps,
+            bx.cpu.map_or(0.0, |c| 100.0 * c.busy_share()),
+            per_tx(bx.cpu.map_or(0.0, |c| c.server), (bx.ok * BATCH) as u64),
+            per_tx(bx.cpu.map_or(0.0, |c| c.pg), (bx.ok * BATCH) as u64),
+            per_tx(bx.cpu.map_or(0.0, |c| c.me), (bx.ok * BATCH) as u64),
+            per_tx(l64.cpu.map_or(0.0, |c| c.pg), l64.ok as u64),
+        ),
+    ]);
+}
+
+/// CPU milliseconds per unit of `cpu_secs` over `n` units.
+fn per_tx(cpu_secs: f64, n: u64) -> String {
+    format!("{:.3}", cpu_secs * 1000.0 / n.max(1) as f64)
 }
 
 /// The notes every run adds: the cache, and where the load generator ran.
