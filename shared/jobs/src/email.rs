@@ -40,6 +40,7 @@ pub struct EmailWorker {
 }
 
 struct Context {
+    event_id: i64,
     first_name: String,
     email: String,
     guest_status: GuestStatus,
@@ -79,7 +80,7 @@ impl EmailWorker {
         let row = db
             .query_opt(
                 "SELECT g.first_name, g.email, g.status, e.title, e.event_date, e.location, e.organizer_id,
-                        t.ticket_code, t.qr_code_data, t.qr_payload
+                        t.ticket_code, t.qr_code_data, t.qr_payload, e.id AS event_id
                    FROM guests g JOIN events e ON e.id = g.event_id LEFT JOIN tickets t ON t.guest_id = g.id
                   WHERE g.id = $1",
                 &[&guest_id],
@@ -87,6 +88,7 @@ impl EmailWorker {
             .await?
             .ok_or_else(|| JobError::Permanent(format!("guest {guest_id} no longer exists")))?;
         Ok(Context {
+            event_id: row.get("event_id"),
             first_name: row.get(0),
             email: row.get(1),
             guest_status: domain::sql::get(&row, "status")
@@ -147,6 +149,11 @@ impl EmailWorker {
                     (None, None) => return Err(JobError::Permanent("the ticket has no payload".into())),
                 };
                 attachments.push(Attachment::new(format!("ticket-{code}.png"), "image/png", &png));
+                attachments.push(Attachment::new(
+                    "event.ics",
+                    "text/calendar; charset=utf-8; method=PUBLISH",
+                    event_ics(c, code).as_bytes(),
+                ));
                 (
                     format!("Your ticket for {}", c.title),
                     format!("{hello}\n\nHere is your ticket for {} ({when}, {}).\nTicket code: {code}\n\
@@ -177,4 +184,23 @@ impl EmailWorker {
             idempotency_key: job_id.to_string(),
         })
     }
+}
+
+/// The event as an RFC 5545 calendar (`event.ics`, attached to ticket emails): one VEVENT whose
+/// UID is stable per event, so a calendar that imports it twice updates one entry.
+fn event_ics(c: &Context, ticket_code: &str) -> String {
+    use icalendar::{Component, EventLike};
+    let event = icalendar::Event::new()
+        .uid(&format!("event-{}@event-planner-core", c.event_id))
+        .timestamp(chrono::Utc::now())
+        .starts(c.event_date)
+        .summary(&c.title)
+        .location(&c.location)
+        .description(&format!(
+            "Ticket {ticket_code}: show its QR code at the entrance."
+        ))
+        .done();
+    let mut calendar = icalendar::Calendar::new();
+    calendar.push(event);
+    calendar.done().to_string()
 }

@@ -96,6 +96,60 @@ async fn a_registration_reaches_the_guest_as_a_ticket_email_through_sqs() {
         .decode(attachment["contentBase64"].as_str().unwrap())
         .unwrap();
     assert_eq!(decode_qr(&png), qr_payload);
+    // The event as a calendar file, read by an independent RFC 5545 parser (Python's icalendar).
+    let ics = &ticket_email["attachments"][1];
+    assert_eq!(ics["filename"], "event.ics");
+    assert!(ics["contentType"]
+        .as_str()
+        .unwrap()
+        .starts_with("text/calendar"));
+    let ics = base64::engine::general_purpose::STANDARD
+        .decode(ics["contentBase64"].as_str().unwrap())
+        .unwrap();
+    let script = r#"
+import sys, icalendar
+cal = icalendar.Calendar.from_ical(sys.stdin.buffer.read())
+ev = next(c for c in cal.walk() if c.name == "VEVENT")
+print(ev.get("summary"), ev.get("location"), ev.decoded("dtstart").isoformat(), ev.get("uid"), sep="|")
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &ics).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fields: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .split('|')
+        .map(str::to_owned)
+        .collect();
+    let event: (String, String, chrono::DateTime<chrono::Utc>, i64) = {
+        let db = w.state.db.get().await.unwrap();
+        let r = db
+            .query_one("SELECT title, location, event_date, id FROM events", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2), r.get(3))
+    };
+    assert_eq!(fields[0], event.0);
+    assert_eq!(fields[1], event.1);
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(&fields[2])
+            .unwrap()
+            .timestamp(),
+        event.2.timestamp(),
+        "DTSTART is the event's start (to the second)"
+    );
+    assert_eq!(fields[3], format!("event-{}@event-planner-core", event.3));
     assert_eq!(
         w.count("SELECT count(*) FROM processed_jobs WHERE outcome = 'done'")
             .await,
