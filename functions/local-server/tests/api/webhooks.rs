@@ -337,17 +337,67 @@ async fn changes_are_delivered_signed_as_standard_webhooks() {
 #[tokio::test]
 async fn failed_attempts_are_retried_then_delivered_and_410_disables() {
     let app = TestApp::spawn().await;
-    app.start_job_path_with(jobs::email::Mailer::Log, sender(true));
+    // A growing back-off (the production one is 5 s, 5 min, 30 min, 2 h, 5 h, 10 h...), scaled down.
+    let backoff: Vec<u64> = vec![100, 600, 1200, 1800, 2400];
+    app.start_job_path_with(
+        jobs::email::Mailer::Log,
+        jobs::webhook::WebhookSender {
+            allow_private: true,
+            backoff: backoff
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+            ..jobs::webhook::WebhookSender::default()
+        },
+    );
     let alice = app.organizer("alice");
     let server = receiver().await;
-    answer(&server, 500, Some(2)).await;
+    answer(&server, 500, Some(5)).await;
     answer(&server, 200, Some(1)).await;
     answer(&server, 410, None).await;
     let hook = subscribe(&app, &alice, &server, &["event.published"]).await;
     app.published_event(&alice, json!({})).await;
     let d = delivery_where(&app, &alice, &hook, |d| d["status"] == "delivered").await;
-    assert_eq!(d["attempts"], 3, "{d}");
-    let got = received(&server, 3).await;
+    assert_eq!(d["attempts"], 6, "{d}");
+    assert_eq!(d["lastStatus"], 200);
+    let got = received(&server, 6).await;
+    // Exactly one 2xx; each retry waited at least its back-off, and the waits grew.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.received_requests().await.unwrap().len(), 6);
+    // When each attempt happened: a failed attempt writes the next one's job (its created_at);
+    // the last, successful one is the delivery's last_attempt_at.
+    let db = app.sql().await;
+    let mut attempts: Vec<chrono::DateTime<chrono::Utc>> = db
+        .query(
+            "SELECT created_at FROM job_outbox WHERE job_type = 'deliver_webhook' ORDER BY id OFFSET 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    attempts.push(
+        db.query_one("SELECT last_attempt_at FROM webhook_deliveries", &[])
+            .await
+            .unwrap()
+            .get(0),
+    );
+    assert_eq!(attempts.len(), 6);
+    let waits: Vec<i64> = attempts
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_milliseconds())
+        .collect();
+    for (wait, planned) in waits.iter().zip(&backoff) {
+        assert!(
+            *wait >= *planned as i64 - 20,
+            "waits {waits:?}, planned {backoff:?}"
+        );
+    }
+    assert!(
+        waits[4] > waits[0] + 1500 && waits[3] > waits[1],
+        "the waits grow: {waits:?}"
+    );
     let ids: Vec<&str> = got
         .iter()
         .map(|r| r.headers.get("webhook-id").unwrap().to_str().unwrap())

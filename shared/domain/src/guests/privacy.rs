@@ -1,11 +1,11 @@
 //! Personal-data rights: everything stored about a guest, and its erasure.
 //!
 //! Erasure keeps the guest's row, seat and counts (registrations, check-ins and stats stay as
-//! they were) and replaces its name, email and phone with fixed placeholders. Its ticket gets a
-//! new code and loses its payload and image, so the QR code the guest holds no longer matches
-//! any ticket at the door (online: its signed claims no longer match the row; offline: the
-//! next sync carries the ticket without the old payload's hash). Webhook deliveries that
-//! carried the guest are reduced to its id. The audit row names who erased, not what.
+//! they were) and replaces its name, email and phone with fixed placeholders. Its ticket is
+//! cancelled and loses its payload and image, so the QR code the guest holds is refused at the
+//! door with TICKET_CANCELLED (offline: the next sync carries the cancellation). Webhook
+//! deliveries that carried the guest are reduced to its id, stored idempotent answers that
+//! carried it are dropped. The audit row names who erased, not what.
 
 use deadpool_postgres::{GenericClient, Transaction};
 use serde::Serialize;
@@ -141,6 +141,10 @@ pub async fn erase(
         .await?
         .get(0);
     if !already {
+        let g_email: String = tx
+            .query_one("SELECT email FROM guests WHERE id = $1", &[&guest_id])
+            .await?
+            .get(0);
         tx.execute(
             "UPDATE guests SET first_name = $2, last_name = $3, email = $4, phone = NULL,
                     erased_at = now(), updated_at = now()
@@ -153,22 +157,21 @@ pub async fn erase(
             ],
         )
         .await?;
-        // The ticket no longer answers to the QR code the guest holds.
-        let code = tickets::code::generate(chrono::Datelike::year(&chrono::Utc::now()));
+        // The ticket no longer admits anyone: cancelled (the door answers TICKET_CANCELLED to the
+        // QR code the guest holds, offline scanners learn it at their next sync), its payload and
+        // image gone. The seat stays taken: seats follow the guest, whose status is unchanged.
         tx.execute(
-            "UPDATE tickets SET ticket_code = $2, qr_payload = NULL, qr_code_data = NULL, updated_at = now()
+            "UPDATE tickets SET status = 'cancelled', qr_payload = NULL, qr_code_data = NULL, updated_at = now()
               WHERE guest_id = $1",
-            &[&guest_id, &code],
+            &[&guest_id],
         )
-        .await
-        .map_err(|e| match e.code() {
-            Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
-                let mut err = DomainError::unavailable("the ticket store", "ticket code collision");
-                err.retryable = true;
-                err
-            }
-            _ => e.into(),
-        })?;
+        .await?;
+        // Stored answers of idempotent requests that carried the guest (its registration's).
+        tx.execute(
+            "DELETE FROM idempotency_keys WHERE position(convert_to($1, 'UTF8') IN body) > 0",
+            &[&g_email],
+        )
+        .await?;
         tx.execute(
             "UPDATE webhook_deliveries d SET payload = jsonb_set(d.payload, '{data}', jsonb_build_object('id', $1::bigint, 'erased', true))
                FROM webhooks w
