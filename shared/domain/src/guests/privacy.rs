@@ -17,7 +17,7 @@ use super::model::Guest;
 use super::queries;
 use crate::access::{self, Lock};
 use crate::caller::Caller;
-use crate::error::{DomainError, DomainResult};
+use crate::error::DomainResult;
 use crate::tickets::{self, Ticket};
 use crate::work::{Done, Effects};
 
