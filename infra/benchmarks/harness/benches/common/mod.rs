@@ -48,6 +48,7 @@ impl Bench {
             redis: None,
             limits: Default::default(),
             jwks_url: None,
+            webhooks_allow_local: true,
         };
         let state = ApiState::new(config, Some(TicketKeys::generate())).unwrap();
         let claims = Claims {
