@@ -130,9 +130,12 @@ async fn run() -> anyhow::Result<i32> {
     plans::check_checkin(&pg, &s, &seed, &mut res).await?;
     let server_mem_1 = server.mem();
     server.stop();
+    // pgbench of the check-in statements on the database as those loads left it.
+    let pgb_checkin = pgbench::checkin(&s, &pg, &seed, &mut res).await?;
 
     let (regs, reg_hwm) = loads::registrations(&s, &http, &org_token, &pg, &seed, &mut res).await?;
-    let pgb = pgbench::compare(&s, &pg, &seed, &mut res).await?;
+    let mut pgb = pgbench::compare(&s, &pg, &seed, &mut res).await?;
+    pgb.extend(pgb_checkin);
     let cached = loads::cached(&s, &http, &org_token, &pg, &paths).await?;
     let lambdas = functions::measure(&s, &org_token, &seed, &mut res).await;
 

@@ -53,6 +53,7 @@ pub async fn machine_facts(
         "work_mem",
         "effective_cache_size",
         "jit",
+        "autovacuum",
     ] {
         let v: String = pg.query_one(&format!("SHOW {name}"), &[]).await?.get(0);
         settings.push(format!("{name}={v}"));

@@ -36,6 +36,10 @@ const POOLS: [(&str, PoolSize); 15] = [
 /// Scans per offline upload (the contract's largest batch).
 pub const BATCH: usize = 500;
 
+/// The largest pool: an event seats at most 100 000 (the schema's bound), every pool guest
+/// holds a seat.
+const MAX_POOL: usize = 100_000;
+
 /// The check-in list every pool's event gets besides its default list: it admits the pool's
 /// ticket type (named, as a gate for some ticket types is), once per ticket.
 pub const EXTRA_LIST: &str = "North gate";
@@ -79,6 +83,8 @@ pub struct Seed {
     pub http_pool: usize,
     /// Tickets of each pgbench validation pool.
     pub pg_pool: usize,
+    /// Tickets of each list pool left to pgbench after the HTTP load's `http_pool`.
+    pub list_pg_pool: usize,
     /// Tickets of each offline upload pool of the HTTP loads (a multiple of [`BATCH`]).
     pub batch_http_pool: usize,
     /// Tickets of each offline upload pool of pgbench (a multiple of [`BATCH`]).
@@ -115,11 +121,14 @@ pub async fn seed(
     // out of tickets aborts, which the run reports).
     let http_pool = ((4_000.0 * (secs + s.warmup)) as usize).min(100_000);
     let pg_pool = ((7_000.0 * s.pg_secs as f64) as usize).min(100_000);
-    // Offline uploads over HTTP: 25 000 scans/s, at most 400 uploads (a load that empties its
-    // pool ends early; its rate stays right, over a shorter time). pgbench uploads its whole pool
-    // (-t): 15 000 scans/s for BENCH_PGBENCH_SECS, at most 300 uploads.
-    let batch_http_pool = ((25_000.0 * secs) as usize / BATCH).clamp(20, 400) * BATCH;
-    let batch_pg_pool = ((15_000.0 * s.pg_secs as f64) as usize / BATCH).clamp(20, 300) * BATCH;
+    // Offline uploads over HTTP: 25 000 scans/s, at most one full event (a load that empties
+    // its pool ends early; its rate stays right, over a shorter time). pgbench uploads its whole
+    // pool (-t): 15 000 scans/s for BENCH_PGBENCH_SECS, at most one full event.
+    let most = MAX_POOL / BATCH;
+    let batch_http_pool = ((25_000.0 * secs) as usize / BATCH).clamp(20, most) * BATCH;
+    let batch_pg_pool = ((15_000.0 * s.pg_secs as f64) as usize / BATCH).clamp(20, most) * BATCH;
+    // A list pool holds the HTTP load's tickets, then pgbench's (what is left of one event).
+    let list_pg_pool = pg_pool.min(MAX_POOL.saturating_sub(http_pool));
     let mut pools = BTreeMap::new();
     let mut lists = BTreeMap::new();
     for (label, size) in POOLS {
@@ -127,7 +136,7 @@ pub async fn seed(
             PoolSize::Fixed(n) => n,
             PoolSize::Http => http_pool,
             PoolSize::Pgbench => pg_pool,
-            PoolSize::List => http_pool + pg_pool,
+            PoolSize::List => http_pool + list_pg_pool,
             PoolSize::BatchHttp => batch_http_pool,
             PoolSize::BatchPgbench => batch_pg_pool,
         };
@@ -163,6 +172,7 @@ pub async fn seed(
     Ok(Seed {
         http_pool,
         pg_pool,
+        list_pg_pool,
         batch_http_pool,
         batch_pg_pool,
         pools,
