@@ -56,7 +56,8 @@ async fn get_ticket(
 #[utoipa::path(get, path = "/api/tickets/{ticketId}/qr", tag = "tickets", params(("ticketId" = i64, Path)),
     security(("bearer" = [])),
     responses((status = 200, description = "The QR code of `qrPayload`", content_type = "image/png"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "TICKET_CANCELLED: the ticket of an erased guest has no QR code", body = ErrorBody)))]
 async fn ticket_qr(
     State(state): State<ApiState>,
     caller: Caller,
@@ -73,10 +74,13 @@ async fn ticket_qr(
     let png = match stored {
         Some(Ok(png)) => png,
         _ => {
-            let payload = ticket
-                .qr_payload
-                .as_deref()
-                .ok_or_else(|| ApiError::internal("ticket without payload"))?;
+            // Only an erased guest's ticket has none: it is cancelled and has no QR code left.
+            let payload = ticket.qr_payload.as_deref().ok_or_else(|| {
+                ApiError::new(
+                    domain::ErrorCode::TicketCancelled,
+                    "this ticket was cancelled and has no QR code",
+                )
+            })?;
             qr::png(payload).map_err(ApiError::internal)?
         }
     };

@@ -169,6 +169,11 @@ async fn a_guest_is_exported_then_erased_without_losing_its_seat() {
         )
         .await;
     assert_eq!(r.code(), "TICKET_CANCELLED", "{}", r.body);
+    // Its QR image is gone too (a 409 that says why, not a 500).
+    let r = app
+        .get(&format!("/api/tickets/{}/qr", ticket["id"]), &token)
+        .await;
+    assert_eq!(r.code(), "TICKET_CANCELLED", "{}", r.body);
     // ... nor offline: the next sync carries the ticket without the old payload's hash.
     let delta = app
         .get(
