@@ -718,7 +718,9 @@ fn entry_sql(on: OnList) -> String {
          RETURNING id, scanned_at, list_id),
               hook AS (
             SELECT webhook_emit(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, k.id)) AS n
-              FROM g CROSS JOIN k JOIN events e ON e.id = k.event_id)
+              FROM g CROSS JOIN k JOIN events e ON e.id = k.event_id
+             WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.organizer_id = e.organizer_id AND w.enabled
+                             AND 'guest.checked_in' = ANY (w.event_types)))
         SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list,
                (SELECT COALESCE(sum(n), 0) FROM hook)::bigint AS hooks, {}
           FROM log CROSS JOIN k
