@@ -390,7 +390,7 @@ async fn disable(
     reason: &str,
 ) -> Result<(), JobError> {
     tx.execute(
-        "UPDATE webhooks SET enabled = false, disabled_reason = $2, updated_at = now(), version = version + 1 WHERE id = $1",
+        "UPDATE webhooks SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1",
         &[&webhook_id, &reason],
     )
     .await

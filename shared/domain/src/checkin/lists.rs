@@ -44,6 +44,8 @@ pub(crate) struct Located {
     pub organizer_id: String,
     /// The list row's version (`crate::etag`).
     pub version: String,
+    /// When the list's rules last changed (the offline dataset restarts a full pass after).
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 pub(crate) async fn locate(
@@ -54,7 +56,8 @@ pub(crate) async fn locate(
 ) -> DomainResult<Located> {
     let sql = format!(
         "SELECT l.event_id, l.name, l.ticket_type_ids, l.allow_reentry, l.opens_at, l.closes_at,
-                l.is_default, e.organizer_id, e.status, l.xmin::text AS version
+                l.is_default, e.organizer_id, e.status, l.xmin::text AS version,
+                l.updated_at
            FROM checkin_lists l JOIN events e ON e.id = l.event_id
           WHERE l.id = $1 {}",
         if for_update { "FOR UPDATE OF l" } else { "" }
@@ -80,6 +83,7 @@ pub(crate) async fn locate(
         name: row.get("name"),
         organizer_id: row.get("organizer_id"),
         version: row.get("version"),
+        updated_at: row.get("updated_at"),
     })
 }
 
@@ -220,7 +224,7 @@ pub async fn update(
         "UPDATE checkin_lists
             SET name = COALESCE($2, name), ticket_type_ids = COALESCE($3, ticket_type_ids),
                 allow_reentry = COALESCE($4, allow_reentry), opens_at = $5, closes_at = $6,
-                version = version + 1, updated_at = now()
+                updated_at = now()
           WHERE id = $1",
         &[
             &list_id,

@@ -165,13 +165,7 @@ pub async fn data(
         &query,
     )))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    let list_changed: DateTime<Utc> = db
-        .query_one(
-            "SELECT updated_at FROM checkin_lists WHERE id = $1",
-            &[&list_id],
-        )
-        .await?
-        .get(0);
+    let list_changed = list.updated_at;
     let mut cursor = match &query.cursor {
         Some(c) => Cursor::decode(c, list_id)?,
         None => Cursor {

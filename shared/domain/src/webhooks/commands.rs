@@ -133,7 +133,7 @@ pub async fn update(
                         -- turned on again by hand: a fresh start
                         disabled_reason = CASE WHEN $6 THEN NULL ELSE disabled_reason END,
                         failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END,
-                        version = version + 1, updated_at = now()
+                        updated_at = now()
                   WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}"
             ),
             &[
@@ -189,7 +189,7 @@ pub async fn rotate_secret(
         .query_one(
             &format!(
                 "UPDATE webhooks w SET previous_secret = secret, previous_until = $3, secret = $2,
-                        version = version + 1, updated_at = now()
+                        updated_at = now()
                   WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}"
             ),
             &[&id, &secret, &until],
