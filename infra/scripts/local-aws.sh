@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A local SQS (moto_server from the repo's .venv) with the service's queues, for `sam local`
-# (infra/env.local.json) and for running the worker/sweep binaries against SQS by hand.
+# A local SQS and S3 (moto_server from the repo's .venv) with the service's queues and exports
+# bucket, for `sam local` (infra/env.local.json), for infra/scripts/dev.sh (the exports bucket) and
+# for running the worker/sweep binaries against SQS by hand.
 #
 #   infra/scripts/local-aws.sh start [--docker]   moto on 127.0.0.1:4566 (--docker: 0.0.0.0, so that
 #                                                 containers reach it as host.docker.internal:4566),
@@ -13,6 +14,7 @@
 #   event-planner-core-local-email              + event-planner-core-local-email-dlq
 #   event-planner-core-local-ticket-generation  + event-planner-core-local-ticket-generation-dlq
 #   event-planner-core-local-webhooks           + event-planner-core-local-webhooks-dlq
+# Bucket (S3, path-style at http://127.0.0.1:4566): event-planner-core-local-exports
 # moto keeps everything in memory: a restart starts empty. It does not implement
 # StartMessageMoveTask (the DLQ redrive of the console/CLI): infra/README.md shows the manual redrive.
 #
@@ -41,6 +43,13 @@ for name, visibility in (("email", "180"), ("ticket-generation", "180"), ("webho
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
     })["QueueUrl"]
     print(f"{name}: {url} (dead letters: {dlq})")
+s3 = boto3.client("s3")
+bucket = f"{prefix}-exports"
+try:
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name})
+except s3.exceptions.BucketAlreadyOwnedByYou:
+    pass
+print(f"exports bucket: {bucket}")
 PY
 }
 
@@ -67,6 +76,7 @@ case "${1:-}" in
         echo "export EMAIL_QUEUE_URL=http://127.0.0.1:$PORT/123456789012/$PREFIX-email"
         echo "export TICKET_QUEUE_URL=http://127.0.0.1:$PORT/123456789012/$PREFIX-ticket-generation"
         echo "export WEBHOOKS_QUEUE_URL=http://127.0.0.1:$PORT/123456789012/$PREFIX-webhooks"
+        echo "export EXPORTS_BUCKET=$PREFIX-exports"
         ;;
     dlq)
         "$ROOT/.venv/bin/python" - "$PREFIX" <<'PY'

@@ -3,5 +3,9 @@
 //! the other functions'.
 
 mod routes;
+mod waitlist;
 
-pub use routes::routes;
+/// The guests function's routes: guests, and the waiting list whose entries become guests.
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<edge::ApiState> {
+    routes::routes().merge(waitlist::routes())
+}

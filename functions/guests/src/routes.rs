@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use domain::guests::import::{self, ImportQuery, ImportReport};
 use domain::guests::input::{ListGuests, Register, UpdateGuest};
 use domain::guests::model::GuestList;
 use domain::guests::privacy::{self, PersonalData};
@@ -14,7 +15,9 @@ use domain::guests::{commands, queries, Guest};
 use domain::registration::{self, Registration};
 use edge::docs::{ErrorBody, Success};
 use edge::error::ApiResult;
-use edge::http::{created, ok, ApiPath, ApiQuery, Envelope, IfMatch, JsonInput, Manager, Tagged};
+use edge::http::{
+    created, ok, ApiPath, ApiQuery, CsvInput, Envelope, IfMatch, JsonInput, Manager, Tagged,
+};
 use edge::rate_limit::{Limited, Registrations};
 use edge::ApiState;
 
@@ -27,6 +30,42 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(resend_ticket))
         .routes(routes!(personal_data))
         .routes(routes!(erase_guest))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(import_guests))
+                .layer(axum::extract::DefaultBodyLimit::max(import::MAX_BYTES)),
+        )
+}
+
+#[utoipa::path(post, path = "/api/events/{eventId}/guests/import", tag = "guests",
+    params(("eventId" = i64, Path), ImportQuery),
+    request_body(content = String, content_type = "text/csv",
+        description = "UTF-8 (a BOM is fine), at most 5 000 rows and 1 MiB. A header row naming `firstName`, `lastName`, `email`, `phone`, `ticketType` in any order (case, spaces, `_` and `-` ignored; other columns ignored); `ticketType` is a ticket type's name, case-insensitive, required when the event has ticket types. Example:\n\n```\nfirstName,lastName,email,phone,ticketType\nAda,Lovelace,ada@example.com,+33612345678,VIP\n```"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What was created and which rows failed (`row`: the spreadsheet row, the header being row 1). `all_or_nothing` creates nothing when any row fails; `dryRun` creates nothing and reports what would happen. Imported guests are `confirmed` with their tickets, and get the registration emails. Every row takes its seat through the same capacity path as registrations: an import never sells past a capacity, nor takes a seat held for a waiting-list offer.", body = Success<ImportReport>),
+        (status = 400, description = "VALIDATION_ERROR: not text/csv, not UTF-8, a required column missing, no rows", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "REGISTRATION_CLOSED: the event is cancelled, completed or has started (a draft event may be imported into)", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: over 1 MiB or 5 000 rows", body = ErrorBody),
+    ))]
+async fn import_guests(
+    State(state): State<ApiState>,
+    Manager(caller): Manager,
+    ApiPath(event_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    CsvInput(body): CsvInput,
+) -> ApiResult<Envelope<ImportReport>> {
+    let keys = state.ticket_keys()?;
+    let report = edge::unit_of_work!(state, |tx| import::import(
+        tx,
+        &caller,
+        keys,
+        event_id,
+        &query,
+        body.clone()
+    ));
+    Ok(ok(report))
 }
 
 #[utoipa::path(get, path = "/api/events/{eventId}/guests", tag = "guests",

@@ -9,13 +9,19 @@ use axum::Router;
 use edge::ApiState;
 use utoipa_axum::router::OpenApiRouter;
 
-/// The local server's state: the API's, with the SQS queue as its relay target and
-/// readiness dependency when the queue URLs are configured (as in Lambda), and that queue
-/// for the local runner's pollers.
+/// The local server's state: the API's, with the exports bucket when `EXPORTS_BUCKET` is
+/// set, the SQS queue as its relay target and readiness dependency when the queue URLs are
+/// configured (as in Lambda), and that queue for the local runner's pollers.
 pub async fn state(
     env: &platform::config::Env,
 ) -> anyhow::Result<(ApiState, Option<platform::sqs::SqsQueue>)> {
     let mut state = ApiState::from_env(env)?;
+    state.exports = platform::s3::ObjectStore::from_env(env)?;
+    if state.exports.is_none() {
+        tracing::warn!(
+            "EXPORTS_BUCKET is not set: exports will fail (infra/scripts/dev.sh starts a local S3)"
+        );
+    }
     let sqs = platform::sqs::SqsQueue::from_env(env).await?;
     if let Some(queue) = &sqs {
         state.queue = Some(std::sync::Arc::new(queue.clone()));
@@ -30,6 +36,7 @@ pub fn app(state: ApiState) -> Router {
         .merge(guests::routes())
         .merge(tickets::routes())
         .merge(webhooks::routes())
+        .merge(exports::routes())
         .merge(health::routes::<ApiState>());
     edge::http::serve_api(routes, state)
 }
@@ -50,6 +57,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .merge(guests::routes())
         .merge(tickets::routes())
         .merge(webhooks::routes())
+        .merge(exports::routes())
         .merge(health::routes::<ApiState>())
         .split_for_parts()
         .1;

@@ -19,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
     platform::db::ensure_database(&state.config.db).await?;
     platform::db::migrate_pool(&state.db).await?;
     local_server::runner::start_local(&env, &state, sqs).await?;
+    local_server::runner::start_offer_expiry(&state, std::time::Duration::from_secs(15));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", state.config.port)).await?;
     tracing::info!(address = %listener.local_addr()?, "local server listening");
     let app = local_server::with_cors(local_server::app(state), &env.cors_origins());

@@ -99,3 +99,27 @@ impl JobHandler for WakeRelayAfter {
         result
     }
 }
+
+/// The local stand-in for the scheduled sweep's waiting-list pass: every `every`, expires
+/// the offers past their time and hands their seats on (`domain::waitlist::offers`), then
+/// wakes the relay for the offer emails that wrote.
+pub fn start_offer_expiry(state: &ApiState, every: Duration) {
+    let (pool, relay) = (state.db.clone(), state.outbox_signal.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match domain::waitlist::offers::sweep_expired(&pool).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(expired = n, "waiting-list offers expired");
+                    relay.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, cause = e.internal.as_deref(), "expiring waiting-list offers failed")
+                }
+            }
+        }
+    });
+}

@@ -44,6 +44,8 @@ pub struct SweepReport {
     pub oldest_pending_age_seconds: f64,
     /// Rows removed by the retention rules ([`crate::prune`]).
     pub pruned: crate::prune::PruneReport,
+    /// Waiting-list offers expired by this run (their seats handed to the next entries).
+    pub offers_expired: usize,
 }
 
 impl SweepReport {
@@ -131,6 +133,14 @@ impl Sweeper {
             .get_or_try_init(|| async { platform::db::pool(&self.env.database_resolved(1).await?) })
             .await?;
         let budget = invocation.budget(MARGIN, Duration::from_secs(50));
+        // Expired waiting-list offers first: the offers they hand on are relayed below.
+        let offers_expired = match domain::waitlist::offers::sweep_expired(pool).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, cause = e.internal.as_deref(), "expiring waiting-list offers failed; the next run tries again");
+                0
+            }
+        };
         let mut report = sweep(
             pool,
             self.backend.as_ref(),
@@ -138,6 +148,7 @@ impl Sweeper {
             Instant::now() + budget,
         )
         .await?;
+        report.offers_expired = offers_expired;
         // Retention after the relay (which is what the schedule is for); a failure here
         // is logged, not fatal: the next run tries again.
         match crate::prune::prune(pool, &self.retention).await {
@@ -183,6 +194,7 @@ mod tests {
             pending: 1,
             oldest_pending_age_seconds: 12.5,
             pruned: Default::default(),
+            offers_expired: 0,
         };
         let doc = report.metrics("epc-test").document(0);
         assert_eq!(doc["OutboxSent"], 3);

@@ -45,13 +45,15 @@ pub struct Owned {
     pub has_ticket_types: bool,
     /// Whether the ticket type asked about (`ticket_type` of [`event`]) is one of the event's.
     pub has_ticket_type: bool,
+    pub waitlist_enabled: bool,
+    pub waitlist_offer_minutes: i32,
     /// The event row's version as read (under the lock asked for): `crate::etag`.
     pub version: String,
 }
 
 const SELECT: &str =
     "SELECT organizer_id, status, event_date, requires_approval, max_attendees, ever_registered,
-        e.xmin::text AS version,
+        waitlist_enabled, waitlist_offer_minutes, e.xmin::text AS version,
         EXISTS (SELECT 1 FROM ticket_types t WHERE t.event_id = e.id) AS has_types,
         EXISTS (SELECT 1 FROM ticket_types t WHERE t.event_id = e.id AND t.id = $2) AS has_type
    FROM events e WHERE id = $1";
@@ -61,6 +63,28 @@ const SELECT: &str =
 pub async fn event(
     db: &impl GenericClient,
     caller: &Caller,
+    id: i64,
+    lock: Lock,
+    ticket_type: Option<i64>,
+) -> DomainResult<Owned> {
+    let event = load(db, id, lock, ticket_type).await?;
+    check(caller, &event.organizer_id, "event")?;
+    Ok(event)
+}
+
+/// The event `id` for the holder of a capability that names it (a waiting-list claim
+/// token, which the caller found by its hash): no role and no tenant to check, the token is
+/// the authority. Locked as asked.
+pub async fn event_for_token_holder(
+    db: &impl GenericClient,
+    id: i64,
+    lock: Lock,
+) -> DomainResult<Owned> {
+    load(db, id, lock, None).await
+}
+
+async fn load(
+    db: &impl GenericClient,
     id: i64,
     lock: Lock,
     ticket_type: Option<i64>,
@@ -78,11 +102,9 @@ pub async fn event(
         .query_opt(&stmt, &[&id, &ticket_type])
         .await?
         .ok_or_else(|| DomainError::not_found("event"))?;
-    let organizer_id: String = row.get("organizer_id");
-    check(caller, &organizer_id, "event")?;
     Ok(Owned {
         id,
-        organizer_id,
+        organizer_id: row.get("organizer_id"),
         status: sql::get(&row, "status")?,
         event_date: row.get("event_date"),
         requires_approval: row.get("requires_approval"),
@@ -90,6 +112,8 @@ pub async fn event(
         ever_registered: row.get("ever_registered"),
         has_ticket_types: row.get("has_types"),
         has_ticket_type: row.get("has_type"),
+        waitlist_enabled: row.get("waitlist_enabled"),
+        waitlist_offer_minutes: row.get("waitlist_offer_minutes"),
         version: row.get("version"),
     })
 }

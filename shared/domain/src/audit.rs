@@ -27,6 +27,21 @@ pub async fn record(
     entity_id: Option<i64>,
     changes: Value,
 ) -> DomainResult<()> {
+    let actor = (caller.user_id.as_str(), caller.role.as_str());
+    record_as(tx, actor, event_id, action, entity, entity_id, changes).await
+}
+
+/// [`record`] for an actor that is not a token's caller: `(sub, role)`, e.g. the holder of
+/// a waiting-list claim token (`("waitlist-entry:12", "guest")`).
+pub async fn record_as(
+    tx: &impl GenericClient,
+    (sub, role): (&str, &str),
+    event_id: Option<i64>,
+    action: &str,
+    entity: &str,
+    entity_id: Option<i64>,
+    changes: Value,
+) -> DomainResult<()> {
     let stmt = tx
         .prepare_cached(
             "INSERT INTO audit_log (event_id, actor_sub, actor_role, action, entity, entity_id, changes)
@@ -36,13 +51,7 @@ pub async fn record(
     tx.execute(
         &stmt,
         &[
-            &event_id,
-            &caller.user_id,
-            &caller.role.as_str(),
-            &action,
-            &entity,
-            &entity_id,
-            &changes,
+            &event_id, &sub, &role, &action, &entity, &entity_id, &changes,
         ],
     )
     .await?;

@@ -98,3 +98,48 @@ pub async fn add_type_seat(
         .await?;
     Ok(row.get(0))
 }
+
+/// Takes a seat of the event and of its ticket type, or neither: `None` when both were
+/// taken, else the code of the capacity that was full (the other one's seat, if taken, is
+/// given back in the same transaction). For paths that go on when a capacity is full (the
+/// waiting list's offers).
+pub(crate) async fn try_take_seat(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    ticket_type_id: Option<i64>,
+    start: i64,
+) -> DomainResult<Option<ErrorCode>> {
+    let (event_seat, type_seat) = add_seat(tx, event_id, ticket_type_id, 1, start).await?;
+    match (event_seat, type_seat) {
+        (true, true) => Ok(None),
+        (true, false) => {
+            add_seat(tx, event_id, None, -1, start).await?;
+            Ok(Some(ErrorCode::SoldOut))
+        }
+        (false, type_seat) => {
+            if let (true, Some(t)) = (type_seat, ticket_type_id) {
+                add_type_seat(tx, event_id, t, -1, start).await?;
+            }
+            Ok(Some(ErrorCode::EventFull))
+        }
+    }
+}
+
+/// Takes up to `n` seats of one capacity (the event's when `ticket_type_id` is `None`) in
+/// one call, shard by shard from `start` (`seat_shards_take`, migrations/V15); a negative
+/// `n` gives back up to `-n`. Returns how many moved. The CSV import's bulk path.
+pub(crate) async fn take_seats(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    ticket_type_id: Option<i64>,
+    n: i32,
+    start: i64,
+) -> DomainResult<i32> {
+    let stmt = tx
+        .prepare_cached("SELECT seat_shards_take($1, $2, $3, $4)")
+        .await?;
+    let row = tx
+        .query_one(&stmt, &[&event_id, &ticket_type_id, &n, &start])
+        .await?;
+    Ok(row.get(0))
+}

@@ -27,6 +27,7 @@ pub enum ErrorCode {
     NotOnList,
     ListClosed,
     NotInside,
+    OfferExpired,
     PreconditionFailed,
     IdempotencyInProgress,
     IdempotencyKeyReused,
@@ -55,7 +56,8 @@ impl ErrorCode {
             | InvalidState
             | NotOnList
             | ListClosed
-            | NotInside => 409,
+            | NotInside
+            | OfferExpired => 409,
             PreconditionFailed => 412,
             IdempotencyInProgress => 409,
             IdempotencyKeyReused => 422,
@@ -85,6 +87,7 @@ impl ErrorCode {
             NotOnList => "NOT_ON_LIST",
             ListClosed => "LIST_CLOSED",
             NotInside => "NOT_INSIDE",
+            OfferExpired => "OFFER_EXPIRED",
             PreconditionFailed => "PRECONDITION_FAILED",
             IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",

@@ -71,12 +71,28 @@ pub enum Job {
     DeliverWebhook {
         delivery_id: i64,
     },
+    /// Streams an export's rows into its object (S3), then marks it done and writes
+    /// [`Job::ExportReady`] and the `export.done` webhook (`crate::exports`).
+    BuildExport {
+        export_id: i64,
+    },
+    /// To the user who asked for the export: it is ready to download.
+    ExportReady {
+        export_id: i64,
+    },
+    /// To a waiting-list entry: a seat is held for it until the offer expires; the email
+    /// carries the claim token (only its hash is stored).
+    WaitlistOffer {
+        event_id: i64,
+        entry_id: i64,
+        token: String,
+    },
 }
 
 impl Job {
     pub fn queue(&self) -> Queue {
         match self {
-            Job::GenerateTicket { .. } => Queue::TicketGeneration,
+            Job::GenerateTicket { .. } | Job::BuildExport { .. } => Queue::TicketGeneration,
             Job::DeliverWebhook { .. } => Queue::Webhooks,
             _ => Queue::Email,
         }
@@ -92,6 +108,9 @@ impl Job {
             Job::GuestCancelled { .. } => "guest_cancelled",
             Job::EventCancelled { .. } => "event_cancelled",
             Job::DeliverWebhook { .. } => "deliver_webhook",
+            Job::BuildExport { .. } => "build_export",
+            Job::ExportReady { .. } => "export_ready",
+            Job::WaitlistOffer { .. } => "waitlist_offer",
         }
     }
 
@@ -118,7 +137,11 @@ impl Job {
             | Job::TicketResend { guest_id, .. }
             | Job::GuestCancelled { guest_id, .. }
             | Job::EventCancelled { guest_id, .. } => Some(guest_id),
-            Job::GenerateTicket { .. } | Job::DeliverWebhook { .. } => None,
+            Job::GenerateTicket { .. }
+            | Job::DeliverWebhook { .. }
+            | Job::BuildExport { .. }
+            | Job::ExportReady { .. }
+            | Job::WaitlistOffer { .. } => None,
         }
     }
 }
@@ -168,6 +191,13 @@ mod tests {
             Job::EventCancelled {
                 event_id: 1,
                 guest_id: 2,
+            },
+            Job::BuildExport { export_id: 4 },
+            Job::ExportReady { export_id: 4 },
+            Job::WaitlistOffer {
+                event_id: 1,
+                entry_id: 2,
+                token: "t".into(),
             },
         ] {
             assert_eq!(Job::from_parts(j.type_name(), &j.payload()).unwrap(), j);

@@ -14,6 +14,7 @@ pub mod checkin;
 pub mod error;
 pub mod etag;
 pub mod events;
+pub mod exports;
 pub mod guests;
 pub mod job;
 pub mod lifecycle;
@@ -24,6 +25,7 @@ pub mod registration;
 pub mod rules;
 pub mod sql;
 pub mod tickets;
+pub mod waitlist;
 pub mod webhooks;
 pub mod work;
 

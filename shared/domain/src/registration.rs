@@ -74,6 +74,44 @@ pub async fn register(
         GuestStatus::Confirmed
     };
 
+    let (guest_id, jobs) = insert_guest(
+        tx,
+        (&caller.user_id, caller.role.as_str()),
+        keys,
+        (event_id, &event.organizer_id),
+        &input,
+        status,
+    )
+    .await?;
+    outbox::enqueue_all(tx, &jobs).await?;
+    // Last, so the seat shards stay locked only until the commit right after.
+    take_seat(tx, event_id, input.ticket_type_id, guest_id).await?;
+    tracing::info!(
+        event_id,
+        guest_id,
+        status = status.as_str(),
+        "guest registered"
+    );
+    // The answer is read after the commit ([`read`]), so the seat shards
+    // stay locked only until the commit right after the seat is taken.
+    Ok(Done::new(
+        Registered { event_id, guest_id },
+        Effects::default().event_changed(event_id).jobs(),
+    ))
+}
+
+/// Inserts a registered guest and, when confirmed, its signed ticket, with its audit entry and
+/// `guest.registered` webhooks, and returns the guest's id with the jobs to queue. Takes no
+/// seat: a registration takes one after ([`register`]), a waiting-list claim already holds
+/// one (`crate::waitlist`).
+pub(crate) async fn insert_guest(
+    tx: &Transaction<'_>,
+    (actor_sub, actor_role): (&str, &str),
+    keys: &TicketKeys,
+    (event_id, organizer_id): (i64, &str),
+    input: &Register,
+    status: GuestStatus,
+) -> DomainResult<(i64, Vec<Job>)> {
     // The guest row and, when confirmed, its ticket row in one statement (one round trip);
     // their ids come from the inserts (no `nextval()`, which would pin an RDS Proxy session).
     // The ticket's signed payload names its id, so it is written right after.
@@ -114,9 +152,9 @@ pub async fn register(
                 &input.phone,
                 &status.as_str(),
                 &code,
-                &event.organizer_id,
-                &caller.user_id,
-                &caller.role.as_str(),
+                &organizer_id,
+                &actor_sub,
+                &actor_role,
             ],
         )
         .await
@@ -137,21 +175,7 @@ pub async fn register(
         }
         None => {}
     }
-    outbox::enqueue_all(tx, &jobs).await?;
-    // Last, so the seat shards stay locked only until the commit right after.
-    take_seat(tx, event_id, input.ticket_type_id, guest_id).await?;
-    tracing::info!(
-        event_id,
-        guest_id,
-        status = status.as_str(),
-        "guest registered"
-    );
-    // The answer is read after the commit ([`read`]), so the seat shards
-    // stay locked only until the commit right after the seat is taken.
-    Ok(Done::new(
-        Registered { event_id, guest_id },
-        Effects::default().event_changed(event_id).jobs(),
-    ))
+    Ok((guest_id, jobs))
 }
 
 /// A registration that committed; [`read`] reads what the API answers.

@@ -72,8 +72,9 @@ pub fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                 .build(),
         )
     };
-    const RATE_LIMITED: [(&str, &str); 3] = [
+    const RATE_LIMITED: [(&str, &str); 4] = [
         ("post", "/api/events/{eventId}/guests"),
+        ("post", "/api/waitlist/claim"),
         ("post", "/api/tickets/{ticketId}/validate"),
         ("post", "/api/tickets/validate"),
     ];

@@ -80,6 +80,43 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonInput<T> {
     }
 }
 
+/// A `text/csv` body (the guest import), read whole up to the route's body limit and kept,
+/// like [`JsonInput`], for the command to open after the tenancy gate.
+pub struct CsvInput(pub Input<Bytes>);
+
+impl<S: Send + Sync> FromRequest<S> for CsvInput {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_csv = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let media = v.split(';').next().unwrap_or("").trim();
+                media.eq_ignore_ascii_case("text/csv")
+                    || media.eq_ignore_ascii_case("application/csv")
+            })
+            .unwrap_or(false);
+        let body = if !is_csv {
+            Err(ApiError::field("body", "Content-Type must be text/csv").0)
+        } else {
+            Bytes::from_request(req, state).await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        "the file is larger than the limit",
+                    )
+                    .0
+                } else {
+                    ApiError::field("body", "the body could not be read").0
+                }
+            })
+        };
+        Ok(CsvInput(Input::new(body)))
+    }
+}
+
 fn if_match(headers: &axum::http::HeaderMap) -> Option<String> {
     headers
         .get(axum::http::header::IF_MATCH)

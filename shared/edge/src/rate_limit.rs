@@ -22,6 +22,8 @@ const WINDOW: Duration = Duration::from_secs(60);
 pub enum Limit {
     Registrations,
     Validations,
+    /// Waiting-list claims by token: always per client IP.
+    Claims,
 }
 
 impl Limit {
@@ -29,6 +31,7 @@ impl Limit {
         match self {
             Limit::Registrations => "registrations",
             Limit::Validations => "validations",
+            Limit::Claims => "claims",
         }
     }
 
@@ -36,13 +39,19 @@ impl Limit {
         match self {
             Limit::Registrations => state.config.limits.registrations_per_minute,
             Limit::Validations => state.config.limits.validations_per_minute,
+            Limit::Claims => state.config.limits.claims_per_minute,
         }
     }
 }
 
-/// Who is counted: a digest of the bearer token, else the client's IP.
-fn subject(headers: &HeaderMap) -> String {
-    if let Some(token) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+/// Who is counted: a digest of the bearer token, else the client's IP (always the IP for
+/// [`Limit::Claims`]: the public claim endpoint takes no token).
+fn subject(headers: &HeaderMap, limit: Limit) -> String {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| limit != Limit::Claims);
+    if let Some(token) = token {
         let digest = Sha256::digest(token.as_bytes());
         return format!(
             "tok:{}",
@@ -53,10 +62,12 @@ fn subject(headers: &HeaderMap) -> String {
                 .collect::<String>()
         );
     }
+    // The last address of X-Forwarded-For is the one API Gateway appended (the peer it saw);
+    // earlier ones come from the client and could be anything.
     let ip = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.rsplit(',').next())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .or_else(|| headers.get("x-real-ip").and_then(|v| v.to_str().ok()))
@@ -79,6 +90,11 @@ impl LimitKind for Validations {
     const LIMIT: Limit = Limit::Validations;
 }
 
+pub struct Claims;
+impl LimitKind for Claims {
+    const LIMIT: Limit = Limit::Claims;
+}
+
 /// An extractor that counts the request against limit `L` (put it before `Caller`, so
 /// requests without a valid token are counted by IP too) and refuses it over the limit.
 pub struct Limited<L>(PhantomData<L>);
@@ -88,7 +104,7 @@ impl<L: LimitKind + Send> FromRequestParts<ApiState> for Limited<L> {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         let limit = L::LIMIT;
-        let key = format!("rl:{}:{}", limit.name(), subject(&parts.headers));
+        let key = format!("rl:{}:{}", limit.name(), subject(&parts.headers, limit));
         if let Some((hits, retry_after)) = state.cache.hit(&key, WINDOW).await {
             if hits > limit.per_minute(state) {
                 let mut err = ApiError::new(

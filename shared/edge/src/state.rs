@@ -43,6 +43,9 @@ pub struct ApiState {
     /// Where jobs are relayed right after a commit (SQS in Lambda). `None` locally, where
     /// a relay loop woken by `outbox_signal` does it instead.
     pub queue: Option<Arc<dyn QueueBackend>>,
+    /// The exports bucket, to make download links: set by the function that serves exports
+    /// (and the local server), `None` in every other one.
+    pub exports: Option<platform::s3::ObjectStore>,
 }
 
 impl ApiState {
@@ -67,6 +70,7 @@ impl ApiState {
             started_at: Instant::now(),
             outbox_signal: Arc::new(Notify::new()),
             queue: None,
+            exports: None,
         })
     }
 

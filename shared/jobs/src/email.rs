@@ -7,6 +7,11 @@
 //! | `ticket_ready`, `ticket_resend` | Your ticket for {event} | ticket code, the QR code as `ticket-<code>.png` attachment |
 //! | `guest_cancelled` | Your registration for {event} is cancelled | |
 //! | `event_cancelled` | {event} is cancelled | |
+//! | `waitlist_offer` | A seat is free for you: {event} | the seat held until `offerExpiresAt`, the claim link (`WAITLIST_CLAIM_URL`) or token |
+//! | `export_ready` | Your {kind} export of {event} is ready | rows, and where to get the file (no link: links are made per read by `GET /api/exports/{id}`, valid an hour) |
+//!
+//! `export_ready` goes to the user who asked for the export (its JWT `sub`), whose address
+//! the auth service gives (`GET /api/users/{sub}`): our data holds no organizer email.
 
 use std::sync::Arc;
 
@@ -19,7 +24,7 @@ use domain::outbox::Job;
 use domain::tickets::qr;
 use uuid::Uuid;
 
-use crate::clients::auth::AuthClient;
+use crate::clients::auth::{AuthClient, AuthError};
 use crate::clients::notification::{Attachment, Email, NotificationClient};
 use crate::dispatch::JobError;
 
@@ -37,6 +42,10 @@ pub struct EmailWorker {
     pub mailer: Mailer,
     /// Organizer details for the emails' signature, when the auth service is configured.
     pub auth: Option<Arc<AuthClient>>,
+    /// `WAITLIST_CLAIM_URL`: the front end's claim page, with `{token}` where the claim
+    /// token goes (e.g. `https://tickets.example.com/claim?token={token}`). Unset: the
+    /// email gives the token and the API call.
+    pub claim_url: Option<String>,
 }
 
 struct Context {
@@ -61,6 +70,129 @@ impl EmailWorker {
         })?;
         let ctx = self.context(guest_id).await?;
         let email = self.render(job_id, job, &ctx).await?;
+        self.send(email, job.type_name()).await
+    }
+
+    /// The `export_ready` email, to the user who asked for the export.
+    pub async fn export_ready(&self, job_id: Uuid, export_id: i64) -> Result<(), JobError> {
+        let notice = {
+            let db = self.pool.get().await?;
+            domain::exports::ready_notice(&db, export_id)
+                .await
+                .map_err(|e| match e.code {
+                    domain::ErrorCode::NotFound => {
+                        JobError::Permanent(format!("export {export_id} no longer exists"))
+                    }
+                    _ => JobError::Transient(e.to_string()),
+                })?
+        };
+        let user = &notice.requested_by;
+        let to = match (&self.auth, &self.mailer) {
+            (Some(auth), _) => match auth.get_user(user).await {
+                Ok(Some(u)) => u.email,
+                Ok(None) => {
+                    return Err(JobError::Permanent(format!(
+                        "the auth service does not know user {user:?}, who asked for export {export_id}"
+                    )))
+                }
+                Err(e @ AuthError::Unavailable(_)) => return Err(JobError::Transient(e.to_string())),
+                Err(e) => return Err(JobError::Permanent(e.to_string())),
+            },
+            // Emails are only logged: say whom it was for.
+            (None, Mailer::Log) => format!("user:{user}"),
+            (None, Mailer::Notification(_)) => {
+                return Err(JobError::Permanent(
+                    "no address for the user who asked for the export: AUTH_SERVICE_URL is not set".into(),
+                ))
+            }
+        };
+        let x = &notice.export;
+        let rows = x.rows.unwrap_or(0);
+        let email = Email {
+            to,
+            subject: format!(
+                "Your {} export of {} is ready",
+                x.kind.as_str(),
+                notice.event_title
+            ),
+            text: format!(
+                "Hello,\n\nThe {} export of {} you asked for is ready: {rows} row{}.\n\
+                 Get it within {} days from the API: GET /api/exports/{} answers a download link \
+                 (valid for an hour; ask again for a new one).\n",
+                x.kind.as_str(),
+                notice.event_title,
+                if rows == 1 { "" } else { "s" },
+                domain::exports::RETENTION_DAYS,
+                x.id,
+            ),
+            html: None,
+            attachments: Vec::new(),
+            idempotency_key: job_id.to_string(),
+        };
+        self.send(email, "export_ready").await
+    }
+
+    /// The `waitlist_offer` email, to the waiting-list entry: a seat is held until the
+    /// offer expires, and the claim token (its only copy besides the job's payload).
+    pub async fn waitlist_offer(
+        &self,
+        job_id: Uuid,
+        entry_id: i64,
+        token: &str,
+    ) -> Result<(), JobError> {
+        let row = {
+            let db = self.pool.get().await?;
+            db.query_opt(
+                "SELECT w.first_name, w.email, w.status, w.offer_expires_at, e.title, e.event_date, e.location,
+                        e.organizer_id, t.name AS ticket_type
+                   FROM waitlist_entries w JOIN events e ON e.id = w.event_id
+                   LEFT JOIN ticket_types t ON t.id = w.ticket_type_id
+                  WHERE w.id = $1",
+                &[&entry_id],
+            )
+            .await?
+            .ok_or_else(|| JobError::Permanent(format!("waiting-list entry {entry_id} no longer exists")))?
+        };
+        let status: String = row.get("status");
+        if status != "offered" {
+            // Claimed, removed or expired before the email left: nothing to offer any more.
+            tracing::info!(
+                entry_id,
+                status,
+                "waitlist_offer not sent: the offer is no longer open"
+            );
+            return Ok(());
+        }
+        let expires: DateTime<Utc> = row.get("offer_expires_at");
+        let (title, when): (String, DateTime<Utc>) = (row.get("title"), row.get("event_date"));
+        let what = match row.get::<_, Option<String>>("ticket_type") {
+            Some(t) => format!("a {t} seat"),
+            None => "a seat".to_owned(),
+        };
+        let how = match &self.claim_url {
+            Some(url) => format!("Claim it here: {}", url.replace("{token}", token)),
+            None => format!("Claim it with this code: {token}"),
+        };
+        let footer = self.organizer_line(row.get("organizer_id")).await;
+        let email = Email {
+            to: row.get("email"),
+            subject: format!("A seat is free for you: {title}"),
+            text: format!(
+                "Hello {},\n\nGood news: {what} for {title} ({}, {}) is held for you until {}.\n{how}\n\
+                 After that time the seat goes to the next person on the waiting list.{footer}\n",
+                row.get::<_, String>("first_name"),
+                when.format("%A %d %B %Y, %H:%M UTC"),
+                row.get::<_, String>("location"),
+                expires.format("%A %d %B %Y, %H:%M UTC"),
+            ),
+            html: None,
+            attachments: Vec::new(),
+            idempotency_key: job_id.to_string(),
+        };
+        self.send(email, "waitlist_offer").await
+    }
+
+    async fn send(&self, email: Email, job_type: &str) -> Result<(), JobError> {
         match &self.mailer {
             Mailer::Notification(client) => match client.send_email(&email).await {
                 Ok(_) => Ok(()),
@@ -68,7 +200,7 @@ impl EmailWorker {
                 Err(e) => Err(JobError::Transient(e.to_string())),
             },
             Mailer::Log => {
-                tracing::info!(to = %email.to, subject = %email.subject, job_type = job.type_name(),
+                tracing::info!(to = %email.to, subject = %email.subject, job_type,
                     attachments = email.attachments.len(), "email rendered (NOTIFICATION_SERVICE_URL unset: not sent)");
                 Ok(())
             }
@@ -168,7 +300,11 @@ impl EmailWorker {
                 format!("{} is cancelled", c.title),
                 format!("{hello}\n\nWe are sorry: {} ({when}, {}) has been cancelled. Your ticket is no longer valid.", c.title, c.location),
             ),
-            Job::GenerateTicket { .. } | Job::DeliverWebhook { .. } => {
+            Job::GenerateTicket { .. }
+            | Job::DeliverWebhook { .. }
+            | Job::BuildExport { .. }
+            | Job::ExportReady { .. }
+            | Job::WaitlistOffer { .. } => {
                 return Err(JobError::Permanent(format!(
                     "{} is not an email job",
                     job.type_name()

@@ -9,11 +9,13 @@ use deadpool_postgres::Pool;
 use domain::outbox::{Job, Message, QueueBackend, RelayConfig};
 use platform::cache::Cache;
 use platform::config::{Env, Secret};
+use platform::s3::ObjectStore;
 
 use crate::clients::auth::AuthClient;
 use crate::clients::notification::NotificationClient;
 use crate::dispatch::{JobError, JobHandler};
 use crate::email::{EmailWorker, Mailer};
+use crate::export;
 use crate::ticket::generate_ticket;
 use crate::webhook::{self, WebhookSender};
 
@@ -21,6 +23,9 @@ pub struct Workers {
     pool: Pool,
     email: EmailWorker,
     webhooks: WebhookSender,
+    /// The exports bucket (`EXPORTS_BUCKET`), for `build_export`; without it exports fail
+    /// with that reason.
+    exports: Option<ObjectStore>,
 }
 
 impl Workers {
@@ -30,10 +35,18 @@ impl Workers {
                 pool: pool.clone(),
                 mailer,
                 auth,
+                claim_url: None,
             },
             pool,
             webhooks: WebhookSender::default(),
+            exports: None,
         }
+    }
+
+    /// With the exports bucket (`build_export` writes to it).
+    pub fn with_exports(mut self, store: Option<ObjectStore>) -> Self {
+        self.exports = store;
+        self
     }
 
     /// With these webhook settings (tests: private targets and short back-offs).
@@ -63,7 +76,13 @@ impl Workers {
                 true => Arc::new(client.with_cache(Arc::new(cache.clone()))),
                 false => Arc::new(client),
             });
-        Ok(Self::new(pool, mailer, auth).with_webhooks(WebhookSender::from_env(env)?))
+        let mut workers = Self::new(pool, mailer, auth);
+        workers.email.claim_url = env
+            .get("WAITLIST_CLAIM_URL")
+            .filter(|u| u.contains("{token}"));
+        Ok(workers
+            .with_webhooks(WebhookSender::from_env(env)?)
+            .with_exports(ObjectStore::from_env(env)?))
     }
 }
 
@@ -75,6 +94,19 @@ impl JobHandler for Workers {
             Job::GenerateTicket { ticket_id } => generate_ticket(&self.pool, ticket_id).await,
             Job::DeliverWebhook { delivery_id } => {
                 webhook::deliver(&self.pool, &self.webhooks, delivery_id).await
+            }
+            Job::BuildExport { export_id } => {
+                export::build(&self.pool, self.exports.as_ref(), export_id).await
+            }
+            Job::ExportReady { export_id } => {
+                self.email.export_ready(message.job_id, export_id).await
+            }
+            Job::WaitlistOffer {
+                entry_id, token, ..
+            } => {
+                self.email
+                    .waitlist_offer(message.job_id, entry_id, &token)
+                    .await
             }
             email => self.email.handle(message.job_id, &email).await,
         }

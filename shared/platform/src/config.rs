@@ -175,6 +175,49 @@ impl Env {
         })
     }
 
+    /// The exports bucket: `None` without `EXPORTS_BUCKET` (exports then fail with a reason
+    /// and have no link). With it: `AWS_REGION` (or `AWS_DEFAULT_REGION`), the credentials
+    /// Lambda sets from the function's role (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`), `S3_ENDPOINT_URL` (else `AWS_ENDPOINT_URL`: an S3-compatible server
+    /// such as moto, addressed path-style) and `EXPORT_LINK_SECS` (download links' lifetime,
+    /// default 3600, at most 7 days, SigV4's limit). Only the functions that read or write
+    /// exports call this.
+    pub fn exports_storage(&self) -> anyhow::Result<Option<S3Config>> {
+        let Some(bucket) = self.get("EXPORTS_BUCKET") else {
+            return Ok(None);
+        };
+        let region = self
+            .get("AWS_REGION")
+            .or_else(|| self.get("AWS_DEFAULT_REGION"))
+            .ok_or_else(|| anyhow::anyhow!("EXPORTS_BUCKET is set but AWS_REGION is not"))?;
+        let (Some(access_key_id), Some(secret_access_key)) = (
+            self.get("AWS_ACCESS_KEY_ID"),
+            self.get("AWS_SECRET_ACCESS_KEY"),
+        ) else {
+            anyhow::bail!(
+                "EXPORTS_BUCKET is set but AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not \
+                 (Lambda sets them from the function's role)"
+            );
+        };
+        let link_secs = self.number("EXPORT_LINK_SECS", 3600)?;
+        if !(1..=604_800).contains(&link_secs) {
+            anyhow::bail!(
+                "EXPORT_LINK_SECS must be between 1 and 604800 (7 days), got {link_secs}"
+            );
+        }
+        Ok(Some(S3Config {
+            bucket,
+            region,
+            endpoint: self
+                .get("S3_ENDPOINT_URL")
+                .or_else(|| self.get("AWS_ENDPOINT_URL")),
+            access_key_id,
+            secret_access_key,
+            session_token: self.get("AWS_SESSION_TOKEN"),
+            link_ttl: Duration::from_secs(link_secs),
+        }))
+    }
+
     /// The database section with `DB_SECRET_ARN` resolved (and no other secret): what the
     /// operations functions and the workers need.
     pub async fn database_resolved(&self, default_pool: usize) -> anyhow::Result<DbConfig> {
@@ -300,6 +343,32 @@ impl DbConfig {
     }
 }
 
+/// The exports bucket ([`Env::exports_storage`]); its `Debug` leaves the credentials out.
+#[derive(Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    /// An S3-compatible server (moto locally), addressed path-style; `None`: AWS's regional
+    /// endpoint, virtual-hosted style.
+    pub endpoint: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    /// How long a download link works.
+    pub link_ttl: Duration,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("link_ttl", &self.link_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the API functions (and the local server) read.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -338,6 +407,9 @@ pub struct Limits {
     pub registrations_per_minute: u64,
     /// `RATE_LIMIT_VALIDATIONS_PER_MINUTE`, default 1200 (a busy entrance scans ~1/s per scanner).
     pub validations_per_minute: u64,
+    /// `RATE_LIMIT_CLAIMS_PER_MINUTE`, default 20: waiting-list claims by token, per client
+    /// IP (the public endpoint: tokens are 256 bits, this keeps the endpoint cheap to run).
+    pub claims_per_minute: u64,
 }
 
 impl Default for Limits {
@@ -345,6 +417,7 @@ impl Default for Limits {
         Self {
             registrations_per_minute: 600,
             validations_per_minute: 1200,
+            claims_per_minute: 20,
         }
     }
 }
@@ -373,6 +446,7 @@ impl Config {
             limits: Limits {
                 registrations_per_minute: env.number("RATE_LIMIT_REGISTRATIONS_PER_MINUTE", 600)?,
                 validations_per_minute: env.number("RATE_LIMIT_VALIDATIONS_PER_MINUTE", 1200)?,
+                claims_per_minute: env.number("RATE_LIMIT_CLAIMS_PER_MINUTE", 20)?,
             },
             port: env
                 .number("PORT", 3001)?
@@ -413,6 +487,31 @@ mod tests {
         .unwrap();
         assert_eq!(c.db.pool_size, 2);
         assert!(!c.jwt.is_development_default);
+    }
+
+    #[test]
+    fn the_exports_bucket_needs_a_region_and_credentials() {
+        let env = |vars: &[(&str, &str)]| Env::from_pairs(vars.iter().copied());
+        assert!(env(&[]).exports_storage().unwrap().is_none());
+        assert!(env(&[("EXPORTS_BUCKET", "b")]).exports_storage().is_err());
+        assert!(env(&[("EXPORTS_BUCKET", "b"), ("AWS_REGION", "eu-west-1")])
+            .exports_storage()
+            .is_err());
+        let full = [
+            ("EXPORTS_BUCKET", "b"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+            ("AWS_SECRET_ACCESS_KEY", "very-secret"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+        ];
+        let c = env(&full).exports_storage().unwrap().unwrap();
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(c.link_ttl, Duration::from_secs(3600));
+        assert!(!format!("{c:?}").contains("very-secret"));
+        assert!(env(&full)
+            .set("EXPORT_LINK_SECS", "604801")
+            .exports_storage()
+            .is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ async fn creating_the_seed_event_returns_a_draft() {
     assert_eq!(e["requiresApproval"], false);
     assert_eq!(
         e["stats"],
-        json!({"registered": 0, "checkedIn": 0, "available": 500})
+        json!({"registered": 0, "checkedIn": 0, "held": 0, "waiting": 0, "available": 500})
     );
     let tt = &e["ticketTypes"][0];
     assert_eq!(tt["name"], "VIP");
@@ -649,7 +649,7 @@ async fn max_attendees_cannot_drop_below_registered() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         r.data()["stats"],
-        json!({"registered": 30, "checkedIn": 0, "available": 0})
+        json!({"registered": 30, "checkedIn": 0, "held": 0, "waiting": 0, "available": 0})
     );
 }
 
@@ -776,7 +776,7 @@ async fn cancelling_an_event_cancels_tickets_and_queues_one_email_per_guest() {
     assert_eq!(r.data()["status"], "cancelled");
     assert_eq!(
         r.data()["stats"],
-        json!({"registered": 1, "checkedIn": 1, "available": 499})
+        json!({"registered": 1, "checkedIn": 1, "held": 0, "waiting": 0, "available": 499})
     );
     assert_eq!(
         r.data()["ticketTypes"][0]["sold"],

@@ -44,7 +44,7 @@ async fn registering_confirms_issues_a_ticket_and_queues_its_jobs() {
     let event = app.get(&format!("/api/events/{}", e["id"]), &token).await;
     assert_eq!(
         event.data()["stats"],
-        json!({"registered": 1, "checkedIn": 0, "available": 499})
+        json!({"registered": 1, "checkedIn": 0, "held": 0, "waiting": 0, "available": 499})
     );
     assert_eq!(event.data()["ticketTypes"][0]["sold"], 1);
 

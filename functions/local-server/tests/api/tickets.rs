@@ -483,9 +483,10 @@ async fn stats_count_registrations_check_ins_and_scans() {
         *s.data(),
         json!({
             "capacity": 100, "registered": 4, "pending": 0, "confirmed": 1, "checkedIn": 3, "cancelled": 1,
+            "held": 0, "waiting": 0,
             "byTicketType": [
-                {"ticketTypeId": a, "name": "A", "quantity": 10, "sold": 2, "checkedIn": 1},
-                {"ticketTypeId": b, "name": "B", "quantity": 20, "sold": 2, "checkedIn": 2}
+                {"ticketTypeId": a, "name": "A", "quantity": 10, "sold": 2, "held": 0, "checkedIn": 1},
+                {"ticketTypeId": b, "name": "B", "quantity": 20, "sold": 2, "held": 0, "checkedIn": 2}
             ],
             "scans": {"accepted": 3, "rejected": 2, "byLocation": [{"location": "North", "accepted": 2}, {"location": "South", "accepted": 1}]},
             "byList": [{"listId": s.data()["byList"][0]["listId"], "name": "Default", "entered": 3, "inside": 3, "exits": 0, "conflicts": 0}]

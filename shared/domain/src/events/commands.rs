@@ -17,6 +17,7 @@ use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
 use crate::etag;
 use crate::outbox::{self, Job};
 use crate::rules::Input;
+use crate::waitlist;
 use crate::webhooks::{self, EventType};
 use crate::work::{Done, Effects};
 
@@ -37,8 +38,9 @@ pub async fn create(
     let event_date = input.check()?;
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO events (organizer_id, title, description, event_date, location, max_attendees, requires_approval)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO events (organizer_id, title, description, event_date, location, max_attendees, requires_approval,
+                                 waitlist_enabled, waitlist_offer_minutes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, 1440)) RETURNING id",
         )
         .await?;
     let max = input.max_attendees as i32;
@@ -53,6 +55,8 @@ pub async fn create(
                 &input.location,
                 &max,
                 &input.requires_approval,
+                &input.waitlist_enabled,
+                &input.waitlist_offer_minutes.map(|m| m as i32),
             ],
         )
         .await?
@@ -175,6 +179,8 @@ pub async fn update(
                 max_attendees = $7,
                 requires_approval = COALESCE($8, requires_approval),
                 status = COALESCE($9, status),
+                waitlist_enabled = COALESCE($10, waitlist_enabled),
+                waitlist_offer_minutes = COALESCE($11, waitlist_offer_minutes),
                 updated_at = now()
               WHERE id = $1",
         )
@@ -191,6 +197,8 @@ pub async fn update(
             &max_attendees,
             &input.requires_approval,
             &input.status.map(EventStatus::as_str),
+            &input.waitlist_enabled,
+            &input.waitlist_offer_minutes.map(|m| m as i32),
         ],
     )
     .await?;
@@ -199,8 +207,14 @@ pub async fn update(
         replace_ticket_types(tx, id, types, max_attendees).await?;
     }
     let cancelled = input.status == Some(EventStatus::Cancelled);
+    let mut offered = false;
     if cancelled {
         cancel_registrations(tx, id).await?;
+    } else {
+        // A raised capacity (or a waiting list switched on) offers the free seats to the
+        // waiting entries before any registration can take them: the event row is locked
+        // FOR UPDATE, so none is running.
+        offered = waitlist::offers::refill(tx, id).await? > 0;
     }
     let event = queries::get(tx, caller, id).await?;
     tracing::info!(
@@ -243,7 +257,7 @@ pub async fn update(
         _ => false,
     };
     let effects = Effects::default().event_changed(id);
-    let effects = if cancelled || announced {
+    let effects = if cancelled || announced || offered {
         effects.jobs()
     } else {
         effects
@@ -340,11 +354,11 @@ pub async fn update_ticket_type(
     if let Some(q) = input
         .quantity
         .map(|q| q as i32)
-        .filter(|q| *q < existing.sold)
+        .filter(|q| *q < existing.sold + existing.held)
     {
         return Err(DomainError::invalid_state(format!(
-            "quantity {q} is below the {} seats already sold",
-            existing.sold
+            "quantity {q} is below the {} seats already sold or held for the waiting list",
+            existing.sold + existing.held
         )));
     }
     let stmt = tx
@@ -373,9 +387,11 @@ pub async fn update_ticket_type(
     )
     .await?;
     touch(tx, event_id).await?;
+    let offered = waitlist::offers::refill(tx, event_id).await? > 0;
+    let effects = Effects::default().event_changed(event_id);
     Ok(Done::new(
         updated,
-        Effects::default().event_changed(event_id),
+        if offered { effects.jobs() } else { effects },
     ))
 }
 
@@ -477,7 +493,8 @@ async fn replace_ticket_types(
 ) -> DomainResult<()> {
     let rows = tx
         .query(
-            "SELECT id, event_id, name, price_cents, quantity, seats_taken(event_id, id) AS sold
+            "SELECT id, event_id, name, price_cents, quantity,
+                    seats_taken(event_id, id) - seats_held(event_id, id) AS sold, seats_held(event_id, id) AS held
                FROM ticket_types WHERE event_id = $1",
             &[&event_id],
         )
@@ -540,6 +557,12 @@ async fn cancel_registrations(tx: &Transaction<'_>, event_id: i64) -> DomainResu
         .await?;
     tx.execute(
         "UPDATE guests SET status = 'cancelled', updated_at = now() WHERE event_id = $1 AND status IN ('pending', 'confirmed')",
+        &[&event_id],
+    )
+    .await?;
+    // The waiting list closes with the event (held seats go with the layout below).
+    tx.execute(
+        "UPDATE waitlist_entries SET status = 'removed', updated_at = now() WHERE event_id = $1 AND status IN ('waiting', 'offered')",
         &[&event_id],
     )
     .await?;

@@ -37,6 +37,13 @@ pub struct CreateEvent {
     pub max_attendees: i64,
     #[serde(default)]
     pub requires_approval: bool,
+    /// Whether guests can join a waiting list when seats run out (default false).
+    #[serde(default)]
+    pub waitlist_enabled: bool,
+    /// How long a waiting-list offer holds its seat, in minutes (5–10 080, default 1 440).
+    #[validate(range(min = 5, max = 10080))]
+    #[schema(minimum = 5, maximum = 10080, default = 1440)]
+    pub waitlist_offer_minutes: Option<i64>,
     #[serde(default)]
     #[validate(length(max = 50), nested)]
     #[schema(max_items = 50)]
@@ -82,6 +89,11 @@ pub struct UpdateEvent {
     #[schema(minimum = 1, maximum = 100000)]
     pub max_attendees: Option<i64>,
     pub requires_approval: Option<bool>,
+    pub waitlist_enabled: Option<bool>,
+    /// 5–10 080 minutes; applies to offers made from now on.
+    #[validate(range(min = 5, max = 10080))]
+    #[schema(minimum = 5, maximum = 10080)]
+    pub waitlist_offer_minutes: Option<i64>,
     pub status: Option<EventStatus>,
     #[validate(length(max = 50), nested)]
     #[schema(max_items = 50)]

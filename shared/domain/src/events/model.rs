@@ -20,6 +20,9 @@ pub struct Event {
     pub status: EventStatus,
     pub organizer_id: String,
     pub requires_approval: bool,
+    pub waitlist_enabled: bool,
+    /// How long a waiting-list offer holds its seat.
+    pub waitlist_offer_minutes: i32,
     pub ticket_types: Vec<TicketType>,
     pub stats: EventCounts,
     pub created_at: DateTime<Utc>,
@@ -36,7 +39,11 @@ pub struct EventCounts {
     /// Pending, confirmed and checked-in guests.
     pub registered: i32,
     pub checked_in: i32,
-    /// Seats left: `maxAttendees - registered`.
+    /// Seats held for waiting-list offers (they count against capacity like registrations).
+    pub held: i32,
+    /// Waiting-list entries still waiting for a seat.
+    pub waiting: i32,
+    /// Seats left: `maxAttendees - registered - held`.
     pub available: i32,
 }
 
@@ -52,6 +59,9 @@ pub struct TicketType {
     pub quantity: i32,
     /// Seats held by pending, confirmed and checked-in guests.
     pub sold: i32,
+    /// Seats held for waiting-list offers.
+    pub held: i32,
+    /// `quantity - sold - held`.
     pub available: i32,
     /// The row version behind the `ETag` header, when read alone (`queries::ticket_type`).
     #[serde(skip)]
@@ -77,6 +87,7 @@ impl TicketType {
         price: Cents,
         quantity: i32,
         sold: i32,
+        held: i32,
     ) -> Self {
         Self {
             id,
@@ -85,7 +96,8 @@ impl TicketType {
             price,
             quantity,
             sold,
-            available: quantity - sold,
+            held,
+            available: quantity - sold - held,
             version: String::new(),
         }
     }

@@ -17,11 +17,14 @@ use crate::sql;
 /// The select list [`event_from_row`] reads (over `e`, events); also EXPLAINed by the
 /// performance harness.
 pub const EVENT_COLUMNS: &str = "e.id, e.title, e.description, e.event_date, e.location, e.max_attendees, \
-     e.status, e.organizer_id, e.requires_approval, seats_taken(e.id, NULL) AS registered, \
+     e.status, e.organizer_id, e.requires_approval, e.waitlist_enabled, e.waitlist_offer_minutes, \
+     seats_taken(e.id, NULL) AS taken, seats_held(e.id, NULL) AS held, \
+     (SELECT count(*) FROM waitlist_entries w WHERE w.event_id = e.id AND w.status = 'waiting') AS waiting, \
      (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'checked_in') AS checked_in, \
      e.created_at, e.updated_at, e.xmin::text AS version, \
      (SELECT COALESCE(json_agg(json_build_object('id', t.id, 'name', t.name, 'priceCents', t.price_cents, \
-             'quantity', t.quantity, 'sold', seats_taken(e.id, t.id)) ORDER BY t.id), '[]'::json) \
+             'quantity', t.quantity, 'taken', seats_taken(e.id, t.id), 'held', seats_held(e.id, t.id)) \
+             ORDER BY t.id), '[]'::json) \
         FROM ticket_types t WHERE t.event_id = e.id) AS ticket_types";
 
 /// The event `id` as `caller` may see it: another organizer's event is NOT_FOUND.
@@ -189,8 +192,9 @@ pub async fn ticket_type(
 ) -> DomainResult<TicketType> {
     let stmt = db
         .prepare_cached(
-            "SELECT id, event_id, name, price_cents, quantity, seats_taken(event_id, id) AS sold,
-                    xmin::text AS version
+            "SELECT id, event_id, name, price_cents, quantity,
+                    seats_taken(event_id, id) - seats_held(event_id, id) AS sold,
+                    seats_held(event_id, id) AS held, xmin::text AS version
                FROM ticket_types WHERE id = $1 AND event_id = $2",
         )
         .await?;
@@ -212,6 +216,7 @@ pub fn ticket_type_from_row(row: &Row) -> TicketType {
         Cents(row.get("price_cents")),
         row.get("quantity"),
         row.get("sold"),
+        row.get("held"),
     )
 }
 
@@ -223,12 +228,14 @@ fn event_from_row(row: &Row) -> DomainResult<Event> {
         name: String,
         price_cents: i64,
         quantity: i32,
-        sold: i32,
+        taken: i32,
+        held: i32,
     }
     let id: i64 = row.get("id");
     let types: Vec<TicketTypeJson> = serde_json::from_value(row.get("ticket_types"))
         .map_err(|e| DomainError::internal(format!("ticket types: {e}")))?;
-    let (max, registered): (i32, i32) = (row.get("max_attendees"), row.get("registered"));
+    let (max, taken, held): (i32, i32, i32) =
+        (row.get("max_attendees"), row.get("taken"), row.get("held"));
     Ok(Event {
         id,
         title: row.get("title"),
@@ -239,14 +246,29 @@ fn event_from_row(row: &Row) -> DomainResult<Event> {
         status: sql::get(row, "status")?,
         organizer_id: row.get("organizer_id"),
         requires_approval: row.get("requires_approval"),
+        waitlist_enabled: row.get("waitlist_enabled"),
+        waitlist_offer_minutes: row.get("waitlist_offer_minutes"),
         ticket_types: types
             .into_iter()
-            .map(|t| TicketType::new(t.id, id, t.name, Cents(t.price_cents), t.quantity, t.sold))
+            .map(|t| {
+                let sold = t.taken - t.held;
+                TicketType::new(
+                    t.id,
+                    id,
+                    t.name,
+                    Cents(t.price_cents),
+                    t.quantity,
+                    sold,
+                    t.held,
+                )
+            })
             .collect(),
         stats: EventCounts {
-            registered,
+            registered: taken - held,
             checked_in: row.get::<_, i64>("checked_in") as i32,
-            available: max - registered,
+            held,
+            waiting: row.get::<_, i64>("waiting") as i32,
+            available: max - taken,
         },
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),

@@ -32,6 +32,7 @@ use crate::events::EventStatus;
 use crate::outbox::{self, Job};
 use crate::rules::Input;
 use crate::sql;
+use crate::waitlist;
 use crate::webhooks::{self, EventType};
 use crate::work::{Done, Effects};
 
@@ -155,7 +156,8 @@ pub async fn cancel(
         &[&guest_id],
     )
     .await?;
-    capacity::release_seat(tx, event_id, g.ticket_type_id, guest_id).await?;
+    // The seat goes to the waiting list's next entry, if any (else back on sale).
+    waitlist::offers::seat_freed(tx, event_id, g.ticket_type_id, guest_id).await?;
     outbox::enqueue(tx, Job::GuestCancelled { event_id, guest_id }).await?;
     let guest = queries::by_id(tx, event_id, guest_id).await?;
     webhooks::emit(tx, &g.organizer_id, EventType::GuestCancelled, &guest).await?;
@@ -198,7 +200,7 @@ pub async fn delete(
     )
     .await?;
     if g.status.holds_seat() {
-        capacity::release_seat(tx, event_id, g.ticket_type_id, guest_id).await?;
+        waitlist::offers::seat_freed(tx, event_id, g.ticket_type_id, guest_id).await?;
     }
     tx.execute("DELETE FROM guests WHERE id = $1", &[&guest_id])
         .await?;
@@ -213,7 +215,11 @@ pub async fn delete(
     )
     .await?;
     tracing::info!(event_id, guest_id, "guest deleted");
-    Ok(Done::new((), Effects::default().event_changed(event_id)))
+    // A freed seat may have become a waiting-list offer (its email in the outbox).
+    Ok(Done::new(
+        (),
+        Effects::default().event_changed(event_id).jobs(),
+    ))
 }
 
 /// Queues the ticket email again. Returns the job id.
@@ -281,10 +287,10 @@ pub async fn update(
         audit::fields_of(&input),
     )
     .await?;
-    if let Some(new_type) = input
+    let moved = input
         .ticket_type_id
-        .filter(|t| Some(*t) != g.ticket_type_id)
-    {
+        .filter(|t| Some(*t) != g.ticket_type_id);
+    if let Some(new_type) = moved {
         move_seat(tx, event_id, guest_id, &g, new_type).await?;
     }
     let (set_phone, phone) = match &input.phone {
@@ -312,7 +318,16 @@ pub async fn update(
     .await
     .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?;
     let guest = queries::by_id(tx, event_id, guest_id).await?;
-    Ok(Done::new(guest, Effects::default().event_changed(event_id)))
+    let effects = Effects::default().event_changed(event_id);
+    // A move may have made a waiting-list offer (its email in the outbox).
+    Ok(Done::new(
+        guest,
+        if moved.is_some() {
+            effects.jobs()
+        } else {
+            effects
+        },
+    ))
 }
 
 /// Moves a seat-holding guest to another ticket type of the same event. The two ticket
@@ -377,5 +392,7 @@ async fn move_seat(
         &[&guest_id, &to],
     )
     .await?;
+    // The old ticket type has a seat free: to its waiting list, if any.
+    waitlist::offers::refill(tx, event_id).await?;
     Ok(())
 }

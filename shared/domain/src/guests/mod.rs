@@ -2,6 +2,7 @@
 //! cancellation. The contract's Guests section.
 
 pub mod commands;
+pub mod import;
 pub mod input;
 pub mod model;
 pub mod privacy;

@@ -18,7 +18,8 @@ pub fn columns() -> String {
                 e.title AS e_title, e.event_date AS e_date, e.location AS e_location, e.status AS e_status,
                 e.organizer_id AS e_organizer,
                 tt.id AS tt_id, tt.name AS tt_name, tt.price_cents AS tt_price, tt.quantity AS tt_quantity,
-                seats_taken(tt.event_id, tt.id) AS tt_sold"
+                seats_taken(tt.event_id, tt.id) - seats_held(tt.event_id, tt.id) AS tt_sold,
+                seats_held(tt.event_id, tt.id) AS tt_held"
     )
 }
 
@@ -67,6 +68,7 @@ pub(crate) fn from_row(row: &Row) -> DomainResult<Ticket> {
             crate::money::Cents(row.get("tt_price")),
             row.get("tt_quantity"),
             row.get("tt_sold"),
+            row.get("tt_held"),
         )
     });
     Ok(Ticket {

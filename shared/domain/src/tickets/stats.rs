@@ -21,6 +21,10 @@ pub struct EventStats {
     pub confirmed: i64,
     pub checked_in: i64,
     pub cancelled: i64,
+    /// Seats held for waiting-list offers (counted against capacity, not in `registered`).
+    pub held: i64,
+    /// Waiting-list entries still waiting for a seat.
+    pub waiting: i64,
     pub by_ticket_type: Vec<TicketTypeStats>,
     pub scans: ScanStats,
     /// Each check-in list's live counts, the default list first.
@@ -45,6 +49,7 @@ pub struct TicketTypeStats {
     pub name: String,
     pub quantity: i64,
     pub sold: i64,
+    pub held: i64,
     pub checked_in: i64,
 }
 
@@ -72,9 +77,12 @@ SELECT e.organizer_id,
          'confirmed', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'confirmed'),
          'checkedIn', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'checked_in'),
          'cancelled', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'cancelled'),
+         'held', seats_held(e.id, NULL),
+         'waiting', (SELECT count(*) FROM waitlist_entries w WHERE w.event_id = e.id AND w.status = 'waiting'),
          'byTicketType', COALESCE((
             SELECT json_agg(json_build_object(
-                     'ticketTypeId', t.id, 'name', t.name, 'quantity', t.quantity, 'sold', seats_taken(e.id, t.id),
+                     'ticketTypeId', t.id, 'name', t.name, 'quantity', t.quantity, 'sold', seats_taken(e.id, t.id) - seats_held(e.id, t.id),
+                     'held', seats_held(e.id, t.id),
                      'checkedIn', (SELECT count(*) FROM guests g WHERE g.ticket_type_id = t.id AND g.status = 'checked_in'))
                    ORDER BY t.id)
               FROM ticket_types t WHERE t.event_id = e.id), '[]'::json),
