@@ -638,3 +638,43 @@ async fn every_seat_taking_path_racing_never_sells_past_the_capacity() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_claimed_entry_is_in_the_guests_personal_data_and_erased_with_it() {
+    let app = TestApp::spawn().await;
+    let org = app.organizer("org-w3");
+    let (event, tt) = waitlisted_event(&app, &org, 1).await;
+    // A seat is free: the entry is offered at once, then claimed by the organizer.
+    let r = app
+        .post(
+            &format!("/api/events/{event}/waitlist"),
+            &org,
+            guest_body("ada@x.test", &json!(tt)),
+        )
+        .await;
+    assert_eq!(r.data()["status"], "offered", "{}", r.body);
+    let entry_id = r.data()["id"].as_i64().unwrap();
+    let r = app
+        .post(
+            &format!("/api/events/{event}/waitlist/{entry_id}/claim"),
+            &org,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let guest = r.data()["guest"]["id"].as_i64().unwrap();
+    let uri = format!("/api/events/{event}/guests/{guest}");
+    let d = app.get(&format!("{uri}/personal-data"), &org).await;
+    assert_eq!(d.data()["waitlistEntries"][0]["id"], entry_id, "{}", d.body);
+    assert_eq!(d.data()["waitlistEntries"][0]["email"], "ada@x.test");
+    let r = app.post(&format!("{uri}/erase"), &org, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let e = entry(&app, &org, event, entry_id).await;
+    assert_ne!(e["email"], "ada@x.test");
+    assert_ne!(e["firstName"], "John");
+    assert_eq!(
+        app.count("SELECT count(*) FROM waitlist_entries WHERE email ILIKE '%ada@x.test%' OR phone IS NOT NULL")
+            .await,
+        0
+    );
+}

@@ -103,6 +103,22 @@ pub async fn personal_data(
         )
         .await?,
     );
+    // The guest's waiting-list entries: the one its claim came from, and any other entry
+    // of the event under its email.
+    let waitlist_entries = json_rows(
+        db.query(
+            "SELECT jsonb_build_object('id', w.id, 'status', w.status, 'position', w.position,
+                    'ticketTypeId', w.ticket_type_id, 'firstName', w.first_name, 'lastName', w.last_name,
+                    'email', w.email, 'phone', w.phone, 'offeredAt', w.offered_at,
+                    'offerExpiresAt', w.offer_expires_at, 'createdAt', w.created_at)
+               FROM waitlist_entries w
+              WHERE w.event_id = $2
+                AND (w.guest_id = $1 OR lower(w.email) = (SELECT lower(email) FROM guests WHERE id = $1))
+              ORDER BY w.id",
+            &[&guest_id, &event_id],
+        )
+        .await?,
+    );
     let audit = json_rows(
         db.query(
             "SELECT jsonb_build_object('id', a.id, 'at', a.at, 'actor', jsonb_build_object('sub', a.actor_sub, 'role', a.actor_role),
@@ -118,7 +134,7 @@ pub async fn personal_data(
         erased_at,
         ticket,
         scans,
-        waitlist_entries: Vec::new(),
+        waitlist_entries,
         emails,
         webhook_deliveries,
         audit,
@@ -145,6 +161,34 @@ pub async fn erase(
             .query_one("SELECT email FROM guests WHERE id = $1", &[&guest_id])
             .await?
             .get(0);
+        // Its waiting-list entries (and what webhooks carried of them) go the same way.
+        let entries: Vec<i64> = tx
+            .query(
+                "UPDATE waitlist_entries SET first_name = $3, last_name = $4, email = $5, phone = NULL,
+                        updated_at = now()
+                  WHERE event_id = $2 AND (guest_id = $1 OR lower(email) = lower($6))
+                 RETURNING id",
+                &[
+                    &guest_id,
+                    &event_id,
+                    &ERASED_FIRST_NAME,
+                    &ERASED_LAST_NAME,
+                    &erased_email(guest_id),
+                    &g_email,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.execute(
+            "UPDATE webhook_deliveries d SET payload = jsonb_set(d.payload, '{data}', jsonb_build_object('id', (d.payload -> 'data' ->> 'id')::bigint, 'erased', true))
+               FROM webhooks w
+              WHERE w.id = d.webhook_id AND w.organizer_id = $2 AND d.event_type LIKE 'waitlist.%'
+                AND (d.payload -> 'data' ->> 'id')::bigint = ANY($1)",
+            &[&entries, &g.organizer_id],
+        )
+        .await?;
         tx.execute(
             "UPDATE guests SET first_name = $2, last_name = $3, email = $4, phone = NULL,
                     erased_at = now(), updated_at = now()
