@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The registration, race, check-in, guest and job tests of the API suite again, with every
+# The registration, race, check-in, guest, waiting-list, import and job tests of the API suite again, with every
 # connection of the service going through a transaction pooler: PgBouncer >= 1.21 in transaction
 # mode with max_prepared_statements (infra/scripts/pgbouncer.sh installs or builds it), as RDS
 # Proxy multiplexes client connections onto server connections between transactions. nextest runs
@@ -37,7 +37,7 @@ log="$(mktemp "${TMPDIR:-/tmp}/ept-pooler-tests.XXXXXX")"
 set +e
 TEST_POOLER_URL="postgres://postgres@127.0.0.1:$port/postgres" \
     cargo nextest run -p local-server --test api --no-fail-fast \
-    -E 'test(/^(races|tickets|guests|outbox|events|checkin_lists)::/)' 2>&1 | tee "$log"
+    -E 'test(/^(races|tickets|guests|outbox|events|checkin_lists|waitlist|import)::/)' 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 if grep -q 'prepared statement' "$log"; then
