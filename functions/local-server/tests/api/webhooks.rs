@@ -634,3 +634,67 @@ async fn offline_conflicts_and_check_ins_are_announced() {
     assert_eq!(conflict["data"]["firstScan"]["scannerId"], "a");
     let _ = hook;
 }
+
+#[tokio::test]
+async fn waiting_list_offers_and_claims_are_announced() {
+    let app = TestApp::spawn().await;
+    app.start_job_path_with(jobs::email::Mailer::Log, sender(true));
+    let alice = app.organizer("alice");
+    let server = receiver().await;
+    answer(&server, 200, None).await;
+    let hook = subscribe(
+        &app,
+        &alice,
+        &server,
+        &["waitlist.offered", "waitlist.claimed"],
+    )
+    .await;
+    let e = app
+        .published_event(
+            &alice,
+            json!({"waitlistEnabled": true,
+                   "ticketTypes": [{"name": "Only", "price": 1, "quantity": 1}]}),
+        )
+        .await;
+    let (event, tt) = (e["id"].as_i64().unwrap(), e["ticketTypes"][0]["id"].clone());
+    // A free seat: the entry is offered at once; the organizer claims it.
+    let r = app
+        .post(
+            &format!("/api/events/{event}/waitlist"),
+            &alice,
+            guest_body("w@example.com", &tt),
+        )
+        .await;
+    assert_eq!(r.data()["status"], "offered", "{}", r.body);
+    let entry = r.data()["id"].clone();
+    let r = app
+        .post(
+            &format!("/api/events/{event}/waitlist/{entry}/claim"),
+            &alice,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let got = received(&server, 2).await;
+    for request in &got {
+        verify(hook["secret"].as_str().unwrap(), request).expect("Standard Webhooks verifies it");
+    }
+    let bodies: Vec<Value> = got.iter().map(body).collect();
+    let offered = bodies
+        .iter()
+        .find(|b| b["type"] == "waitlist.offered")
+        .expect("waitlist.offered");
+    assert_eq!(offered["data"]["id"], entry);
+    assert_eq!(offered["data"]["status"], "offered");
+    assert!(offered["data"]["offerExpiresAt"].is_string());
+    assert!(
+        offered["data"].get("token").is_none(),
+        "the claim token never leaves in a webhook"
+    );
+    let claimed = bodies
+        .iter()
+        .find(|b| b["type"] == "waitlist.claimed")
+        .expect("waitlist.claimed");
+    assert_eq!(claimed["data"]["status"], "claimed");
+    assert_eq!(claimed["data"]["guestId"], r.data()["guest"]["id"]);
+}
