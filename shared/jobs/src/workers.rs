@@ -49,6 +49,12 @@ impl Workers {
         self
     }
 
+    /// With the front end's claim page for `waitlist_offer` emails (`{token}` replaced).
+    pub fn with_claim_url(mut self, url: Option<String>) -> Self {
+        self.email.claim_url = url.filter(|u| u.contains("{token}"));
+        self
+    }
+
     /// With these webhook settings (tests: private targets and short back-offs).
     pub fn with_webhooks(mut self, sender: WebhookSender) -> Self {
         self.webhooks = sender;
@@ -76,11 +82,8 @@ impl Workers {
                 true => Arc::new(client.with_cache(Arc::new(cache.clone()))),
                 false => Arc::new(client),
             });
-        let mut workers = Self::new(pool, mailer, auth);
-        workers.email.claim_url = env
-            .get("WAITLIST_CLAIM_URL")
-            .filter(|u| u.contains("{token}"));
-        Ok(workers
+        Ok(Self::new(pool, mailer, auth)
+            .with_claim_url(env.get("WAITLIST_CLAIM_URL"))
             .with_webhooks(WebhookSender::from_env(env)?)
             .with_exports(ObjectStore::from_env(env)?))
     }

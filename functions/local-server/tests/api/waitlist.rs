@@ -678,3 +678,68 @@ async fn a_claimed_entry_is_in_the_guests_personal_data_and_erased_with_it() {
         0
     );
 }
+
+#[tokio::test]
+async fn the_offer_email_goes_to_the_entry_with_its_claim_link() {
+    use jobs::clients::notification::{ClientConfig, NotificationClient};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let app = TestApp::spawn().await;
+    let notifications = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/notifications/email"))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({"id": "n-1"})))
+        .mount(&notifications)
+        .await;
+    let config = ClientConfig {
+        timeout: std::time::Duration::from_secs(5),
+        max_attempts: 2,
+        backoff: std::time::Duration::from_millis(10),
+    };
+    let mailer = jobs::email::Mailer::Notification(Box::new(
+        NotificationClient::new(&notifications.uri(), config).unwrap(),
+    ));
+    let workers = std::sync::Arc::new(
+        jobs::workers::Workers::new(app.state.db.clone(), mailer, None)
+            .with_claim_url(Some("https://tickets.example.com/claim?t={token}".into())),
+    );
+    let queue = jobs::queue::InProcessQueue::start(app.state.db.clone(), workers, 5);
+    tokio::spawn(domain::outbox::run_relay(
+        app.state.db.clone(),
+        queue,
+        app.state.outbox_signal.clone(),
+        std::time::Duration::from_millis(200),
+    ));
+    let org = app.organizer("org-w4");
+    let (event, tt) = waitlisted_event(&app, &org, 1).await;
+    let r = app
+        .post(
+            &format!("/api/events/{event}/waitlist"),
+            &org,
+            guest_body("lucky@x.test", &json!(tt)),
+        )
+        .await;
+    let entry = r.data()["id"].as_i64().unwrap();
+    let token = token_of(&app, entry).await;
+    let mut email = None;
+    for _ in 0..100 {
+        let got = notifications.received_requests().await.unwrap_or_default();
+        if let Some(req) = got.first() {
+            email = Some(serde_json::from_slice::<Value>(&req.body).unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let email = email.expect("the waitlist_offer email was sent");
+    assert_eq!(email["to"], "lucky@x.test");
+    assert!(email["subject"]
+        .as_str()
+        .unwrap()
+        .starts_with("A seat is free for you"));
+    let text = email["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("https://tickets.example.com/claim?t={token}")),
+        "{text}"
+    );
+    assert!(text.contains("held for you until"), "{text}");
+}
