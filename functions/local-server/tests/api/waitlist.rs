@@ -320,6 +320,28 @@ async fn an_expired_offer_is_refused_before_the_sweep_and_handed_on_by_it() {
         .register(&org, event, guest_body("next@x.test", &json!(tt)))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // A ticket type holding a seat for an offer cannot be deleted (the seat would leak).
+    let extra = app
+        .post(
+            &format!("/api/events/{event}/ticket-types"),
+            &org,
+            json!({"name": "Extra", "price": 5, "quantity": 1}),
+        )
+        .await;
+    assert_eq!(extra.status, StatusCode::CREATED, "{}", extra.body);
+    let extra = extra.data()["id"].clone();
+    let r = app
+        .post(
+            &format!("/api/events/{event}/waitlist"),
+            &org,
+            guest_body("x@x.test", &extra),
+        )
+        .await;
+    assert_eq!(r.data()["status"], "offered", "{}", r.body);
+    let r = app
+        .delete(&format!("/api/events/{event}/ticket-types/{extra}"), &org)
+        .await;
+    assert_eq!(r.code(), "INVALID_STATE", "{}", r.body);
     // A disabled waiting list takes no entries.
     app.patch(
         &format!("/api/events/{event}"),

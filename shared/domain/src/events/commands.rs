@@ -422,9 +422,21 @@ pub async fn delete_ticket_type(
 }
 
 async fn remove_ticket_type(tx: &Transaction<'_>, t: &TicketType) -> DomainResult<()> {
-    if t.sold > 0 {
+    if t.sold + t.held > 0 {
         return Err(DomainError::invalid_state(format!(
-            "ticket type '{}' has sold seats and cannot be deleted",
+            "ticket type '{}' has sold seats (or seats held for the waiting list) and cannot be deleted",
+            t.name
+        )));
+    }
+    let waiting = tx
+        .query_opt(
+            "SELECT 1 FROM waitlist_entries WHERE ticket_type_id = $1 AND status IN ('waiting', 'offered') LIMIT 1",
+            &[&t.id],
+        )
+        .await?;
+    if waiting.is_some() {
+        return Err(DomainError::invalid_state(format!(
+            "ticket type '{}' has people on its waiting list; remove their entries first",
             t.name
         )));
     }
@@ -515,10 +527,12 @@ async fn replace_ticket_types(
             ));
         }
         match existing.iter().find(|t| key(&t.name) == key(&w.name)) {
-            Some(t) if (w.quantity as i32) < t.sold => {
+            Some(t) if (w.quantity as i32) < t.sold + t.held => {
                 return Err(DomainError::invalid_state(format!(
-                    "ticket type '{}': quantity {} is below the {} seats already sold",
-                    t.name, w.quantity, t.sold
+                    "ticket type '{}': quantity {} is below the {} seats already sold or held for the waiting list",
+                    t.name,
+                    w.quantity,
+                    t.sold + t.held
                 )))
             }
             Some(t) => {

@@ -27,7 +27,9 @@ pub(crate) struct Locked {
     pub(crate) event_id: i64,
     pub(crate) organizer_id: String,
     pub(crate) offer_minutes: i32,
-    /// Offers are made only while the list is enabled (entries stay when it is switched off).
+    /// Offers are made only while the list is enabled (entries stay when it is switched off)
+    /// and the event takes registrations (published, not started): a seat freed after that
+    /// goes back, nobody could claim an offer.
     pub(crate) enabled: bool,
 }
 
@@ -36,7 +38,8 @@ pub(crate) struct Locked {
 pub(crate) async fn lock(tx: &Transaction<'_>, event_id: i64) -> DomainResult<Option<Locked>> {
     let stmt = tx
         .prepare_cached(
-            "SELECT e.organizer_id, e.waitlist_offer_minutes, e.waitlist_enabled
+            "SELECT e.organizer_id, e.waitlist_offer_minutes,
+                    e.waitlist_enabled AND e.status = 'published' AND e.event_date > now()
                FROM waitlists w JOIN events e ON e.id = w.event_id
               WHERE w.event_id = $1 FOR UPDATE OF w",
         )
