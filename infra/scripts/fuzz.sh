@@ -49,8 +49,8 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 
-# Real records for the path parameters: a published event of org-1 with a ticket type and a
-# registered guest with its ticket.
+# Real records for the path parameters: a published event of org-1 with a ticket type, a
+# registered guest with its ticket, and an export.
 ORG="$("$SERVER_BIN" token organizer org-1)"
 api() { curl -sf -X "$1" "http://127.0.0.1:$PORT$2" -H "Authorization: Bearer $ORG" -H 'content-type: application/json' ${3:+-d "$3"}; }
 field() { .venv/bin/python -c "import json,sys; d=json.load(sys.stdin)['data']; print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
@@ -61,6 +61,8 @@ api PATCH "/api/events/$EVENT_ID" '{"status":"published"}' >/dev/null
 REG="$(api POST "/api/events/$EVENT_ID/guests" "{\"firstName\":\"Ada\",\"lastName\":\"Lovelace\",\"email\":\"ada@example.com\",\"ticketTypeId\":$TYPE_ID}")"
 GUEST_ID="$(field "d['guest']['id']" <<<"$REG")"
 TICKET_ID="$(field "d['ticket']['id']" <<<"$REG")"
+# An export of it (no EXPORTS_BUCKET here: its job ends it `failed`, with the reason, as documented).
+EXPORT_ID="$(field "d['id']" <<<"$(api POST "/api/events/$EVENT_ID/exports" '{"kind":"guests"}')")"
 cat >"$WORK/schemathesis.toml" <<TOML
 [parameters]
 "path.id" = $EVENT_ID
@@ -68,6 +70,7 @@ cat >"$WORK/schemathesis.toml" <<TOML
 "path.ticketTypeId" = $TYPE_ID
 "path.guestId" = $GUEST_ID
 "path.ticketId" = $TICKET_ID
+"path.exportId" = $EXPORT_ID
 TOML
 
 status=0
