@@ -13,7 +13,13 @@
 #     without and then with REDIS_URL (server restarted), registrations (one hot ticket type;
 #     spread over 50 events), validations at 16 and 64 clients, entries on a check-in list that
 #     is not the default one at 16 and 64 clients and offline uploads of 500 entries at 4 and 8
-#     uploaders (issue 15), then explains the check-in statements on the rows those loads wrote,
+#     uploaders (issue 15), then explains the check-in statements on the rows those loads wrote;
+#     after the cached reads, each on a fresh server: registrations on a hot ticket type with the
+#     waiting list off and on (a sold-out second ticket type with entries waiting on it), off, on,
+#     off, on (issue 16); CSV imports of 5 000 rows, 3 times (issue 16); registrations and
+#     validations plain and with an Idempotency-Key per request + a webhook of the organizer
+#     (guest.registered, guest.checked_in) to a receiver of the harness on 127.0.0.1 answering
+#     200, off, on, off, on (issue 17),
 #   - runs the same writes with pgbench on the same database (registration.sql,
 #     registration-naive.sql, validation.sql, checkin-list-entry.sql, checkin-batch.sql in this
 #     directory),
@@ -21,9 +27,10 @@
 #     (the functions under the project's Lambda runtime emulator, cargo-lambda's: .venv/bin/cargo-lambda,
 #     installed by infra/scripts/tools.sh),
 #   - prints the table and rewrites the generated block of infra/benchmarks/RESULTS.md.
-# About 6-9 minutes after the build. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust),
-# Redis on 127.0.0.1:6379 and pgbench (started/installed by infra/scripts/services.sh if missing,
-# except pgbench: apt-get install postgresql-client), and cargo-lambda (infra/scripts/tools.sh).
+# About 8-12 minutes after the build (of which the issue-16/17 loads take about 2.5). Needs
+# PostgreSQL on 127.0.0.1:5432 (user postgres, trust), Redis on 127.0.0.1:6379 and pgbench
+# (started/installed by infra/scripts/services.sh if missing, except pgbench: apt-get install
+# postgresql-client), and cargo-lambda (infra/scripts/tools.sh).
 #
 # Environment (all optional): BENCH_SECS (8) seconds per HTTP load, BENCH_PGBENCH_SECS (8),
 # BENCH_WARMUP_SECS (1), BENCH_EVENTS (100000), BENCH_DB (ept_bench), BENCH_DB_POOL_SIZE

@@ -15,11 +15,46 @@ use crate::settings::Settings;
 /// The path of request `i` of a read load.
 pub type PathFn = Arc<dyn Fn(usize) -> String + Send + Sync>;
 
+/// The value of a header, made for each request (a fixed one, or a fresh `Idempotency-Key`:
+/// [`fresh_uuid`]).
+pub type HeaderValue = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// A random (version 4) UUID, for a fresh `Idempotency-Key` per request: 122 bits from the
+/// standard library's randomly keyed SipHash (a fresh `RandomState` per call) over a process
+/// counter, so no two calls of a run repeat (no crate added to the harness for it).
+pub fn fresh_uuid() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let half = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(n);
+        h.write_u64(salt);
+        h.finish()
+    };
+    let random = (u128::from(half(1)) << 64) | u128::from(half(2));
+    // The version (4) and the variant (RFC 9562) bits.
+    let v = (random & !((0xf000u128 << 64) | (0xc000u128 << 48)))
+        | (0x4000u128 << 64)
+        | (0x8000u128 << 48);
+    let h = format!("{v:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: Arc<str>,
     auth: Arc<str>,
+    /// Headers added to every request ([`Api::with_header`]).
+    headers: Arc<[(&'static str, HeaderValue)]>,
 }
 
 impl Api {
@@ -28,6 +63,22 @@ impl Api {
             http: http.clone(),
             base: base.into(),
             auth: format!("Bearer {token}").into(),
+            headers: Arc::new([]),
+        }
+    }
+
+    /// The same client, every request of which also carries header `name` with the value
+    /// `value()` returns for it.
+    pub fn with_header(
+        &self,
+        name: &'static str,
+        value: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Api {
+        let mut headers = self.headers.to_vec();
+        headers.push((name, Arc::new(value)));
+        Api {
+            headers: headers.into(),
+            ..self.clone()
         }
     }
 
@@ -37,16 +88,43 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> reqwest::RequestBuilder {
+        let r = self.bare(method, path);
+        match body {
+            Some(b) => r
+                .header("content-type", "application/json")
+                .body(b.to_string()),
+            None => r,
+        }
+    }
+
+    /// A request with the token and the extra headers, and no body yet.
+    fn bare(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut r = self
             .http
             .request(method, format!("{}{path}", self.base))
             .header("authorization", &*self.auth);
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_string());
+        for (name, value) in self.headers.iter() {
+            r = r.header(*name, value());
         }
         r
+    }
+
+    /// One request with a body of another type than JSON (a CSV file): status and JSON answer.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<(u16, Value)> {
+        let res = self
+            .bare(method, path)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        Ok((status, res.json().await.unwrap_or(Value::Null)))
     }
 
     /// One request whose whole body is read; `Err` names the unexpected outcome.

@@ -183,20 +183,7 @@ pub async fn validations(
     println!("harness: validations");
     let validate = |api: &Api, first: i64| {
         let api = api.clone();
-        move |i: usize| {
-            let api = api.clone();
-            async move {
-                let body =
-                    json!({"scannerId": format!("scanner-{}", i % 8), "location": "Entrance A"});
-                api.expect(
-                    reqwest::Method::POST,
-                    &format!("/api/tickets/{}/validate", first + i as i64),
-                    Some(&body),
-                    200,
-                )
-                .await
-            }
-        }
+        move |i: usize| validate_one(api.clone(), first, i)
     };
     let http_pool = seed.http_pool;
     drive(
@@ -223,6 +210,18 @@ pub async fn validations(
         vals.insert(clients, sample);
     }
     vals
+}
+
+/// Request `i` of a validation load: ticket `first + i` validated (part 1's endpoint), 200.
+pub async fn validate_one(api: Api, first: i64, i: usize) -> Result<(), String> {
+    let body = json!({"scannerId": format!("scanner-{}", i % 8), "location": "Entrance A"});
+    api.expect(
+        reqwest::Method::POST,
+        &format!("/api/tickets/{}/validate", first + i as i64),
+        Some(&body),
+        200,
+    )
+    .await
 }
 
 /// Entries on a check-in list that is not the event's default one (issue 15), each a different
@@ -398,6 +397,40 @@ pub async fn list_scans(pg: &tokio_postgres::Client, list: i64) -> anyhow::Resul
     Ok((row.get(0), row.get(1)))
 }
 
+/// The requests of a registration load: request `i` registers `{run}-{i}@bench.example` on
+/// target `i % targets.len()` (event id, ticket type id), 201.
+pub fn register(
+    api: &Api,
+    targets: Vec<(i64, i64)>,
+    run: String,
+) -> impl Fn(usize) -> RegisterOne + Send + Sync + 'static {
+    let api = api.clone();
+    let targets = Arc::new(targets);
+    let run: Arc<str> = run.into();
+    move |i: usize| {
+        let (event, tt) = targets[i % targets.len()];
+        register_one(api.clone(), event, tt, run.clone(), i)
+    }
+}
+
+/// The future of one registration of [`register`].
+pub type RegisterOne =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+fn register_one(api: Api, event: i64, tt: i64, run: Arc<str>, i: usize) -> RegisterOne {
+    Box::pin(async move {
+        let body = json!({"firstName": "Bench", "lastName": format!("Guest {i}"),
+                          "email": format!("{run}-{i}@bench.example"), "ticketTypeId": tt});
+        api.expect(
+            reqwest::Method::POST,
+            &format!("/api/events/{event}/guests"),
+            Some(&body),
+            201,
+        )
+        .await
+    })
+}
+
 /// One registration load: its sample, whether the seat counts are exact, and the counts.
 pub type Registration = (Sample, bool, String);
 
@@ -416,25 +449,6 @@ pub async fn registrations(
     res: &mut Results,
 ) -> anyhow::Result<(BTreeMap<&'static str, Registration>, Mem)> {
     println!("harness: registrations (a fresh server for each load)");
-    let register = |api: &Api, targets: Vec<(i64, i64)>, run: String| {
-        let api = api.clone();
-        let targets = Arc::new(targets);
-        let run: Arc<str> = run.into();
-        move |i: usize| {
-            let (api, (event, tt), run) = (api.clone(), targets[i % targets.len()], run.clone());
-            async move {
-                let body = json!({"firstName": "Bench", "lastName": format!("Guest {i}"),
-                                  "email": format!("{run}-{i}@bench.example"), "ticketTypeId": tt});
-                api.expect(
-                    reqwest::Method::POST,
-                    &format!("/api/events/{event}/guests"),
-                    Some(&body),
-                    201,
-                )
-                .await
-            }
-        }
-    };
     let warmup = seed.events("reg-warmup");
     let mut regs = BTreeMap::new();
     let mut reg_hwm = Mem::default();
@@ -520,6 +534,18 @@ pub async fn registrations(
     Ok((regs, reg_hwm))
 }
 
+/// Marks the jobs the loads wrote and no server ran as dispatched, so that the next server
+/// starts idle (its relay would otherwise run a previous load's backlog during its load).
+/// Returns how many there were.
+pub async fn drop_pending_jobs(pg: &tokio_postgres::Client) -> anyhow::Result<u64> {
+    Ok(pg
+        .execute(
+            "UPDATE job_outbox SET dispatched_at = now() WHERE dispatched_at IS NULL",
+            &[],
+        )
+        .await?)
+}
+
 /// What server 2 (with `REDIS_URL`) measured.
 pub struct Cached {
     pub detail: Sample,
@@ -539,12 +565,7 @@ pub async fn cached(
     paths: &Paths,
 ) -> anyhow::Result<Cached> {
     // The jobs the loads wrote and nobody ran: server 2 must start idle.
-    let dropped = pg
-        .execute(
-            "UPDATE job_outbox SET dispatched_at = now() WHERE dispatched_at IS NULL",
-            &[],
-        )
-        .await?;
+    let dropped = drop_pending_jobs(pg).await?;
     println!("  ({dropped} undispatched jobs of the loads marked dispatched, so the next server starts idle)");
 
     println!("harness: the same server with REDIS_URL={}", s.redis_url);

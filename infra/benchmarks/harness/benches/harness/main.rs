@@ -12,7 +12,11 @@
 //!    entries on a check-in list that is not the default one at 16 and 64 clients, and offline
 //!    uploads of 500 entries at 4 and 8 uploaders (issue 15) ([`loads`], with the driver in
 //!    [`driver`] and the CPU split from /proc in [`procs`]); then explains the check-in
-//!    statements on the tables those loads filled,
+//!    statements on the tables those loads filled; after the cached reads, each on a fresh
+//!    server (issues 16 and 17): registrations on a hot ticket type with the waiting list off
+//!    and on, alternated twice ([`waitlist`]), CSV imports of 5 000 rows ([`import`]), and
+//!    registrations and validations plain and with idempotency keys + webhooks (to a receiver
+//!    of the harness answering 200), alternated twice ([`integrations`]),
 //! 5. runs the same writes through pgbench against the same database in the same run
 //!    (infra/benchmarks/registration.sql, registration-naive.sql, registration-counters-last.sql,
 //!    validation.sql, checkin-list-entry.sql, checkin-batch.sql) ([`pgbench`]),
@@ -28,6 +32,8 @@
 
 mod driver;
 mod functions;
+mod import;
+mod integrations;
 mod loads;
 mod pgbench;
 mod plans;
@@ -37,6 +43,7 @@ mod seed;
 mod server;
 mod settings;
 mod summary;
+mod waitlist;
 
 use std::time::{Duration, Instant};
 
@@ -137,6 +144,10 @@ async fn run() -> anyhow::Result<i32> {
     let mut pgb = pgbench::compare(&s, &pg, &seed, &mut res).await?;
     pgb.extend(pgb_checkin);
     let cached = loads::cached(&s, &http, &org_token, &pg, &paths).await?;
+    // Issues 16 and 17: a fresh server per load again.
+    let waitlist = waitlist::registrations(&s, &http, &org_token, &pg, &seed).await?;
+    let imports = import::imports(&s, &http, &org_token, &pg, &seed).await?;
+    let integrations = integrations::run(&s, &http, &org_token, &pg, &seed, &mut res).await?;
     let lambdas = functions::measure(&s, &org_token, &seed, &mut res).await;
 
     summary::fill(
@@ -150,6 +161,9 @@ async fn run() -> anyhow::Result<i32> {
             regs,
             pgb,
             cached,
+            waitlist,
+            imports,
+            integrations,
             lambdas,
             idle_mem,
             first_mem,

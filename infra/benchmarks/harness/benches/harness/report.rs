@@ -181,7 +181,7 @@ pub fn render(r: &Results) -> String {
         ],
         r.rows.iter().map(|row| row.to_vec()),
     ));
-    let _ = writeln!(md, "\n### Targets (issue 8; issue 15: check-in lists)\n");
+    let _ = writeln!(md, "\n### Targets (issue 8; issue 15: check-in lists; issues 16 and 17: waiting list, CSV import, idempotency keys + webhooks)\n");
     md.push_str(&table(
         &["target", "measured", "verdict", "why / evidence"],
         r.targets.iter().map(|x| x.to_vec()),

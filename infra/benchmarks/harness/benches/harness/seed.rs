@@ -12,7 +12,7 @@ use crate::ORG;
 
 /// Ticket pools (confirmed guests with active tickets, consecutive ticket ids): label and size.
 /// Each pool's event also gets a check-in list besides its default one ([`EXTRA_LIST`]).
-const POOLS: [(&str, PoolSize); 15] = [
+const POOLS: [(&str, PoolSize); 21] = [
     ("val-warmup", PoolSize::Fixed(5_000)),
     ("val-http-16", PoolSize::Http),
     ("val-http-64", PoolSize::Http),
@@ -31,6 +31,15 @@ const POOLS: [(&str, PoolSize); 15] = [
     ("batch-http-8", PoolSize::BatchHttp),
     ("batch-pg-4", PoolSize::BatchPgbench),
     ("batch-pg-8", PoolSize::BatchPgbench),
+    // Validations plain and with idempotency keys + webhooks (issue 17), twice each, then with
+    // the keys only, a fresh server each: the warm-up of server k takes tickets k × 5 000
+    // onwards of the warm-up pool.
+    ("i17-val-warmup", PoolSize::Fixed(5 * 5_000)),
+    ("i17-val-off-1", PoolSize::Http),
+    ("i17-val-on-1", PoolSize::Http),
+    ("i17-val-off-2", PoolSize::Http),
+    ("i17-val-on-2", PoolSize::Http),
+    ("i17-val-keys", PoolSize::Http),
 ];
 
 /// Scans per offline upload (the contract's largest batch).
@@ -45,7 +54,7 @@ const MAX_POOL: usize = 100_000;
 pub const EXTRA_LIST: &str = "North gate";
 
 /// Events of the write loads, each used by one load only: label and number of events.
-const LOAD_EVENTS: [(&str, usize); 14] = [
+const LOAD_EVENTS: [(&str, usize); 24] = [
     ("reg-warmup", 1),
     ("reg-hot-16", 1),
     ("reg-hot-64", 1),
@@ -60,6 +69,20 @@ const LOAD_EVENTS: [(&str, usize); 14] = [
     ("pg-last-16", 1),
     ("pg-last-64", 1),
     ("lambda", 1),
+    // Registrations with the waiting list off and on (issue 16), alternated twice.
+    ("wl-off-1", 1),
+    ("wl-on-1", 1),
+    ("wl-off-2", 1),
+    ("wl-on-2", 1),
+    // CSV imports of 5 000 rows (issue 16), a fresh event each.
+    ("csv-import", crate::import::REPEATS),
+    // Registrations plain and with idempotency keys + webhooks (issue 17), alternated twice,
+    // then with the keys only.
+    ("i17-reg-off-1", 1),
+    ("i17-reg-on-1", 1),
+    ("i17-reg-off-2", 1),
+    ("i17-reg-on-2", 1),
+    ("i17-reg-keys", 1),
 ];
 
 #[derive(Clone, Copy)]

@@ -1,0 +1,404 @@
+//! Issue 17: "registration & check-in rates with idempotency keys + webhooks on within 10 % of
+//! off, one run". The `hot16` registration load and the 64-client validation load, each run
+//! plain (off) and with integrations on: every request carries an `Idempotency-Key` (a fresh
+//! UUID) and the organizer has an enabled webhook subscribed to `guest.registered` and
+//! `guest.checked_in`, so that every registration and every first entry writes a delivery and
+//! its `deliver_webhook` job in its transaction. Alternated twice (off, on, off, on), then a
+//! fifth load with the keys alone (no webhook), which splits the cost between the two; a fresh
+//! server each (as the registration loads: the in-process workers' backlog of one load, webhook
+//! deliveries included, stays out of the next).
+//!
+//! The webhook points at [`Receiver`], a tiny HTTP server of this harness on 127.0.0.1 that
+//! answers 200 to every delivery (the server runs with `WEBHOOKS_ALLOW_PRIVATE_TARGETS=true`):
+//! the local server's in-process workers really deliver, as a healthy receiver would have them,
+//! instead of failing and retrying against an unreachable host. Those workers share the 2 cores
+//! with the API here; in AWS the webhook worker is a function of its own and only its database
+//! work shares the database.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::driver::{drive, fresh_uuid, measured, Api, Sample};
+use crate::loads::{drop_pending_jobs, register, validate_one};
+use crate::report::Results;
+use crate::seed::{seats, Seed};
+use crate::server::Server;
+use crate::settings::Settings;
+use crate::HOST;
+
+/// Clients of the registration loads (as `hot16`) and of the validation loads (as issue 8's
+/// validation target).
+pub const REG_CLIENTS: usize = 16;
+pub const VAL_CLIENTS: usize = 64;
+/// What the webhook is subscribed to.
+pub const EVENT_TYPES: [&str; 2] = ["guest.registered", "guest.checked_in"];
+/// Tickets of the validation warm-up pool each server's warm-up may take.
+const WARMUP_TICKETS: usize = 5_000;
+/// The loads of each kind, in order: (mode, seed label suffix).
+pub const LOADS: [(Mode, &str); 5] = [
+    (Mode::Off, "off-1"),
+    (Mode::On, "on-1"),
+    (Mode::Off, "off-2"),
+    (Mode::On, "on-2"),
+    (Mode::KeysOnly, "keys"),
+];
+
+/// What a load's requests carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No key, no webhook.
+    Off,
+    /// A fresh `Idempotency-Key` per request and the organizer's webhook enabled.
+    On,
+    /// The keys alone (the webhook disabled).
+    KeysOnly,
+}
+
+impl Mode {
+    fn keys(self) -> bool {
+        self != Mode::Off
+    }
+
+    fn webhook(self) -> bool {
+        self == Mode::On
+    }
+
+    /// How the report names it.
+    pub fn text(self) -> &'static str {
+        match self {
+            Mode::Off => "plain (no key, no webhook)",
+            Mode::On => "idempotency keys + webhooks",
+            Mode::KeysOnly => "idempotency keys only (no webhook)",
+        }
+    }
+}
+
+/// One load.
+pub struct Run {
+    pub mode: Mode,
+    pub sample: Sample,
+    /// Registrations: seats = guests = 201s; validations: checked-in guests = 200s. And one
+    /// webhook delivery written per success with the webhook (none without), one idempotency
+    /// key stored per answer with keys (none without).
+    pub exact: bool,
+    pub text: String,
+    /// Webhook deliveries written during the measured load (one per success when on).
+    pub written: i64,
+    /// Deliveries the receiver got during the measured load (the workers run behind it).
+    pub received: usize,
+}
+
+/// Both kinds of load, each as [`LOADS`].
+pub struct Integrations {
+    pub regs: Vec<Run>,
+    pub vals: Vec<Run>,
+}
+
+/// The harness's webhook receiver: `POST /hook` answers 200 and counts.
+struct Receiver {
+    addr: SocketAddr,
+    count: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start() -> anyhow::Result<Receiver> {
+        let listener = tokio::net::TcpListener::bind((HOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = count.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Receiver { addr, count, task })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn received(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The organizer's webhook to the receiver: created the first time it is turned on, then
+/// enabled and disabled with `PATCH /api/webhooks/{id}` (left disabled at the end, with its
+/// deliveries, so that nothing after this phase writes any).
+struct Webhook {
+    url: String,
+    id: Option<i64>,
+}
+
+impl Webhook {
+    async fn set(&mut self, api: &Api, on: bool) -> anyhow::Result<()> {
+        match (self.id, on) {
+            (None, false) => {}
+            (None, true) => {
+                let body = json!({"url": self.url, "eventTypes": EVENT_TYPES,
+                                  "description": "benchmark receiver (infra/benchmarks, issue 17)"});
+                let (status, answer) = api
+                    .json(reqwest::Method::POST, "/api/webhooks", Some(&body))
+                    .await?;
+                let id = answer["data"]["id"].as_i64();
+                match (status, id) {
+                    (201, Some(id)) => self.id = Some(id),
+                    _ => bail!("POST /api/webhooks answered {status} {answer}"),
+                }
+            }
+            (Some(id), on) => api
+                .expect(
+                    reqwest::Method::PATCH,
+                    &format!("/api/webhooks/{id}"),
+                    Some(&json!({ "enabled": on })),
+                    200,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("PATCH /api/webhooks/{id}: {e}"))?,
+        }
+        Ok(())
+    }
+}
+
+/// Which load: registrations on the hot ticket type, or validations.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Registrations,
+    Validations,
+}
+
+/// The registration loads, then the validation loads, each as [`LOADS`].
+pub async fn run(
+    s: &Settings,
+    http: &reqwest::Client,
+    token: &str,
+    pg: &tokio_postgres::Client,
+    seed: &Seed,
+    res: &mut Results,
+) -> anyhow::Result<Integrations> {
+    println!(
+        "harness: idempotency keys + webhooks off and on, then keys only (issue 17; a fresh server each; webhook receiver answering 200)"
+    );
+    let receiver = Receiver::start().await?;
+    let mut hook = Webhook {
+        url: receiver.url(),
+        id: None,
+    };
+    let mut out = Integrations {
+        regs: Vec::new(),
+        vals: Vec::new(),
+    };
+    for kind in [Kind::Registrations, Kind::Validations] {
+        for (k, (mode, suffix)) in LOADS.into_iter().enumerate() {
+            let run = one_load(
+                s,
+                http,
+                token,
+                pg,
+                seed,
+                (kind, mode, suffix, k),
+                &receiver,
+                &mut hook,
+                res,
+            )
+            .await?;
+            match kind {
+                Kind::Registrations => out.regs.push(run),
+                Kind::Validations => out.vals.push(run),
+            }
+        }
+    }
+    let left: i64 = pg
+        .query_one("SELECT count(*) FROM webhooks WHERE enabled", &[])
+        .await
+        .context("webhooks left")?
+        .get(0);
+    if left != 0 {
+        bail!("{left} enabled webhooks left after the issue-17 loads");
+    }
+    drop(receiver);
+    Ok(out)
+}
+
+/// One load on a fresh server: the webhook set for `mode` (and left disabled after the last
+/// load), warm-up, the measured load, then the counts.
+#[allow(clippy::too_many_arguments)]
+async fn one_load(
+    s: &Settings,
+    http: &reqwest::Client,
+    token: &str,
+    pg: &tokio_postgres::Client,
+    seed: &Seed,
+    (kind, mode, suffix, k): (Kind, Mode, &str, usize),
+    receiver: &Receiver,
+    hook: &mut Webhook,
+    res: &mut Results,
+) -> anyhow::Result<Run> {
+    let label = match kind {
+        Kind::Registrations => format!("i17-reg-{suffix}"),
+        Kind::Validations => format!("i17-val-{suffix}"),
+    };
+    let mut srv = Server::start(s, &label, None)?;
+    srv.wait_ready(http).await?;
+    let plain = Api::new(http, &srv.base(), token);
+    hook.set(&plain, mode.webhook()).await?;
+    let api = if mode.keys() {
+        plain.with_header("idempotency-key", fresh_uuid)
+    } else {
+        plain.clone()
+    };
+    // Warm-up, then the measured load (its marks taken between the two).
+    let (marks_before, sample) = match kind {
+        Kind::Registrations => {
+            drive(
+                16,
+                s.warmup,
+                usize::MAX,
+                register(&api, seed.events("reg-warmup"), format!("warmup-{label}")),
+            )
+            .await;
+            let before = marks(pg, receiver).await?;
+            let sample = measured(
+                &format!("registrations, hot type, {}", mode.text()),
+                s,
+                srv.pid(),
+                REG_CLIENTS,
+                usize::MAX,
+                register(&api, seed.events(&label), label.clone()),
+            )
+            .await;
+            (before, sample)
+        }
+        Kind::Validations => {
+            let warm_api = api.clone();
+            let warm_from = seed.pools["i17-val-warmup"].1 + (k * WARMUP_TICKETS) as i64;
+            drive(16, s.warmup, WARMUP_TICKETS, move |i| {
+                validate_one(warm_api.clone(), warm_from, i)
+            })
+            .await;
+            let before = marks(pg, receiver).await?;
+            let load_api = api.clone();
+            let first = seed.pools[&*label].1;
+            let sample = measured(
+                &format!("validations, {}", mode.text()),
+                s,
+                srv.pid(),
+                VAL_CLIENTS,
+                seed.http_pool,
+                move |i| validate_one(load_api.clone(), first, i),
+            )
+            .await;
+            (before, sample)
+        }
+    };
+    let (written, keys, received) = since(pg, receiver, marks_before).await?;
+    if k + 1 == LOADS.len() {
+        hook.set(&plain, false).await?;
+    }
+    srv.stop();
+    drop_pending_jobs(pg).await?;
+    let n = sample.ok as i64;
+    let answers = (sample.ok + sample.error_count()) as i64;
+    let (counts_exact, counts) = match kind {
+        Kind::Registrations => {
+            let (sold, registered, guests) = seats(pg, &seed.events(&label)).await?;
+            (
+                sold == guests && registered == guests && guests == n,
+                format!("sold {sold} = registered {registered} = guests {guests} = 201s {n}"),
+            )
+        }
+        Kind::Validations => {
+            if sample.ok + sample.error_count() >= seed.http_pool {
+                res.notes.push(format!(
+                    "issue 17 validations ({label}) used the whole pool of {} tickets before the time was up: the run was shorter",
+                    seed.http_pool
+                ));
+            }
+            let checked_in: i64 = pg
+                .query_one(
+                    "SELECT count(*) FROM guests WHERE event_id = $1 AND status = 'checked_in'",
+                    &[&seed.pools[&*label].0],
+                )
+                .await?
+                .get(0);
+            (
+                checked_in == n,
+                format!("checked in {checked_in} = 200s {n}"),
+            )
+        }
+    };
+    let exact = counts_exact
+        && written == if mode.webhook() { n } else { 0 }
+        && keys == if mode.keys() { answers } else { 0 };
+    let text = format!(
+        "{counts}; {written} webhook deliveries written, {received} delivered to the receiver during the load; \
+         {keys} idempotency keys stored"
+    );
+    println!(
+        "    {text}{}",
+        if exact {
+            ""
+        } else {
+            "   !!! COUNTS DRIFTED !!!"
+        }
+    );
+    Ok(Run {
+        mode,
+        sample,
+        exact,
+        text,
+        written,
+        received,
+    })
+}
+
+/// Counters read before a load: the last webhook delivery's id, idempotency keys stored,
+/// deliveries the receiver got.
+async fn marks(
+    pg: &tokio_postgres::Client,
+    receiver: &Receiver,
+) -> anyhow::Result<(i64, i64, usize)> {
+    let r = pg
+        .query_one(
+            "SELECT (SELECT COALESCE(max(id), 0) FROM webhook_deliveries), (SELECT count(*) FROM idempotency_keys)",
+            &[],
+        )
+        .await?;
+    Ok((r.get(0), r.get(1), receiver.received()))
+}
+
+/// Since [`marks`]: webhook deliveries written, idempotency keys stored, deliveries received.
+async fn since(
+    pg: &tokio_postgres::Client,
+    receiver: &Receiver,
+    (last, keys, received): (i64, i64, usize),
+) -> anyhow::Result<(i64, i64, usize)> {
+    let r = pg
+        .query_one(
+            "SELECT (SELECT count(*) FROM webhook_deliveries WHERE id > $1), (SELECT count(*) FROM idempotency_keys)",
+            &[&last],
+        )
+        .await?;
+    let (written, keys_now): (i64, i64) = (r.get(0), r.get(1));
+    Ok((written, keys_now - keys, receiver.received() - received))
+}
