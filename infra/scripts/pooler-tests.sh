@@ -37,7 +37,7 @@ log="$(mktemp "${TMPDIR:-/tmp}/ept-pooler-tests.XXXXXX")"
 set +e
 TEST_POOLER_URL="postgres://postgres@127.0.0.1:$port/postgres" \
     cargo nextest run -p local-server --test api --no-fail-fast \
-    -E 'test(/^(races|tickets|guests|outbox|events|checkin_lists|waitlist|import)::/)' 2>&1 | tee "$log"
+    -E 'test(/^(races|tickets|guests|outbox|events|checkin_lists|waitlist|import|exports)::/)' 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 if grep -q 'prepared statement' "$log"; then
