@@ -273,16 +273,17 @@ async fn lookup(state: &ApiState, claim: &Claim) -> ApiResult<Option<Stored>> {
 
 /// The answer as sent: a unit of work's committed key gets its status and final body; any
 /// other answer (a refusal whose transaction rolled back, a route that is not a unit of work)
-/// is stored now, unless a request of another fingerprint took the key meanwhile.
+/// is stored now, unless a request of another fingerprint took the key meanwhile. Its commit
+/// does not wait for the WAL flush (`idempotency_store`, migrations/V17): for a route that is
+/// not a unit of work (the one-statement check-in) a crash in that instant loses the stored
+/// answer, and a retry runs again, which the route's own rules make harmless (a second entry
+/// is refused as already validated).
 async fn store(state: &ApiState, claim: &Claim, status: u16, body: &[u8]) -> ApiResult<()> {
     let db = state.db.get().await?;
     let stmt = db
-        .prepare_cached(
-            "INSERT INTO idempotency_keys AS k (caller, key, fingerprint, status, body)
-             VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (caller, key) DO UPDATE SET status = excluded.status, body = excluded.body
-              WHERE k.fingerprint = excluded.fingerprint AND k.status IS NULL",
-        )
+        // An asynchronous commit (migrations/V17): a unit of work stored its result with its
+        // change already; losing this write in a crash only makes a retry replay that result.
+        .prepare_cached("SELECT idempotency_store($1, $2, $3, $4, $5)")
         .await?;
     db.execute(
         &stmt,

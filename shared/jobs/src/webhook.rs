@@ -4,7 +4,8 @@
 //! `webhook-signature`), resolves the endpoint's host and refuses private, loopback and
 //! link-local addresses (unless [`WebhookSender::allow_private`], development only), connects to
 //! the addresses it checked (no second DNS answer can redirect it), follows no redirect, gives
-//! up after 10 s and reads at most 64 KiB of the answer.
+//! up after 10 s and reads at most 64 KiB of the answer. One client per process: TLS roots
+//! loaded once, connections to an endpoint kept alive from one delivery to the next.
 //!
 //! Its outcome is recorded in one transaction: 2xx delivered; 410 disables the endpoint;
 //! anything else (or no answer) schedules the next attempt through the outbox after an
@@ -12,7 +13,9 @@
 //! attempts have all failed for 3 days is disabled. The job itself then succeeds: retries are
 //! the outbox's, not the queue's (SQS cannot delay a message more than 15 minutes).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -76,12 +79,74 @@ impl WebhookSender {
         })
     }
 
+    /// The HTTP client of these settings: built once per process (its TLS roots and its
+    /// connections reused from one delivery to the next), following no redirect, with the
+    /// time-out, and resolving names through [`GuardedResolver`], so it connects only to
+    /// addresses that were checked.
+    fn client(&self) -> Result<reqwest::Client, String> {
+        static CLIENTS: OnceLock<Mutex<HashMap<(bool, Duration), reqwest::Client>>> =
+            OnceLock::new();
+        let mut clients = CLIENTS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = (self.allow_private, self.timeout);
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.timeout)
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_private: self.allow_private,
+            }))
+            .user_agent("event-planner-webhooks/1")
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
     fn pause_after(&self, attempts: i32) -> Duration {
         let i = (attempts.max(1) as usize - 1).min(self.backoff.len().saturating_sub(1));
         self.backoff
             .get(i)
             .copied()
             .unwrap_or(Duration::from_secs(60))
+    }
+}
+
+/// Resolves a webhook endpoint's name like the system does, then refuses it when any of its
+/// addresses is one a webhook must never reach (unless private targets are allowed): the
+/// client connects only to the addresses returned here, so no second DNS answer can send it
+/// elsewhere.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| format!("resolving {host}: {e}"))?
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves to no address").into());
+            }
+            if !allow_private {
+                if let Some(bad) = addrs.iter().find(|a| forbidden(a.ip())) {
+                    return Err(format!(
+                        "refused: {host} resolves to {} (a private, loopback or link-local address)",
+                        bad.ip()
+                    )
+                    .into());
+                }
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -212,19 +277,12 @@ async fn send(sender: &WebhookSender, target: &Target) -> Attempt {
 async fn try_send(sender: &WebhookSender, target: &Target) -> Result<u16, String> {
     let url = reqwest::Url::parse(&target.url).map_err(|e| format!("bad URL: {e}"))?;
     let host = url.host_str().ok_or("the URL has no host")?.to_owned();
-    let port = url.port_or_known_default().ok_or("the URL has no port")?;
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| format!("resolving {host}: {e}"))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(format!("{host} resolves to no address"));
-    }
-    if !sender.allow_private {
-        if let Some(bad) = addrs.iter().find(|a| forbidden(a.ip())) {
+    // A name is resolved and checked by the client's resolver ([`GuardedResolver`]); an
+    // address written in the URL is never resolved, so it is checked here.
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        if !sender.allow_private && forbidden(ip) {
             return Err(format!(
-                "refused: {host} resolves to {} (a private, loopback or link-local address)",
-                bad.ip()
+                "refused: {host} is {ip} (a private, loopback or link-local address)"
             ));
         }
     }
@@ -232,14 +290,7 @@ async fn try_send(sender: &WebhookSender, target: &Target) -> Result<u16, String
     let timestamp = Utc::now().timestamp();
     let secrets: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
     let signature = sign::header(&secrets, &target.message_id, timestamp, &body);
-    // Pinned to the addresses just checked: the connection goes where the check looked.
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(sender.timeout)
-        .resolve_to_addrs(&host, &addrs)
-        .user_agent("event-planner-webhooks/1")
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
+    let client = sender.client()?;
     let mut answer = client
         .post(url)
         .header("content-type", "application/json")
@@ -431,6 +482,43 @@ mod tests {
         ] {
             assert!(!forbidden(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    /// A name that resolves to loopback is refused by the shared client's resolver, before
+    /// any connection; with private targets allowed, the same request reaches the listener.
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_refused_by_the_resolver() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let target = Target {
+            message_id: "msg_1".into(),
+            payload: serde_json::json!({"type": "event.published"}),
+            url: format!("http://localhost:{port}/hooks"),
+            secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
+        };
+        let production = WebhookSender::default();
+        let error = try_send(&production, &target).await.unwrap_err();
+        assert!(
+            error.contains("refused") && error.contains("localhost"),
+            "{error}"
+        );
+        let development = WebhookSender {
+            allow_private: true,
+            ..WebhookSender::default()
+        };
+        assert_eq!(try_send(&development, &target).await, Ok(200));
+        // The same client again (kept per setting), still answering.
+        assert_eq!(try_send(&development, &target).await, Ok(200));
     }
 
     #[test]
