@@ -34,7 +34,8 @@ SELECT array_agg(g ORDER BY g) AS ids,
 HAVING max(g) <= :last_ticket \gset
 BEGIN;
 SELECT l.event_id, l.name, l.ticket_type_ids, l.allow_reentry, l.opens_at, l.closes_at,
-                l.is_default, e.organizer_id, e.status, l.xmin::text AS version
+                l.is_default, e.organizer_id, e.status, l.xmin::text AS version,
+                l.updated_at
            FROM checkin_lists l JOIN events e ON e.id = l.event_id
           WHERE l.id = :list_id ;
 SELECT id, event_id, guest_id, ticket_type_id, status = 'cancelled' AS cancelled,
