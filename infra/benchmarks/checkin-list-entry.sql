@@ -62,8 +62,9 @@ WITH l AS (
                 e.title AS e_title, e.event_date AS e_date, e.location AS e_location, e.status AS e_status,
                 e.organizer_id AS e_organizer,
                 tt.id AS tt_id, tt.name AS tt_name, tt.price_cents AS tt_price, tt.quantity AS tt_quantity,
-                seats_taken(tt.event_id, tt.id) - seats_held(tt.event_id, tt.id) AS tt_sold,
-                seats_held(tt.event_id, tt.id) AS tt_held
+                seats_taken(tt.event_id, tt.id) AS tt_taken,
+                (SELECT count(*)::int FROM waitlist_entries w
+                  WHERE w.event_id = tt.event_id AND w.ticket_type_id = tt.id AND w.status = 'offered') AS tt_held
           FROM log CROSS JOIN k
           JOIN LATERAL (SELECT * FROM v UNION ALL
                         SELECT * FROM tickets x WHERE x.id = k.id AND NOT EXISTS (SELECT 1 FROM v)) t ON true
