@@ -26,6 +26,36 @@ async fn waitlisted_event(app: &TestApp, token: &str, quantity: i64) -> (i64, i6
     )
 }
 
+/// Registers `n` guests `g0@x.test`… on the ticket type (each 201): their ids.
+async fn register_guests(app: &TestApp, org: &str, (event, tt): (i64, i64), n: usize) -> Vec<i64> {
+    let mut guests = Vec::new();
+    for i in 0..n {
+        let r = app
+            .register(org, event, guest_body(&format!("g{i}@x.test"), &json!(tt)))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        guests.push(r.data()["guest"]["id"].as_i64().unwrap());
+    }
+    guests
+}
+
+/// Adds `n` entries `w0@x.test`… to the event's waiting list (each 201): their ids.
+async fn join_entries(app: &TestApp, org: &str, (event, tt): (i64, i64), n: usize) -> Vec<i64> {
+    let mut entries = Vec::new();
+    for i in 0..n {
+        let r = app
+            .post(
+                &format!("/api/events/{event}/waitlist"),
+                org,
+                guest_body(&format!("w{i}@x.test"), &json!(tt)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        entries.push(r.data()["id"].as_i64().unwrap());
+    }
+    entries
+}
+
 /// The claim token of `entry`'s offer, as the `waitlist_offer` email job carries it.
 async fn token_of(app: &TestApp, entry: i64) -> String {
     app.sql()
@@ -65,14 +95,7 @@ async fn a_freed_seat_is_held_for_the_first_entry_and_claimed_by_its_token() {
     let app = TestApp::spawn().await;
     let org = app.organizer("org-w1");
     let (event, tt) = waitlisted_event(&app, &org, 2).await;
-    let mut guests = Vec::new();
-    for i in 0..2 {
-        let r = app
-            .register(&org, event, guest_body(&format!("g{i}@x.test"), &json!(tt)))
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        guests.push(r.data()["guest"]["id"].as_i64().unwrap());
-    }
+    let guests = register_guests(&app, &org, (event, tt), 2).await;
     let full = app
         .register(&org, event, guest_body("late@x.test", &json!(tt)))
         .await;
@@ -252,17 +275,7 @@ async fn an_expired_offer_is_refused_before_the_sweep_and_handed_on_by_it() {
         .register(&org, event, guest_body("g@x.test", &json!(tt)))
         .await;
     let guest = g.data()["guest"]["id"].as_i64().unwrap();
-    let mut entries = Vec::new();
-    for i in 0..2 {
-        let r = app
-            .post(
-                &format!("/api/events/{event}/waitlist"),
-                &org,
-                guest_body(&format!("w{i}@x.test"), &json!(tt)),
-            )
-            .await;
-        entries.push(r.data()["id"].as_i64().unwrap());
-    }
+    let entries = join_entries(&app, &org, (event, tt), 2).await;
     app.post(
         &format!("/api/events/{event}/guests/{guest}/cancel"),
         &org,
@@ -374,26 +387,8 @@ async fn every_seat_taking_path_racing_never_sells_past_the_capacity() {
     let app = TestApp::spawn().await;
     let org = app.organizer("org-race");
     let (event, tt) = waitlisted_event(&app, &org, 50).await;
-    let mut guests = Vec::new();
-    for i in 0..50 {
-        let r = app
-            .register(&org, event, guest_body(&format!("g{i}@x.test"), &json!(tt)))
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        guests.push(r.data()["guest"]["id"].as_i64().unwrap());
-    }
-    let mut entries = Vec::new();
-    for i in 0..30 {
-        let r = app
-            .post(
-                &format!("/api/events/{event}/waitlist"),
-                &org,
-                guest_body(&format!("w{i}@x.test"), &json!(tt)),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        entries.push(r.data()["id"].as_i64().unwrap());
-    }
+    let guests = register_guests(&app, &org, (event, tt), 50).await;
+    let entries = join_entries(&app, &org, (event, tt), 30).await;
     // Ten cancellations before the race: entries 1–10 hold offers; 1–4 are past their time
     // (not swept yet).
     for g in &guests[..10] {
