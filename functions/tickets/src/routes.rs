@@ -107,6 +107,8 @@ async fn validate_ticket(
     ApiPath(id): ApiPath<i64>,
     JsonInput(scan): JsonInput<Scan>,
 ) -> ApiResult<Envelope<Validation>> {
+    // Not a unit of work: a retry under a used Idempotency-Key replays, it does not scan again.
+    edge::idempotency::guard(&state).await?;
     let mut db = state.db.get().await?;
     let done = checkin::by_id(&mut db, &caller, id, scan).await?;
     drop(db);
@@ -126,6 +128,8 @@ async fn validate_scanned(
     caller: Caller,
     ApiJson(input): ApiJson<ScanCode>,
 ) -> ApiResult<Envelope<Validation>> {
+    // Not a unit of work: a retry under a used Idempotency-Key replays, it does not scan again.
+    edge::idempotency::guard(&state).await?;
     let mut db = state.db.get().await?;
     let done = checkin::by_code(&mut db, &caller, state.ticket_keys()?, input).await?;
     drop(db);

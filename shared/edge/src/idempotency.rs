@@ -7,15 +7,23 @@
 //! `IDEMPOTENCY_IN_PROGRESS` (409). 5xx answers are not stored.
 //!
 //! **The key is committed with the change.** The layer ([`layer`]) puts the request's claim in a
-//! task-local; [`crate::unit_of_work!`] makes claiming it the first statement of its
-//! transaction ([`claim_in`]) and stores the command's result in the same transaction
+//! task-local and runs the route; [`crate::unit_of_work!`] makes claiming it the first statement
+//! of its transaction ([`claim_in`]) and stores the command's result in the same transaction
 //! ([`record_in`]). A concurrent request with the same key blocks on the key's primary key
 //! until the first transaction ends: committed, it replays; rolled back, it runs. A process that
 //! dies after the commit and before answering leaves the key with the result and no status: a
 //! retry replays that result (status 200) and changes nothing again. The layer then stores the
-//! final answer (status and body, after the error envelope is rendered). Routes that are not a
-//! unit of work (the one-statement check-in) store their answer afterwards only.
+//! final answer (status and body, after the error envelope is rendered).
+//!
+//! **No read before a unit of work.** A key already used is found by the claim itself (its
+//! insert conflicts), so a request that changes something costs the claim and the stored
+//! answer, not a lookup as well. The write routes that are not a unit of work (the one-statement
+//! check-ins) call [`guard`] before they write: it replays a stored answer instead of running
+//! them again. A route that answered without reaching either (a refusal of its input or its
+//! extractors) is looked up afterwards, so a retry still gets the first answer replayed. Answers
+//! 5xx and 429 (rate limited: the client is told to come back) are not stored.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,11 +53,13 @@ const MAX_BODY: usize = 1024 * 1024;
 /// The marker of a claim lost to a committed request with the same key.
 const COMMITTED: &str = "idempotency key committed by another request";
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Claim {
     caller: String,
     key: String,
     fingerprint: String,
+    /// Set by [`claim_in`] and [`guard`]: the route checked the key before writing.
+    checked: AtomicBool,
 }
 
 tokio::task_local! {
@@ -67,6 +77,7 @@ pub async fn claim_in(tx: &Transaction<'_>) -> ApiResult<()> {
     let Some(claim) = current() else {
         return Ok(());
     };
+    claim.checked.store(true, Ordering::Relaxed);
     let stmt = tx
         .prepare_cached(
             "INSERT INTO idempotency_keys AS k (caller, key, fingerprint) VALUES ($1, $2, $3)
@@ -79,14 +90,34 @@ pub async fn claim_in(tx: &Transaction<'_>) -> ApiResult<()> {
         .execute(&stmt, &[&claim.caller, &claim.key, &claim.fingerprint])
         .await?;
     if claimed == 0 {
-        let mut e = DomainError::new(
-            ErrorCode::IdempotencyInProgress,
-            "a request with this Idempotency-Key was already processed",
-        );
-        e.internal = Some(COMMITTED.to_owned());
-        return Err(ApiError(e));
+        return Err(committed());
     }
     Ok(())
+}
+
+/// The marker error of a key another request already used: the layer replays its answer (or
+/// refuses a different request with `IDEMPOTENCY_KEY_REUSED`).
+fn committed() -> ApiError {
+    let mut e = DomainError::new(
+        ErrorCode::IdempotencyInProgress,
+        "a request with this Idempotency-Key was already processed",
+    );
+    e.internal = Some(COMMITTED.to_owned());
+    ApiError(e)
+}
+
+/// The first step of a write route that is not a unit of work (the one-statement check-in),
+/// before it writes: under a key that already has an answer, the route does not run again and
+/// the layer replays that answer (or refuses a different request with the key).
+pub async fn guard(state: &ApiState) -> ApiResult<()> {
+    let Some(claim) = current() else {
+        return Ok(());
+    };
+    claim.checked.store(true, Ordering::Relaxed);
+    match lookup(state, &claim).await? {
+        Some(_) => Err(committed()),
+        None => Ok(()),
+    }
 }
 
 /// Stores the command's result with the change (the answer of a retry after a crash).
@@ -140,7 +171,7 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
     let Ok(caller) = state.tokens.verify_header(auth.as_deref()).await else {
         return next.run(req).await;
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return refusal(ErrorCode::PayloadTooLarge, "the body is too large");
     };
@@ -154,84 +185,110 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
         caller: format!("{}:{}", caller.role.as_str(), caller.user_id),
         key,
         fingerprint: format!("{:x}", hash.finalize()),
+        checked: AtomicBool::new(false),
     });
+    // The route's `Caller` extractor takes it from here instead of verifying the token again.
+    parts.extensions.insert(caller);
 
+    // The route runs at once: a unit of work finds a used key by its claim, a check-in by
+    // `guard`; a lookup is made only when one of them says the key was used, or when the route
+    // answered without checking it.
     let started = tokio::time::Instant::now();
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let response = CLAIM.scope(claim.clone(), next.run(req)).await;
+    let (head, body) = response.into_parts();
+    // An error's envelope is rendered further out (with the request id): store it rendered
+    // here, without one.
+    let error = head.extensions.get::<ApiError>();
+    let used = error.is_some_and(|e| e.0.internal.as_deref() == Some(COMMITTED));
+    if !used {
+        if !claim.checked.load(Ordering::Relaxed) {
+            // Refused before a unit of work (input, extractors): the first answer, if any, is
+            // the one to give again.
+            match lookup(&state, &claim).await {
+                Err(e) => return e.into_response(),
+                Ok(Some(stored)) => return answer_stored(stored, &claim),
+                Ok(None) => {}
+            }
+        }
+        let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+            return refusal(ErrorCode::InternalError, "the answer could not be read");
+        };
+        if !head.status.is_server_error() && head.status != StatusCode::TOO_MANY_REQUESTS {
+            let stored = match error {
+                Some(e) => Bytes::from(serde_json::to_vec(&e.body(None)).unwrap_or_default()),
+                None => body.clone(),
+            };
+            if let Err(e) = store(&state, &claim, head.status.as_u16(), &stored).await {
+                tracing::warn!(
+                    cause = e.0.internal.as_deref(),
+                    "idempotent answer not stored"
+                );
+            }
+        }
+        return Response::from_parts(head, Body::from(body));
+    }
+
+    // The key was used by another request: wait for its answer, then replay it.
     let deadline = started + WAIT;
-    let mut next = Some(next);
     loop {
         match lookup(&state, &claim).await {
             Err(e) => return e.into_response(),
-            Ok(Some(stored)) if stored.fingerprint != claim.fingerprint => {
-                return refusal(
-                    ErrorCode::IdempotencyKeyReused,
-                    "this Idempotency-Key was used with a different request",
-                );
-            }
-            Ok(Some(Stored {
-                status: Some(status),
-                body: Some(body),
-                ..
-            })) => return replay(u16::try_from(status).unwrap_or(200), body),
             // Committed, answer not stored yet: the first request is answering, or its process
             // died after its commit. Wait for it, then replay what the change stored.
             Ok(Some(Stored {
+                fingerprint,
                 status: None,
                 body: Some(body),
-                ..
-            })) => {
+            })) if fingerprint == claim.fingerprint => {
                 if started.elapsed() >= ANSWER_WAIT {
                     return replay(200, body);
                 }
             }
-            Ok(Some(_)) => {
-                if tokio::time::Instant::now() >= deadline {
-                    return refusal(
-                        ErrorCode::IdempotencyInProgress,
-                        "a request with this Idempotency-Key is still being processed",
-                    );
-                }
+            Ok(Some(stored))
+                if stored.status.is_some() || stored.fingerprint != claim.fingerprint =>
+            {
+                return answer_stored(stored, &claim);
             }
-            Ok(None) if next.is_some() => {
-                let next = next.take().expect("checked");
-                let req = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
-                let response = CLAIM.scope(claim.clone(), next.run(req)).await;
-                let (head, body) = response.into_parts();
-                // An error's envelope is rendered further out (with the request id): store it
-                // rendered here, without one.
-                let error = head.extensions.get::<ApiError>();
-                if error.is_some_and(|e| e.0.internal.as_deref() == Some(COMMITTED)) {
-                    continue; // another request committed this key: replay its answer
-                }
-                let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
-                    return refusal(ErrorCode::InternalError, "the answer could not be read");
-                };
-                if !head.status.is_server_error() {
-                    let stored = match error {
-                        Some(e) => {
-                            Bytes::from(serde_json::to_vec(&e.body(None)).unwrap_or_default())
-                        }
-                        None => body.clone(),
-                    };
-                    if let Err(e) = store(&state, &claim, head.status.as_u16(), &stored).await {
-                        tracing::warn!(
-                            cause = e.0.internal.as_deref(),
-                            "idempotent answer not stored"
-                        );
-                    }
-                }
-                return Response::from_parts(head, Body::from(body));
-            }
+            Ok(Some(_)) => {}
+            // The winner's row is gone (it rolled back after all, or expired): the first
+            // attempt's answer is unknown; let the client retry.
             Ok(None) => {
-                // Ran once, lost the claim, and the winner's row is gone (it rolled back after
-                // all, or expired): the first attempt's answer is unknown; let the client retry.
                 return refusal(
                     ErrorCode::IdempotencyInProgress,
                     "a request with this Idempotency-Key is still being processed",
                 );
             }
         }
+        if tokio::time::Instant::now() >= deadline {
+            return refusal(
+                ErrorCode::IdempotencyInProgress,
+                "a request with this Idempotency-Key is still being processed",
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The answer to a request whose key has a stored row: a different request is refused; the
+/// same one gets the stored answer, or, when none is stored yet, `IDEMPOTENCY_IN_PROGRESS`.
+fn answer_stored(stored: Stored, claim: &Claim) -> Response {
+    if stored.fingerprint != claim.fingerprint {
+        return refusal(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was used with a different request",
+        );
+    }
+    match stored {
+        Stored {
+            status: Some(status),
+            body: Some(body),
+            ..
+        } => replay(u16::try_from(status).unwrap_or(200), body),
+        _ => refusal(
+            ErrorCode::IdempotencyInProgress,
+            "a request with this Idempotency-Key is still being processed",
+        ),
     }
 }
 

@@ -205,3 +205,42 @@ async fn refusals_are_replayed_and_keys_are_checked() {
         1
     );
 }
+
+/// The check-in is not a unit of work (one statement): under a used key it must not scan
+/// again (`idempotency::guard`), and the replay is the first answer, not "already validated".
+#[tokio::test]
+async fn a_retried_check_in_replays_its_answer_and_scans_once() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let (_, guest) = app.registered_guest(&token, "door@example.com").await;
+    let ticket = app
+        .count(&format!("SELECT id FROM tickets WHERE guest_id = {guest}"))
+        .await;
+    let uri = format!("/api/tickets/{ticket}/validate");
+    let scan = json!({"scannerId": "s1", "location": "Gate"});
+    let first = send(&app, post(&uri, &token, "scan-1", &scan)).await;
+    assert_eq!(
+        first.0,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&first.2)
+    );
+    assert_eq!(first.1, None);
+    let again = send(&app, post(&uri, &token, "scan-1", &scan)).await;
+    assert_eq!(
+        (again.0, again.1.as_deref()),
+        (StatusCode::OK, Some("true"))
+    );
+    assert_eq!(first.2, again.2);
+    let scans = format!("SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket}");
+    assert_eq!(app.count(&scans).await, 1);
+    // The same key with another body is refused, and scans nothing.
+    let other = json!({"scannerId": "s2", "location": "Gate"});
+    let reused = send(&app, post(&uri, &token, "scan-1", &other)).await;
+    assert_eq!(reused.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.count(&scans).await, 1);
+    // Another key is another scan: refused as already validated, and logged.
+    let second = send(&app, post(&uri, &token, "scan-2", &scan)).await;
+    assert_eq!(second.0, StatusCode::CONFLICT);
+    assert_eq!(app.count(&scans).await, 2);
+}
