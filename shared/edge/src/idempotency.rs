@@ -254,17 +254,11 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
             // The winner's row is gone (it rolled back after all, or expired): the first
             // attempt's answer is unknown; let the client retry.
             Ok(None) => {
-                return refusal(
-                    ErrorCode::IdempotencyInProgress,
-                    "a request with this Idempotency-Key is still being processed",
-                );
+                return in_progress();
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            return refusal(
-                ErrorCode::IdempotencyInProgress,
-                "a request with this Idempotency-Key is still being processed",
-            );
+            return in_progress();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -285,11 +279,15 @@ fn answer_stored(stored: Stored, claim: &Claim) -> Response {
             body: Some(body),
             ..
         } => replay(u16::try_from(status).unwrap_or(200), body),
-        _ => refusal(
-            ErrorCode::IdempotencyInProgress,
-            "a request with this Idempotency-Key is still being processed",
-        ),
+        _ => in_progress(),
     }
+}
+
+fn in_progress() -> Response {
+    refusal(
+        ErrorCode::IdempotencyInProgress,
+        "a request with this Idempotency-Key is still being processed",
+    )
 }
 
 fn replay(status: u16, body: Vec<u8>) -> Response {
