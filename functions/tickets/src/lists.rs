@@ -149,9 +149,7 @@ async fn scan_ticket(
     ApiPath(list_id): ApiPath<i64>,
     JsonInput(input): JsonInput<ScanInput>,
 ) -> ApiResult<Envelope<Scanned>> {
-    // Not a unit of work: a retry under a used Idempotency-Key replays, it does not scan again.
-    edge::idempotency::guard(&state).await?;
-    let mut db = state.db.get().await?;
+    let mut db = state.statement_db().await?;
     let done = scan::scan(&mut db, &caller, state.ticket_keys()?, list_id, input).await?;
     drop(db);
     Ok(ok(state.finish(done).await))

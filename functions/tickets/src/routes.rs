@@ -107,9 +107,7 @@ async fn validate_ticket(
     ApiPath(id): ApiPath<i64>,
     JsonInput(scan): JsonInput<Scan>,
 ) -> ApiResult<Envelope<Validation>> {
-    // Not a unit of work: a retry under a used Idempotency-Key replays, it does not scan again.
-    edge::idempotency::guard(&state).await?;
-    let mut db = state.db.get().await?;
+    let mut db = state.statement_db().await?;
     let done = checkin::by_id(&mut db, &caller, id, scan).await?;
     drop(db);
     Ok(ok(state.finish(done).await))
@@ -128,9 +126,7 @@ async fn validate_scanned(
     caller: Caller,
     ApiJson(input): ApiJson<ScanCode>,
 ) -> ApiResult<Envelope<Validation>> {
-    // Not a unit of work: a retry under a used Idempotency-Key replays, it does not scan again.
-    edge::idempotency::guard(&state).await?;
-    let mut db = state.db.get().await?;
+    let mut db = state.statement_db().await?;
     let done = checkin::by_code(&mut db, &caller, state.ticket_keys()?, input).await?;
     drop(db);
     Ok(ok(state.finish(done).await))

@@ -18,10 +18,11 @@
 //! **No read before a unit of work.** A key already used is found by the claim itself (its
 //! insert conflicts), so a request that changes something costs the claim and the stored
 //! answer, not a lookup as well. The write routes that are not a unit of work (the one-statement
-//! check-ins) call [`guard`] before they write: it replays a stored answer instead of running
-//! them again. A route that answered without reaching either (a refusal of its input or its
-//! extractors) is looked up afterwards, so a retry still gets the first answer replayed. Answers
-//! 5xx and 429 (rate limited: the client is told to come back) are not stored.
+//! check-ins) take their connection from `ApiState::statement_db`, which calls [`guard`] first:
+//! it replays a stored answer instead of running them again. A route that answered without
+//! reaching either (a refusal of its input or its extractors) is looked up afterwards, so a
+//! retry still gets the first answer replayed. Answers 5xx and 429 (rate limited: the client is
+//! told to come back) are not stored.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -148,6 +148,15 @@ impl ApiState {
         Ok(value)
     }
 
+    /// The connection of a command that is atomic on its own (the one-statement check-in),
+    /// which is not a unit of work: under an Idempotency-Key already used, the route stops here
+    /// and the answer stored for the key is replayed ([`crate::idempotency::guard`]) instead of
+    /// the command running again. Such a command's effects go through [`Self::finish`].
+    pub async fn statement_db(&self) -> crate::ApiResult<deadpool_postgres::Object> {
+        crate::idempotency::guard(self).await?;
+        Ok(self.db.get().await?)
+    }
+
     /// The effects of a command that is atomic on its own (the one-statement check-in),
     /// applied now; its result.
     pub async fn finish<T>(&self, done: Done<T>) -> T {
