@@ -19,7 +19,10 @@
 #     off, on (issue 16); CSV imports of 5 000 rows, 3 times (issue 16); registrations and
 #     validations plain and with an Idempotency-Key per request + a webhook of the organizer
 #     (guest.registered, guest.checked_in) to a receiver of the harness on 127.0.0.1 answering
-#     200, off, on, off, on (issue 17),
+#     200, off, on, off, on, then keys only, then on with the deliveries made in process during
+#     the load (issue 17; in the "on" loads the server's webhook worker is held during the load,
+#     LOCAL_HOLD_QUEUES=webhooks, as the worker is a function of its own in AWS, and the
+#     backlog's delivery is timed after it),
 #   - runs the same writes with pgbench on the same database (registration.sql,
 #     registration-naive.sql, validation.sql, checkin-list-entry.sql, checkin-batch.sql in this
 #     directory),

@@ -16,9 +16,29 @@ use platform::sqs::SqsQueue;
 
 /// The local server's job path without SQS: an in-process queue feeding [`Workers`], and
 /// the outbox relay woken after each commit (and every few seconds as a sweep).
+///
+/// `LOCAL_HOLD_QUEUES` (a comma-separated list of queue names, e.g. `webhooks`) holds the
+/// workers of those queues until the process receives SIGUSR1: their jobs are relayed as
+/// usual and wait in memory. The performance harness uses it to measure the API without
+/// the work a worker function does on other machines in AWS, then releases the backlog and
+/// measures that on its own. Held jobs are lost if the process stops before the signal, so
+/// this is for measurements, not for development.
 pub fn start_in_process(env: &Env, state: &ApiState) -> anyhow::Result<()> {
     let workers = Arc::new(Workers::from_env(env, state.db.clone(), &state.cache)?);
-    let queue = InProcessQueue::start(state.db.clone(), workers, 5);
+    let held = held_queues(env)?;
+    let (release, released) = tokio::sync::watch::channel(held.is_empty());
+    if !held.is_empty() {
+        let mut usr1 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        let names: Vec<&str> = held.iter().map(|q| q.name()).collect();
+        tracing::warn!(queues = ?names, "LOCAL_HOLD_QUEUES: these workers wait for SIGUSR1");
+        tokio::spawn(async move {
+            if usr1.recv().await.is_some() {
+                let _ = release.send(true);
+            }
+        });
+    }
+    let queue = InProcessQueue::start_holding(state.db.clone(), workers, 5, &held, released);
     tokio::spawn(outbox::run_relay(
         state.db.clone(),
         queue,
@@ -122,4 +142,25 @@ pub fn start_offer_expiry(state: &ApiState, every: Duration) {
             }
         }
     });
+}
+
+/// The queues `LOCAL_HOLD_QUEUES` names (none when unset); an unknown name is an error.
+fn held_queues(env: &Env) -> anyhow::Result<Vec<Queue>> {
+    let Some(list) = env.get("LOCAL_HOLD_QUEUES") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            Queue::ALL
+                .into_iter()
+                .find(|q| q.name() == name)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "LOCAL_HOLD_QUEUES: unknown queue {name:?} (email, ticket-generation, webhooks)"
+                    )
+                })
+        })
+        .collect()
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use domain::outbox::{Message, Queue, QueueBackend};
 
@@ -28,6 +28,21 @@ impl InProcessQueue {
         handler: Arc<dyn JobHandler>,
         max_attempts: u32,
     ) -> Arc<Self> {
+        Self::start_holding(pool, handler, max_attempts, &[], watch::channel(true).1)
+    }
+
+    /// [`InProcessQueue::start`], with the workers of the `held` queues started only once
+    /// `release` turns true: their jobs are accepted (the relay marks them dispatched, as
+    /// SQS would take them) and wait in the channel meanwhile. The local server holds a
+    /// queue when asked to (`LOCAL_HOLD_QUEUES`), so that a benchmark can measure the API
+    /// without the work that a worker function does elsewhere in AWS, then release it.
+    pub fn start_holding(
+        pool: deadpool_postgres::Pool,
+        handler: Arc<dyn JobHandler>,
+        max_attempts: u32,
+        held: &[Queue],
+        release: watch::Receiver<bool>,
+    ) -> Arc<Self> {
         let (email, email_rx) = mpsc::unbounded_channel();
         let (tickets, tickets_rx) = mpsc::unbounded_channel();
         let (webhooks, webhooks_rx) = mpsc::unbounded_channel();
@@ -42,7 +57,16 @@ impl InProcessQueue {
             (webhooks_rx, Queue::Webhooks),
         ] {
             let (pool, handler, weak) = (pool.clone(), handler.clone(), Arc::downgrade(&queue));
-            tokio::spawn(worker(rx, q, pool, handler, weak, max_attempts));
+            let mut gate = held.contains(&q).then(|| release.clone());
+            tokio::spawn(async move {
+                if let Some(gate) = gate.as_mut() {
+                    if gate.wait_for(|open| *open).await.is_err() {
+                        return;
+                    }
+                    tracing::info!(queue = q.name(), "held queue released: its worker starts");
+                }
+                worker(rx, q, pool, handler, weak, max_attempts).await
+            });
         }
         queue
     }

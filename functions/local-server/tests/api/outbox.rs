@@ -128,6 +128,41 @@ async fn registration_jobs_reach_the_workers() {
     );
 }
 
+/// A held queue (the local server's `LOCAL_HOLD_QUEUES`, used by the benchmark harness)
+/// takes its jobs from the relay but runs none of them before it is released; the other
+/// queues run as usual, and the held jobs all run once released.
+#[tokio::test]
+async fn a_held_queue_runs_its_jobs_only_once_released() {
+    let app = TestApp::spawn().await;
+    register_one(&app).await;
+    let recorder = Arc::new(Recorder::default());
+    let (release, released) = tokio::sync::watch::channel(false);
+    let queue = InProcessQueue::start_holding(
+        app.state.db.clone(),
+        recorder.clone(),
+        3,
+        &[Queue::Email],
+        released,
+    );
+    let report = outbox::drain(&app.state.db, queue.as_ref(), &RelayConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 2);
+    wait_for("the ticket job", || recorder.types() == ["generate_ticket"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        recorder.types(),
+        ["generate_ticket"],
+        "the email queue is held"
+    );
+    release.send(true).unwrap();
+    wait_for("the held email job", || recorder.types().len() == 2).await;
+    assert_eq!(
+        recorder.types(),
+        ["generate_ticket", "registration_confirmation"]
+    );
+}
+
 #[tokio::test]
 async fn a_relay_that_dies_after_leasing_loses_nothing() {
     let app = TestApp::spawn().await;

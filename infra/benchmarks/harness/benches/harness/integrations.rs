@@ -4,16 +4,23 @@
 //! UUID) and the organizer has an enabled webhook subscribed to `guest.registered` and
 //! `guest.checked_in`, so that every registration and every first entry writes a delivery and
 //! its `deliver_webhook` job in its transaction. Alternated twice (off, on, off, on), then a
-//! fifth load with the keys alone (no webhook), which splits the cost between the two; a fresh
-//! server each (as the registration loads: the in-process workers' backlog of one load, webhook
-//! deliveries included, stays out of the next).
+//! fifth load with the keys alone (no webhook), which splits the cost between the two, and a
+//! sixth with the webhooks delivered during the load; a fresh server each (as the registration
+//! loads: the in-process workers' backlog of one load, webhook deliveries included, stays out
+//! of the next).
+//!
+//! In AWS the webhook worker is a function of its own: the API writes the delivery and its job
+//! and relays the job to SQS after the commit; the worker's CPU is elsewhere, and only its
+//! database work shares the database. Here every process shares 2 cores, so the "on" loads
+//! hold the local server's webhook worker during the load (`LOCAL_HOLD_QUEUES=webhooks`: the
+//! jobs are written and relayed as in AWS, then wait as they would in SQS), release it after
+//! the load, and measure the backlog's delivery on its own (time, and CPU per delivery). The
+//! sixth load ("in process") delivers during the load, as a single machine would.
 //!
 //! The webhook points at [`Receiver`], a tiny HTTP server of this harness on 127.0.0.1 that
 //! answers 200 to every delivery (the server runs with `WEBHOOKS_ALLOW_PRIVATE_TARGETS=true`):
-//! the local server's in-process workers really deliver, as a healthy receiver would have them,
-//! instead of failing and retrying against an unreachable host. Those workers share the 2 cores
-//! with the API here; in AWS the webhook worker is a function of its own and only its database
-//! work shares the database.
+//! the workers really deliver, as a healthy receiver would have them, instead of failing and
+//! retrying against an unreachable host.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +31,7 @@ use serde_json::json;
 
 use crate::driver::{drive, fresh_uuid, measured, Api, Sample};
 use crate::loads::{drop_pending_jobs, register, validate_one};
+use crate::procs::{CpuMeter, CpuUse};
 use crate::report::Results;
 use crate::seed::{seats, Seed};
 use crate::server::Server;
@@ -38,13 +46,16 @@ pub const VAL_CLIENTS: usize = 64;
 pub const EVENT_TYPES: [&str; 2] = ["guest.registered", "guest.checked_in"];
 /// Tickets of the validation warm-up pool each server's warm-up may take.
 const WARMUP_TICKETS: usize = 5_000;
+/// The longest wait for a released backlog of deliveries to reach the receiver.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 /// The loads of each kind, in order: (mode, seed label suffix).
-pub const LOADS: [(Mode, &str); 5] = [
+pub const LOADS: [(Mode, &str); 6] = [
     (Mode::Off, "off-1"),
     (Mode::On, "on-1"),
     (Mode::Off, "off-2"),
     (Mode::On, "on-2"),
     (Mode::KeysOnly, "keys"),
+    (Mode::InProcess, "inproc"),
 ];
 
 /// What a load's requests carry.
@@ -52,10 +63,13 @@ pub const LOADS: [(Mode, &str); 5] = [
 pub enum Mode {
     /// No key, no webhook.
     Off,
-    /// A fresh `Idempotency-Key` per request and the organizer's webhook enabled.
+    /// A fresh `Idempotency-Key` per request and the organizer's webhook enabled, its
+    /// deliveries made after the load (the worker function's share, out of the API's way).
     On,
     /// The keys alone (the webhook disabled).
     KeysOnly,
+    /// As `On`, with the deliveries made by the server's in-process worker during the load.
+    InProcess,
 }
 
 impl Mode {
@@ -64,7 +78,7 @@ impl Mode {
     }
 
     fn webhook(self) -> bool {
-        self == Mode::On
+        matches!(self, Mode::On | Mode::InProcess)
     }
 
     /// How the report names it.
@@ -73,6 +87,7 @@ impl Mode {
             Mode::Off => "plain (no key, no webhook)",
             Mode::On => "idempotency keys + webhooks",
             Mode::KeysOnly => "idempotency keys only (no webhook)",
+            Mode::InProcess => "idempotency keys + webhooks delivered in process",
         }
     }
 }
@@ -90,6 +105,18 @@ pub struct Run {
     pub written: i64,
     /// Deliveries the receiver got during the measured load (the workers run behind it).
     pub received: usize,
+    /// `On`: the held backlog's delivery after the load.
+    pub drain: Option<Drain>,
+}
+
+/// A held backlog delivered after its load: how many reached the receiver, in how long,
+/// and the CPU it took.
+pub struct Drain {
+    pub delivered: usize,
+    pub secs: f64,
+    pub cpu: CpuUse,
+    /// Every delivery written during the load reached the receiver within [`DRAIN_LIMIT`].
+    pub complete: bool,
 }
 
 /// Both kinds of load, each as [`LOADS`].
@@ -258,7 +285,11 @@ async fn one_load(
         Kind::Registrations => format!("i17-reg-{suffix}"),
         Kind::Validations => format!("i17-val-{suffix}"),
     };
-    let mut srv = Server::start(s, &label, None)?;
+    let mut srv = if mode == Mode::On {
+        Server::start_holding(s, &label, "webhooks")?
+    } else {
+        Server::start(s, &label, None)?
+    };
     srv.wait_ready(http).await?;
     let plain = Api::new(http, &srv.base(), token);
     hook.set(&plain, mode.webhook()).await?;
@@ -312,6 +343,11 @@ async fn one_load(
         }
     };
     let (written, keys, received) = since(pg, receiver, marks_before).await?;
+    let drain = if mode == Mode::On {
+        Some(drain(s, &srv, receiver, marks_before.2 + received, written).await?)
+    } else {
+        None
+    };
     if k + 1 == LOADS.len() {
         hook.set(&plain, false).await?;
     }
@@ -348,10 +384,23 @@ async fn one_load(
         }
     };
     let exact = counts_exact
+        && drain.as_ref().is_none_or(|d| d.complete)
         && written == if mode.webhook() { n } else { 0 }
         && keys == if mode.keys() { answers } else { 0 };
+    let drained = match &drain {
+        Some(d) => format!(
+            "; released after the load: {} delivered in {:.1} s ({:.0}/s, PostgreSQL {:.2} ms and the server {:.2} ms of CPU per delivery){}",
+            d.delivered,
+            d.secs,
+            d.delivered as f64 / d.secs.max(1e-9),
+            1000.0 * d.cpu.pg / d.delivered.max(1) as f64,
+            1000.0 * d.cpu.server / d.delivered.max(1) as f64,
+            if d.complete { "" } else { ", NOT ALL within the time limit" }
+        ),
+        None => String::new(),
+    };
     let text = format!(
-        "{counts}; {written} webhook deliveries written, {received} delivered to the receiver during the load; \
+        "{counts}; {written} webhook deliveries written, {received} delivered to the receiver during the load{drained}; \
          {keys} idempotency keys stored"
     );
     println!(
@@ -369,6 +418,39 @@ async fn one_load(
         text,
         written,
         received,
+        drain,
+    })
+}
+
+/// Releases the server's held webhook worker and waits until the receiver has `written`
+/// more deliveries than `before` (or [`DRAIN_LIMIT`]): the time and CPU of the backlog.
+async fn drain(
+    s: &Settings,
+    srv: &Server,
+    receiver: &Receiver,
+    before: usize,
+    written: i64,
+) -> anyhow::Result<Drain> {
+    let want = before + written.max(0) as usize;
+    let meter = CpuMeter::start(Some(srv.pid()), &s.db, s.clk_tck);
+    let start = std::time::Instant::now();
+    srv.release()?;
+    while receiver.received() < want && start.elapsed() < DRAIN_LIMIT {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (cpu, _) = meter.finish();
+    let delivered = receiver.received() - before;
+    println!(
+        "    released: {delivered} of {written} deliveries in {secs:.1} s; CPU per delivery: PostgreSQL {:.2} ms, server {:.2} ms",
+        1000.0 * cpu.pg / delivered.max(1) as f64,
+        1000.0 * cpu.server / delivered.max(1) as f64
+    );
+    Ok(Drain {
+        delivered,
+        secs,
+        cpu,
+        complete: delivered as i64 >= written,
     })
 }
 

@@ -16,7 +16,8 @@
 //!    server (issues 16 and 17): registrations on a hot ticket type with the waiting list off
 //!    and on, alternated twice ([`waitlist`]), CSV imports of 5 000 rows ([`import`]), and
 //!    registrations and validations plain and with idempotency keys + webhooks (to a receiver
-//!    of the harness answering 200), alternated twice ([`integrations`]),
+//!    of the harness answering 200, delivered after each load: the worker is held meanwhile),
+//!    alternated twice, then keys only, then with in-process delivery ([`integrations`]),
 //! 5. runs the same writes through pgbench against the same database in the same run
 //!    (infra/benchmarks/registration.sql, registration-naive.sql, registration-counters-last.sql,
 //!    validation.sql, checkin-list-entry.sql, checkin-batch.sql) ([`pgbench`]),

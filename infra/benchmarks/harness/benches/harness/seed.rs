@@ -12,7 +12,7 @@ use crate::ORG;
 
 /// Ticket pools (confirmed guests with active tickets, consecutive ticket ids): label and size.
 /// Each pool's event also gets a check-in list besides its default one ([`EXTRA_LIST`]).
-const POOLS: [(&str, PoolSize); 21] = [
+const POOLS: [(&str, PoolSize); 22] = [
     ("val-warmup", PoolSize::Fixed(5_000)),
     ("val-http-16", PoolSize::Http),
     ("val-http-64", PoolSize::Http),
@@ -32,14 +32,15 @@ const POOLS: [(&str, PoolSize); 21] = [
     ("batch-pg-4", PoolSize::BatchPgbench),
     ("batch-pg-8", PoolSize::BatchPgbench),
     // Validations plain and with idempotency keys + webhooks (issue 17), twice each, then with
-    // the keys only, a fresh server each: the warm-up of server k takes tickets k × 5 000
-    // onwards of the warm-up pool.
-    ("i17-val-warmup", PoolSize::Fixed(5 * 5_000)),
+    // the keys only, then with the webhooks delivered in process, a fresh server each: the
+    // warm-up of server k takes tickets k × 5 000 onwards of the warm-up pool.
+    ("i17-val-warmup", PoolSize::Fixed(6 * 5_000)),
     ("i17-val-off-1", PoolSize::Http),
     ("i17-val-on-1", PoolSize::Http),
     ("i17-val-off-2", PoolSize::Http),
     ("i17-val-on-2", PoolSize::Http),
     ("i17-val-keys", PoolSize::Http),
+    ("i17-val-inproc", PoolSize::Http),
 ];
 
 /// Scans per offline upload (the contract's largest batch).
@@ -54,7 +55,7 @@ const MAX_POOL: usize = 100_000;
 pub const EXTRA_LIST: &str = "North gate";
 
 /// Events of the write loads, each used by one load only: label and number of events.
-const LOAD_EVENTS: [(&str, usize); 24] = [
+const LOAD_EVENTS: [(&str, usize); 25] = [
     ("reg-warmup", 1),
     ("reg-hot-16", 1),
     ("reg-hot-64", 1),
@@ -77,12 +78,13 @@ const LOAD_EVENTS: [(&str, usize); 24] = [
     // CSV imports of 5 000 rows (issue 16), a fresh event each.
     ("csv-import", crate::import::REPEATS),
     // Registrations plain and with idempotency keys + webhooks (issue 17), alternated twice,
-    // then with the keys only.
+    // then with the keys only, then with the webhooks delivered in process.
     ("i17-reg-off-1", 1),
     ("i17-reg-on-1", 1),
     ("i17-reg-off-2", 1),
     ("i17-reg-on-2", 1),
     ("i17-reg-keys", 1),
+    ("i17-reg-inproc", 1),
 ];
 
 #[derive(Clone, Copy)]

@@ -19,6 +19,31 @@ pub struct Server {
 
 impl Server {
     pub fn start(s: &Settings, label: &str, redis: Option<&str>) -> anyhow::Result<Server> {
+        Self::spawn(s, label, redis, None)
+    }
+
+    /// A server whose workers of `queues` (`LOCAL_HOLD_QUEUES`) wait for [`Server::release`].
+    pub fn start_holding(s: &Settings, label: &str, queues: &str) -> anyhow::Result<Server> {
+        Self::spawn(s, label, None, Some(queues))
+    }
+
+    /// Starts the held workers (SIGUSR1).
+    pub fn release(&self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-USR1", &self.pid().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -USR1 {} failed ({status})", self.pid());
+        }
+        Ok(())
+    }
+
+    fn spawn(
+        s: &Settings,
+        label: &str,
+        redis: Option<&str>,
+        hold: Option<&str>,
+    ) -> anyhow::Result<Server> {
         let port = free_port()?;
         let log = s.work.join(format!("server-{label}.log"));
         let out = std::fs::File::create(&log)?;
@@ -44,6 +69,10 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
+        match hold {
+            Some(queues) => cmd.env("LOCAL_HOLD_QUEUES", queues),
+            None => cmd.env_remove("LOCAL_HOLD_QUEUES"),
+        };
         if let Ok(size) = std::env::var("BENCH_DB_POOL_SIZE") {
             cmd.env("DB_POOL_SIZE", size);
         }
