@@ -206,11 +206,12 @@ pub async fn relay_once(
     }
     if !sent_ids.is_empty() {
         let db = pool.get().await?;
-        db.execute(
-            "UPDATE job_outbox SET dispatched_at = now(), last_error = NULL WHERE id = ANY($1)",
-            &[&sent_ids],
-        )
-        .await?;
+        let stmt = db
+            .prepare_cached(
+                "UPDATE job_outbox SET dispatched_at = now(), last_error = NULL WHERE id = ANY($1)",
+            )
+            .await?;
+        db.execute(&stmt, &[&sent_ids]).await?;
     }
     Ok(report)
 }

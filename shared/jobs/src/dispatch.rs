@@ -75,9 +75,10 @@ pub async fn process(
 ) -> Result<Outcome, JobError> {
     // Claim the job: insert an in-progress row, take over one whose claim expired, or
     // take back our own.
+    // Prepared once per connection (every job runs these two statements).
     let db = pool.get().await?;
-    let claimed = db
-        .query_opt(
+    let claim = db
+        .prepare_cached(
             "INSERT INTO processed_jobs (job_id, job_type, outcome, claimed_until, claimed_by)
                   VALUES ($1, $2, 'in_progress', now() + make_interval(secs => $3), $4)
              ON CONFLICT (job_id) DO UPDATE
@@ -85,6 +86,11 @@ pub async fn process(
                  WHERE processed_jobs.outcome = 'in_progress'
                    AND (processed_jobs.claimed_until < now() OR processed_jobs.claimed_by = EXCLUDED.claimed_by)
              RETURNING 1",
+        )
+        .await?;
+    let claimed = db
+        .query_opt(
+            &claim,
             &[&job.job_id, &job.job_type, &CLAIM.as_secs_f64(), &owner],
         )
         .await?
@@ -179,12 +185,14 @@ async fn record(
     detail: Option<&str>,
 ) -> Result<(), JobError> {
     let db = pool.get().await?;
-    db.execute(
-        "INSERT INTO processed_jobs (job_id, job_type, outcome, detail) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (job_id) DO UPDATE SET outcome = EXCLUDED.outcome, detail = EXCLUDED.detail,
-                claimed_until = NULL, claimed_by = NULL",
-        &[&job.job_id, &job.job_type, &outcome, &detail],
-    )
-    .await?;
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO processed_jobs (job_id, job_type, outcome, detail) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (job_id) DO UPDATE SET outcome = EXCLUDED.outcome, detail = EXCLUDED.detail,
+                    claimed_until = NULL, claimed_by = NULL",
+        )
+        .await?;
+    db.execute(&stmt, &[&job.job_id, &job.job_type, &outcome, &detail])
+        .await?;
     Ok(())
 }

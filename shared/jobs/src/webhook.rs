@@ -208,14 +208,17 @@ pub async fn deliver(
         .get()
         .await
         .map_err(|e| JobError::Transient(format!("database: {e}")))?;
-    let row = db
-        .query_opt(
+    let stmt = db
+        .prepare_cached(
             "SELECT d.message_id, d.payload, d.status, w.url, w.secret, w.previous_secret,
                     w.previous_until > now() AS previous_valid, w.enabled
                FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
               WHERE d.id = $1",
-            &[&delivery_id],
         )
+        .await
+        .map_err(db_error)?;
+    let row = db
+        .query_opt(&stmt, &[&delivery_id])
         .await
         .map_err(db_error)?;
     let Some(row) = row else {
@@ -330,6 +333,9 @@ async fn record(
     delivery_id: i64,
     attempt: &Attempt,
 ) -> Result<(), JobError> {
+    if attempt.status.is_some_and(|s| (200..300).contains(&s)) {
+        return record_delivered(pool, delivery_id, attempt).await;
+    }
     let mut db = pool
         .get()
         .await
@@ -353,21 +359,6 @@ async fn record(
     let (attempts, window_start, webhook_id): (i32, DateTime<Utc>, i64) =
         (row.get(0), row.get(1), row.get(2));
     let outcome = match attempt.status {
-        Some(s) if (200..300).contains(&s) => {
-            tx.execute(
-                "UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(), next_attempt_at = NULL WHERE id = $1",
-                &[&delivery_id],
-            )
-            .await
-            .map_err(db_error)?;
-            tx.execute(
-                "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
-                &[&webhook_id],
-            )
-            .await
-            .map_err(db_error)?;
-            "delivered"
-        }
         Some(410) => {
             give_up(&tx, delivery_id).await?;
             disable(&tx, webhook_id, "gone").await?;
@@ -419,6 +410,54 @@ async fn record(
         outcome,
         "webhook attempt"
     );
+    Ok(())
+}
+
+/// A 2xx answer, the common case, in one statement (one round trip, one commit, one new
+/// version of the delivery row): the attempt recorded, the delivery settled, and the
+/// webhook's failure streak ended (the webhook row is written only when it was failing).
+async fn record_delivered(
+    pool: &Pool,
+    delivery_id: i64,
+    attempt: &Attempt,
+) -> Result<(), JobError> {
+    let db = pool
+        .get()
+        .await
+        .map_err(|e| JobError::Transient(format!("database: {e}")))?;
+    let stmt = db
+        .prepare_cached(
+            "WITH d AS (
+                UPDATE webhook_deliveries d
+                   SET attempts = attempts + 1, last_status = $2, last_error = NULL, last_duration_ms = $3,
+                       last_attempt_at = now(), status = 'delivered', delivered_at = now(), next_attempt_at = NULL
+                 WHERE d.id = $1 AND d.status = 'pending'
+             RETURNING d.attempts, d.webhook_id),
+                  w AS (
+                UPDATE webhooks w SET failing_since = NULL FROM d
+                 WHERE w.id = d.webhook_id AND w.failing_since IS NOT NULL)
+             SELECT attempts, webhook_id FROM d",
+        )
+        .await
+        .map_err(db_error)?;
+    let status = attempt.status.map(i32::from);
+    let row = db
+        .query_opt(&stmt, &[&delivery_id, &status, &attempt.duration_ms])
+        .await
+        .map_err(db_error)?;
+    // No row: settled by another attempt meanwhile.
+    if let Some(row) = row {
+        let (attempts, webhook_id): (i32, i64) = (row.get(0), row.get(1));
+        tracing::info!(
+            delivery_id,
+            webhook_id,
+            attempts,
+            status = attempt.status,
+            duration_ms = attempt.duration_ms,
+            outcome = "delivered",
+            "webhook attempt"
+        );
+    }
     Ok(())
 }
 

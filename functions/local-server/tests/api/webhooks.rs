@@ -360,6 +360,15 @@ async fn failed_attempts_are_retried_then_delivered_and_410_disables() {
     let d = delivery_where(&app, &alice, &hook, |d| d["status"] == "delivered").await;
     assert_eq!(d["attempts"], 6, "{d}");
     assert_eq!(d["lastStatus"], 200);
+    // The success ended the webhook's failure streak (the 3-day auto-disable counts from it).
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM webhooks WHERE id = {} AND failing_since IS NULL",
+            hook["id"]
+        ))
+        .await,
+        1
+    );
     let got = received(&server, 6).await;
     // Exactly one 2xx; each retry waited at least its back-off, and the waits grew.
     tokio::time::sleep(Duration::from_millis(300)).await;
