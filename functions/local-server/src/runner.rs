@@ -54,7 +54,14 @@ pub fn start_in_process(env: &Env, state: &ApiState) -> anyhow::Result<()> {
 /// SQS ([`start_with_sqs`]); without them, [`start_in_process`].
 pub async fn start_local(env: &Env, state: &ApiState, sqs: Option<SqsQueue>) -> anyhow::Result<()> {
     match sqs {
-        Some(queue) => start_with_sqs(env, state, queue, PollConfig::default()).await,
+        Some(queue) => {
+            if env.get("LOCAL_HOLD_QUEUES").is_some() {
+                tracing::warn!(
+                    "LOCAL_HOLD_QUEUES is ignored with SQS queues: jobs wait in SQS for their pollers"
+                );
+            }
+            start_with_sqs(env, state, queue, PollConfig::default()).await
+        }
         None => start_in_process(env, state),
     }
 }
