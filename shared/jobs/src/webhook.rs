@@ -204,10 +204,7 @@ pub async fn deliver(
     sender: &WebhookSender,
     delivery_id: i64,
 ) -> Result<(), JobError> {
-    let db = pool
-        .get()
-        .await
-        .map_err(|e| JobError::Transient(format!("database: {e}")))?;
+    let db = pool.get().await?;
     let stmt = db
         .prepare_cached(
             "SELECT d.message_id, d.payload, d.status, w.url, w.secret, w.previous_secret,
@@ -215,12 +212,8 @@ pub async fn deliver(
                FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
               WHERE d.id = $1",
         )
-        .await
-        .map_err(db_error)?;
-    let row = db
-        .query_opt(&stmt, &[&delivery_id])
-        .await
-        .map_err(db_error)?;
+        .await?;
+    let row = db.query_opt(&stmt, &[&delivery_id]).await?;
     let Some(row) = row else {
         // The webhook was deleted with its deliveries: nothing to do.
         tracing::info!(delivery_id, "webhook delivery gone (webhook deleted)");
@@ -236,8 +229,7 @@ pub async fn deliver(
               WHERE id = $1 AND status = 'pending'",
             &[&delivery_id],
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
         return Ok(());
     }
     let mut secrets = vec![row.get::<_, String>("secret")];
@@ -253,10 +245,6 @@ pub async fn deliver(
     drop(db);
     let attempt = send(sender, &target).await;
     record(pool, sender, delivery_id, &attempt).await
-}
-
-fn db_error(e: tokio_postgres::Error) -> JobError {
-    JobError::Transient(format!("database: {}", domain::DomainError::from(e)))
 }
 
 async fn send(sender: &WebhookSender, target: &Target) -> Attempt {
@@ -336,11 +324,8 @@ async fn record(
     if attempt.status.is_some_and(|s| (200..300).contains(&s)) {
         return record_delivered(pool, delivery_id, attempt).await;
     }
-    let mut db = pool
-        .get()
-        .await
-        .map_err(|e| JobError::Transient(format!("database: {e}")))?;
-    let tx = db.transaction().await.map_err(db_error)?;
+    let mut db = pool.get().await?;
+    let tx = db.transaction().await?;
     let status = attempt.status.map(i32::from);
     let row = tx
         .query_opt(
@@ -351,8 +336,7 @@ async fn record(
           RETURNING d.attempts, d.window_start, d.webhook_id",
             &[&delivery_id, &status, &attempt.error, &attempt.duration_ms],
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     let Some(row) = row else {
         return Ok(()); // settled by another attempt meanwhile
     };
@@ -371,8 +355,7 @@ async fn record(
                     "UPDATE webhooks SET failing_since = COALESCE(failing_since, now()) WHERE id = $1 RETURNING failing_since",
                     &[&webhook_id],
                 )
-                .await
-                .map_err(db_error)?
+                .await?
                 .get(0);
             let now = Utc::now();
             let next = now
@@ -390,16 +373,13 @@ async fn record(
                     "UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE id = $1",
                     &[&delivery_id, &next],
                 )
-                .await
-                .map_err(db_error)?;
-                outbox::enqueue_at(&tx, Job::DeliverWebhook { delivery_id }, next)
-                    .await
-                    .map_err(db_error)?;
+                .await?;
+                outbox::enqueue_at(&tx, Job::DeliverWebhook { delivery_id }, next).await?;
                 "retry scheduled"
             }
         }
     };
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     tracing::info!(
         delivery_id,
         webhook_id,
@@ -421,10 +401,7 @@ async fn record_delivered(
     delivery_id: i64,
     attempt: &Attempt,
 ) -> Result<(), JobError> {
-    let db = pool
-        .get()
-        .await
-        .map_err(|e| JobError::Transient(format!("database: {e}")))?;
+    let db = pool.get().await?;
     let stmt = db
         .prepare_cached(
             "WITH d AS (
@@ -438,13 +415,11 @@ async fn record_delivered(
                  WHERE w.id = d.webhook_id AND w.failing_since IS NOT NULL)
              SELECT attempts, webhook_id FROM d",
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     let status = attempt.status.map(i32::from);
     let row = db
         .query_opt(&stmt, &[&delivery_id, &status, &attempt.duration_ms])
-        .await
-        .map_err(db_error)?;
+        .await?;
     // No row: settled by another attempt meanwhile.
     if let Some(row) = row {
         let (attempts, webhook_id): (i32, i64) = (row.get(0), row.get(1));
@@ -469,8 +444,7 @@ async fn give_up(
         "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL WHERE id = $1",
         &[&delivery_id],
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     Ok(())
 }
 
@@ -483,8 +457,7 @@ async fn disable(
         "UPDATE webhooks SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1",
         &[&webhook_id, &reason],
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     tracing::warn!(webhook_id, reason, "webhook disabled");
     Ok(())
 }
