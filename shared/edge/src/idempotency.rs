@@ -110,12 +110,13 @@ fn committed() -> ApiError {
 /// The first step of a write route that is not a unit of work (the one-statement check-in),
 /// before it writes: under a key that already has an answer, the route does not run again and
 /// the layer replays that answer (or refuses a different request with the key).
-pub async fn guard(state: &ApiState) -> ApiResult<()> {
+/// It looks on `db`, the connection the route then writes with.
+pub async fn guard(db: &deadpool_postgres::Object) -> ApiResult<()> {
     let Some(claim) = current() else {
         return Ok(());
     };
     claim.checked.store(true, Ordering::Relaxed);
-    match lookup(state, &claim).await? {
+    match lookup_on(db, &claim).await? {
         Some(_) => Err(committed()),
         None => Ok(()),
     }
@@ -310,7 +311,10 @@ struct Stored {
 }
 
 async fn lookup(state: &ApiState, claim: &Claim) -> ApiResult<Option<Stored>> {
-    let db = state.db.get().await?;
+    lookup_on(&state.db.get().await?, claim).await
+}
+
+async fn lookup_on(db: &deadpool_postgres::Object, claim: &Claim) -> ApiResult<Option<Stored>> {
     let stmt = db
         .prepare_cached(
             "SELECT fingerprint, status, body FROM idempotency_keys

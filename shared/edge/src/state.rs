@@ -153,8 +153,9 @@ impl ApiState {
     /// and the answer stored for the key is replayed ([`crate::idempotency::guard`]) instead of
     /// the command running again. Such a command's effects go through [`Self::finish`].
     pub async fn statement_db(&self) -> crate::ApiResult<deadpool_postgres::Object> {
-        crate::idempotency::guard(self).await?;
-        Ok(self.db.get().await?)
+        let db = self.db.get().await?;
+        crate::idempotency::guard(&db).await?;
+        Ok(db)
     }
 
     /// The effects of a command that is atomic on its own (the one-statement check-in),
