@@ -103,20 +103,10 @@ async fn register_guest(
     ApiPath(event_id): ApiPath<i64>,
     JsonInput(input): JsonInput<Register>,
 ) -> ApiResult<Envelope<Registration>> {
-    let registered = edge::unit_of_work!(state, |tx| registration::register(
-        tx,
-        &caller,
-        state.ticket_keys()?,
-        event_id,
-        input.clone()
-    ));
-    // Read after the commit (the connection the unit of work gave back): the seat shards
-    // were locked only until then.
-    let registration = edge::after_commit!(state, |db| registration::read(
-        &db,
-        registered.event_id,
-        registered.guest_id
-    ));
+    // Under an Idempotency-Key, this answer is stored with the registration itself.
+    let registration = edge::unit_of_work!(state, answer = StatusCode::CREATED, |tx| {
+        registration::register(tx, &caller, state.ticket_keys()?, event_id, input.clone())
+    });
     Ok(created(registration))
 }
 

@@ -52,7 +52,7 @@ pub async fn register(
     keys: &TicketKeys,
     event_id: i64,
     input: Input<Register>,
-) -> DomainResult<Done<Registered>> {
+) -> DomainResult<Done<Registration>> {
     let ticket_type = input.peek().and_then(|r| r.ticket_type_id);
     let event = access::event(tx, caller, event_id, Lock::Share, ticket_type).await?;
     let input = input.take()?;
@@ -83,7 +83,16 @@ pub async fn register(
         status,
     )
     .await?;
-    outbox::enqueue_all(tx, &jobs).await?;
+    // The jobs and the answer (two statements at once, one round trip), before the seat: the
+    // answer is what the route sends and what an Idempotency-Key stores with the change.
+    let (_, registration) = tokio::try_join!(
+        async {
+            outbox::enqueue_all(tx, &jobs)
+                .await
+                .map_err(DomainError::from)
+        },
+        read(tx, event_id, guest_id)
+    )?;
     // Last, so the seat shards stay locked only until the commit right after.
     take_seat(tx, event_id, input.ticket_type_id, guest_id).await?;
     tracing::info!(
@@ -92,10 +101,8 @@ pub async fn register(
         status = status.as_str(),
         "guest registered"
     );
-    // The answer is read after the commit ([`read`]), so the seat shards
-    // stay locked only until the commit right after the seat is taken.
     Ok(Done::new(
-        Registered { event_id, guest_id },
+        registration,
         Effects::default().event_changed(event_id).jobs(),
     ))
 }
@@ -228,8 +235,7 @@ pub async fn approve(
     ))
 }
 
-/// What a registration answers: the guest and its ticket (read after the registration
-/// committed, on two statements at once).
+/// What a registration answers: the guest and its ticket (two statements at once).
 pub async fn read(
     db: &impl GenericClient,
     event_id: i64,

@@ -7,24 +7,27 @@
 //! `IDEMPOTENCY_IN_PROGRESS` (409). 5xx answers are not stored.
 //!
 //! **The key is committed with the change.** The layer ([`layer`]) puts the request's claim in a
-//! task-local and runs the route; [`crate::unit_of_work!`] makes claiming it the first statement
-//! of its transaction ([`claim_in`]) and stores the command's result in the same transaction
-//! ([`record_in`]). A concurrent request with the same key blocks on the key's primary key
-//! until the first transaction ends: committed, it replays; rolled back, it runs. A process that
-//! dies after the commit and before answering leaves the key with the result and no status: a
-//! retry replays that result (status 200) and changes nothing again. The layer then stores the
-//! final answer (status and body, after the error envelope is rendered).
+//! task-local and runs the route; [`crate::unit_of_work!`] writes the key with the command's
+//! answer as the last statement of its transaction ([`record_in`]): one row, written once. A
+//! route that declares its success status (`answer = StatusCode::CREATED`) stores its final
+//! answer there and nothing is written after it; any other stores its result, which the layer
+//! completes with the status once it answered. A concurrent request with the same key runs
+//! too, and blocks on the key's primary key at its own [`record_in`] until the first
+//! transaction ends: committed, it rolls back and replays the first answer; rolled back, it
+//! commits. A duplicate that fails before that (the first holds the seat, the email, the
+//! ticket) stores its refusal only where no answer is stored, so it replays the first answer
+//! too. A process that dies after the commit and before answering leaves the key with its
+//! answer (or its result): a retry replays it and changes nothing again.
 //!
-//! **No read before a unit of work.** A key already used is found by the claim itself (its
-//! insert conflicts), so a request that changes something costs the claim and the stored
-//! answer, not a lookup as well. The write routes that are not a unit of work (the one-statement
-//! check-ins) take their connection from `ApiState::statement_db`, which calls [`guard`] first:
-//! it replays a stored answer instead of running them again. A route that answered without
-//! reaching either (a refusal of its input or its extractors) is looked up afterwards, so a
-//! retry still gets the first answer replayed. Answers 5xx and 429 (rate limited: the client is
-//! told to come back) are not stored.
+//! **No read before a unit of work.** A key already used is found by its insert, so a request
+//! that changes something costs one row, not a lookup as well. The write routes that are not a
+//! unit of work (the one-statement check-ins) take their connection from
+//! `ApiState::statement_db`, which calls [`guard`] first: it replays a stored answer instead of
+//! running them again. An answer that no transaction recorded (a refusal, a check-in) is stored
+//! afterwards where the key has none yet; where it has one, that one is the answer. Answers
+//! 5xx and 429 (rate limited: the client is told to come back) are not stored.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,9 +62,14 @@ pub struct Claim {
     caller: String,
     key: String,
     fingerprint: String,
-    /// Set by [`claim_in`] and [`guard`]: the route checked the key before writing.
-    checked: AtomicBool,
+    /// What the route's transaction stored under the key: [`NOT_RECORDED`], [`RESULT`] (the
+    /// layer adds the status) or [`ANSWER`] (final: nothing to write after it).
+    recorded: AtomicU8,
 }
+
+const NOT_RECORDED: u8 = 0;
+const RESULT: u8 = 1;
+const ANSWER: u8 = 2;
 
 tokio::task_local! {
     static CLAIM: Arc<Claim>;
@@ -69,31 +77,6 @@ tokio::task_local! {
 
 fn current() -> Option<Arc<Claim>> {
     CLAIM.try_with(Arc::clone).ok()
-}
-
-/// The first statement of a unit of work that runs under a key: claims it. Waits while another
-/// transaction holds the same key; a key committed by another request (and not expired) is
-/// `IDEMPOTENCY_IN_PROGRESS` with the marker the layer replays on.
-pub async fn claim_in(tx: &Transaction<'_>) -> ApiResult<()> {
-    let Some(claim) = current() else {
-        return Ok(());
-    };
-    claim.checked.store(true, Ordering::Relaxed);
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO idempotency_keys AS k (caller, key, fingerprint) VALUES ($1, $2, $3)
-                 ON CONFLICT (caller, key) DO UPDATE
-                SET fingerprint = excluded.fingerprint, status = NULL, body = NULL, created_at = now()
-              WHERE k.created_at < now() - interval '24 hours'",
-        )
-        .await?;
-    let claimed = tx
-        .execute(&stmt, &[&claim.caller, &claim.key, &claim.fingerprint])
-        .await?;
-    if claimed == 0 {
-        return Err(committed());
-    }
-    Ok(())
 }
 
 /// The marker error of a key another request already used: the layer replays its answer (or
@@ -115,15 +98,22 @@ pub async fn guard(db: &deadpool_postgres::Object) -> ApiResult<()> {
     let Some(claim) = current() else {
         return Ok(());
     };
-    claim.checked.store(true, Ordering::Relaxed);
     match lookup_on(db, &claim).await? {
         Some(_) => Err(committed()),
         None => Ok(()),
     }
 }
 
-/// Stores the command's result with the change (the answer of a retry after a crash).
-pub async fn record_in<T: Serialize>(tx: &Transaction<'_>, value: &T) -> ApiResult<()> {
+/// The last statement of a unit of work that runs under a key: stores the command's answer
+/// with the change (`status`: the route's success status, when it declares it; else the layer
+/// adds it once it answered). Waits while another transaction holds the same key; a key
+/// another request committed (and not expired) is `IDEMPOTENCY_IN_PROGRESS` with the marker
+/// the layer replays on, and the caller's transaction rolls back.
+pub async fn record_in<T: Serialize>(
+    tx: &Transaction<'_>,
+    status: Option<StatusCode>,
+    value: &T,
+) -> ApiResult<()> {
     let Some(claim) = current() else {
         return Ok(());
     };
@@ -133,10 +123,31 @@ pub async fn record_in<T: Serialize>(tx: &Transaction<'_>, value: &T) -> ApiResu
     })
     .map_err(|e| ApiError::internal(format!("idempotent result: {e}")))?;
     let stmt = tx
-        .prepare_cached("UPDATE idempotency_keys SET body = $3 WHERE caller = $1 AND key = $2")
+        .prepare_cached(
+            "INSERT INTO idempotency_keys AS k (caller, key, fingerprint, status, body) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (caller, key) DO UPDATE
+                SET fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, created_at = now()
+              WHERE k.created_at < now() - interval '24 hours'",
+        )
         .await?;
-    tx.execute(&stmt, &[&claim.caller, &claim.key, &body])
+    let status = status.map(|s| i32::from(s.as_u16()));
+    let written = tx
+        .execute(
+            &stmt,
+            &[
+                &claim.caller,
+                &claim.key,
+                &claim.fingerprint,
+                &status,
+                &body,
+            ],
+        )
         .await?;
+    if written == 0 {
+        return Err(committed());
+    }
+    let recorded = if status.is_some() { ANSWER } else { RESULT };
+    claim.recorded.store(recorded, Ordering::Relaxed);
     Ok(())
 }
 
@@ -187,14 +198,14 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
         caller: format!("{}:{}", caller.role.as_str(), caller.user_id),
         key,
         fingerprint: format!("{:x}", hash.finalize()),
-        checked: AtomicBool::new(false),
+        recorded: AtomicU8::new(NOT_RECORDED),
     });
     // The route's `Caller` extractor takes it from here instead of verifying the token again.
     parts.extensions.insert(caller);
 
-    // The route runs at once: a unit of work finds a used key by its claim, a check-in by
-    // `guard`; a lookup is made only when one of them says the key was used, or when the route
-    // answered without checking it.
+    // The route runs at once: a unit of work finds a used key when it writes its own, a
+    // check-in by `guard`; a lookup is made only when one of them says the key was used, or
+    // when an answer no transaction recorded finds the key taken.
     let started = tokio::time::Instant::now();
     let req = Request::from_parts(parts, Body::from(bytes));
     let response = CLAIM.scope(claim.clone(), next.run(req)).await;
@@ -202,39 +213,62 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
     // An error's envelope is rendered further out (with the request id): store it rendered
     // here, without one.
     let error = head.extensions.get::<ApiError>();
-    let used = error.is_some_and(|e| e.0.internal.as_deref() == Some(COMMITTED));
-    if !used {
-        if !claim.checked.load(Ordering::Relaxed) {
-            // Refused before a unit of work (input, extractors): the first answer, if any, is
-            // the one to give again.
-            match lookup(&state, &claim).await {
-                Err(e) => return e.into_response(),
-                Ok(Some(stored)) => return answer_stored(stored, &claim),
-                Ok(None) => {}
-            }
-        }
-        let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
-            return refusal(ErrorCode::InternalError, "the answer could not be read");
-        };
-        if !head.status.is_server_error() && head.status != StatusCode::TOO_MANY_REQUESTS {
-            let stored = match error {
-                Some(e) => Bytes::from(serde_json::to_vec(&e.body(None)).unwrap_or_default()),
-                None => body.clone(),
-            };
-            if let Err(e) = store(&state, &claim, head.status.as_u16(), &stored).await {
-                tracing::warn!(
-                    cause = e.0.internal.as_deref(),
-                    "idempotent answer not stored"
-                );
-            }
-        }
-        return Response::from_parts(head, Body::from(body));
+    if error.is_some_and(|e| e.0.internal.as_deref() == Some(COMMITTED)) {
+        return first_answer(&state, &claim, started).await;
     }
+    let recorded = claim.recorded.load(Ordering::Relaxed);
+    if recorded == ANSWER {
+        // Stored with the change, final: nothing to add.
+        return Response::from_parts(head, body);
+    }
+    if head.status.is_server_error() || head.status == StatusCode::TOO_MANY_REQUESTS {
+        // Not stored. A retry turned away for now whose key already has an answer gets it.
+        if recorded == NOT_RECORDED {
+            if let Ok(Some(stored)) = lookup(&state, &claim).await {
+                return answer_stored(stored, &claim);
+            }
+        }
+        return Response::from_parts(head, body);
+    }
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return refusal(ErrorCode::InternalError, "the answer could not be read");
+    };
+    let stored = match error {
+        Some(e) => Bytes::from(serde_json::to_vec(&e.body(None)).unwrap_or_default()),
+        None => body.clone(),
+    };
+    match store(
+        &state,
+        &claim,
+        head.status.as_u16(),
+        &stored,
+        recorded == RESULT,
+    )
+    .await
+    {
+        // Another request's answer is stored under the key (a duplicate refused because the
+        // first holds what it asked for, or a different request): that one is the answer. A
+        // success that was not recorded (a check-in) did happen: it is answered as it is.
+        Ok(false) if recorded == NOT_RECORDED && !head.status.is_success() => {
+            first_answer(&state, &claim, started).await
+        }
+        Ok(_) => Response::from_parts(head, Body::from(body)),
+        Err(e) => {
+            tracing::warn!(
+                cause = e.0.internal.as_deref(),
+                "idempotent answer not stored"
+            );
+            Response::from_parts(head, Body::from(body))
+        }
+    }
+}
 
-    // The key was used by another request: wait for its answer, then replay it.
+/// The answer of a request whose key another request used: waits for that request's answer,
+/// then replays it (or refuses a different request with the key).
+async fn first_answer(state: &ApiState, claim: &Claim, started: tokio::time::Instant) -> Response {
     let deadline = started + WAIT;
     loop {
-        match lookup(&state, &claim).await {
+        match lookup(state, claim).await {
             Err(e) => return e.into_response(),
             // Committed, answer not stored yet: the first request is answering, or its process
             // died after its commit. Wait for it, then replay what the change stored.
@@ -250,7 +284,7 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
             Ok(Some(stored))
                 if stored.status.is_some() || stored.fingerprint != claim.fingerprint =>
             {
-                return answer_stored(stored, &claim);
+                return answer_stored(stored, claim);
             }
             Ok(Some(_)) => {}
             // The winner's row is gone (it rolled back after all, or expired): the first
@@ -331,32 +365,40 @@ async fn lookup_on(db: &deadpool_postgres::Object, claim: &Claim) -> ApiResult<O
         }))
 }
 
-/// The answer as sent: a unit of work's committed key gets its status and final body; any
-/// other answer (a refusal whose transaction rolled back, a route that is not a unit of work)
-/// is stored now, unless a request of another fingerprint took the key meanwhile. Its commit
-/// does not wait for the WAL flush (`idempotency_store`, migrations/V17): for a route that is
-/// not a unit of work (the one-statement check-in) a crash in that instant loses the stored
-/// answer, and a retry runs again, which the route's own rules make harmless (a second entry
-/// is refused as already validated).
-async fn store(state: &ApiState, claim: &Claim, status: u16, body: &[u8]) -> ApiResult<()> {
+/// The answer as sent, stored after it was sent; whether it was written. `complete`: the
+/// request's own transaction stored its result under the key, which this completes with the
+/// status and final body. Otherwise (a refusal whose transaction rolled back, a route that is
+/// not a unit of work) it is stored only where the key has no answer yet: false means another
+/// request's is there. Its commit does not wait for the WAL flush (`idempotency_answer`,
+/// migrations/V19): a unit of work stored its result with its change already; for a route
+/// that is not a unit of work (the one-statement check-in) a crash in that instant loses the
+/// stored answer, and a retry runs again, which the route's own rules make harmless (a second
+/// entry is refused as already validated).
+async fn store(
+    state: &ApiState,
+    claim: &Claim,
+    status: u16,
+    body: &[u8],
+    complete: bool,
+) -> ApiResult<bool> {
     let db = state.db.get().await?;
     let stmt = db
-        // An asynchronous commit (migrations/V17): a unit of work stored its result with its
-        // change already; losing this write in a crash only makes a retry replay that result.
-        .prepare_cached("SELECT idempotency_store($1, $2, $3, $4, $5)")
+        .prepare_cached("SELECT idempotency_answer($1, $2, $3, $4, $5, $6)")
         .await?;
-    db.execute(
-        &stmt,
-        &[
-            &claim.caller,
-            &claim.key,
-            &claim.fingerprint,
-            &i32::from(status),
-            &body,
-        ],
-    )
-    .await?;
-    Ok(())
+    let written = db
+        .query_one(
+            &stmt,
+            &[
+                &claim.caller,
+                &claim.key,
+                &claim.fingerprint,
+                &i32::from(status),
+                &body,
+                &complete,
+            ],
+        )
+        .await?;
+    Ok(written.get(0))
 }
 
 #[cfg(test)]

@@ -135,14 +135,19 @@ impl ApiState {
     /// the transaction a command ran in, then applies
     /// the effects the command returned (cache generations, job relay). The only way a
     /// route gets a command's result, so none can forget the effects.
+    ///
+    /// `answer`: the route's success status, when it declares it to [`crate::unit_of_work!`]
+    /// (`answer = StatusCode::CREATED`): under an Idempotency-Key the final answer is then
+    /// stored with the change, and nothing after it.
     pub async fn commit<T: serde::Serialize>(
         &self,
         tx: Transaction<'_>,
         done: Done<T>,
+        answer: Option<axum::http::StatusCode>,
     ) -> ApiResult<T> {
         let (value, effects) = done.into_parts();
-        // Under an Idempotency-Key, the result is stored with the change (crate::idempotency).
-        crate::idempotency::record_in(&tx, &value).await?;
+        // Under an Idempotency-Key, the key is written with the change (crate::idempotency).
+        crate::idempotency::record_in(&tx, answer, &value).await?;
         tx.commit().await?;
         self.apply(effects).await;
         Ok(value)
@@ -218,25 +223,33 @@ impl ApiState {
 ///
 /// ```ignore
 /// let guest = edge::unit_of_work!(state, |tx| commands::cancel(tx, &caller, event_id, guest_id));
+/// // A route that answers the command's result with this status (idempotency: the final
+/// // answer is stored with the change, and nothing after it):
+/// let guest = edge::unit_of_work!(state, answer = StatusCode::CREATED, |tx| commands::create(tx, ..));
 /// ```
 /// A macro rather than a function taking a closure: the command's future borrows both the
 /// transaction and the route's values, which a closure bound cannot say while keeping the
 /// route's future `Send`.
 #[macro_export]
 macro_rules! unit_of_work {
-    ($state:expr, |$tx:ident| $command:expr) => {{
+    ($state:expr, |$tx:ident| $command:expr) => {
+        $crate::unit_of_work!(@run $state, None, |$tx| $command)
+    };
+    ($state:expr, answer = $answer:expr, |$tx:ident| $command:expr) => {
+        $crate::unit_of_work!(@run $state, Some($answer), |$tx| $command)
+    };
+    (@run $state:expr, $answer:expr, |$tx:ident| $command:expr) => {{
         let mut attempt: u32 = 1;
         loop {
             let outcome: $crate::ApiResult<_> = async {
                 let mut db = $state.db.get().await?;
                 let transaction = db.transaction().await?;
-                // Under an Idempotency-Key: claimed first, committed with the change.
-                $crate::idempotency::claim_in(&transaction).await?;
                 let done = {
                     let $tx = &transaction;
                     $command.await?
                 };
-                $state.commit(transaction, done).await
+                // Under an Idempotency-Key, the key is written last, with the answer.
+                $state.commit(transaction, done, $answer).await
             }
             .await;
             match outcome {

@@ -593,7 +593,7 @@ pub mod fixtures {
         )
         .await
         .expect("the event is created");
-        let event = state.commit(tx, done).await.unwrap();
+        let event = state.commit(tx, done, None).await.unwrap();
         let event = serde_json::to_value(event).unwrap();
         let event_id = event["id"].as_i64().expect("an event id");
         let tx = db.transaction().await.unwrap();
@@ -605,7 +605,7 @@ pub mod fixtures {
         )
         .await
         .expect("the event is published");
-        state.commit(tx, done).await.unwrap();
+        state.commit(tx, done, None).await.unwrap();
         let tx = db.transaction().await.unwrap();
         let done = domain::registration::register(
             &tx,
@@ -622,11 +622,7 @@ pub mod fixtures {
         )
         .await
         .expect("the guest is registered");
-        let registered = state.commit(tx, done).await.unwrap();
-        let registration =
-            domain::registration::read(&db, registered.event_id, registered.guest_id)
-                .await
-                .unwrap();
+        let registration = state.commit(tx, done, None).await.unwrap();
         serde_json::to_value(registration).unwrap()
     }
 }
