@@ -5,7 +5,7 @@
 -- states on the list read, then the 500 scan rows inserted with unnest (ScanColumns::insert), the
 -- 500 states upserted with unnest (write_presence), and the 500 tickets and their guests marked
 -- validated / checked in (first entries anywhere) with their guest.checked_in webhooks (none in
--- the benchmark: 500 calls of webhook_emit that find no endpoint). The statements are the
+-- the benchmark: 500 calls of webhook_write that find no endpoint). The statements are the
 -- service's (the harness checks that each is still in scan.rs / lists.rs, parameters aside), their
 -- $n parameters as :variables; the service binds each column as one array of 500, which the first
 -- SELECT builds here (outside the transaction: the service builds them in its own memory) for 500
@@ -75,7 +75,8 @@ WITH v AS (
                       FROM v WHERE g.id = v.guest_id
                  RETURNING g.*),
                       hook AS (
-                    SELECT webhook_emit(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, v.id)) AS n
+                    SELECT cardinality(webhook_write(e.organizer_id, 'guest.checked_in',
+                                                     webhook_guest(ROW(g.*)::guests, v.id), interval '0')) AS n
                       FROM g JOIN v ON v.guest_id = g.id JOIN events e ON e.id = v.event_id)
                  SELECT COALESCE(sum(n), 0)::bigint FROM hook;
 COMMIT;

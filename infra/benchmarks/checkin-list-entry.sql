@@ -3,7 +3,7 @@
 -- domain::tickets::queries::columns() written out: the list (published event, the caller's
 -- tenancy, the list's window), the ticket locked if the list admits it, the conditional upsert of
 -- its state on the list, the ticket and guest marked on the first entry anywhere, the scan row,
--- the guest.checked_in webhooks of the organizer's endpoints (none in the benchmark: webhook_emit
+-- the guest.checked_in webhooks of the organizer's endpoints (none in the benchmark: webhook_write
 -- is called only when the organizer has a subscribed endpoint), and the answer's ticket. One round trip, its own
 -- transaction.
 -- $1 ticket -> :tid, $2 scanner -> :scanner, $3 location -> :location, $4 the caller's organizer
@@ -51,12 +51,13 @@ WITH l AS (
               FROM s JOIN k ON k.id = s.ticket_id
          RETURNING id, scanned_at, list_id),
               hook AS (
-            SELECT webhook_emit(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, k.id)) AS n
+            SELECT webhook_write(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, k.id),
+                                 interval '1 minute') AS ids
               FROM g CROSS JOIN k JOIN events e ON e.id = k.event_id
              WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.organizer_id = e.organizer_id AND w.enabled
                              AND 'guest.checked_in' = ANY (w.event_types)))
         SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list,
-               (SELECT COALESCE(sum(n), 0) FROM hook)::bigint AS hooks, t.id AS tk_id, t.ticket_code, t.status AS tk_status, t.validated_at, t.validated_by,
+               COALESCE((SELECT ids FROM hook), ARRAY[]::bigint[]) AS hooks, t.id AS tk_id, t.ticket_code, t.status AS tk_status, t.validated_at, t.validated_by,
                 t.validation_location, t.qr_payload, t.qr_code_data, t.created_at AS tk_created_at,
                 g.id, g.event_id, g.first_name, g.last_name, g.email, g.phone, g.status, g.ticket_type_id, t.id AS ticket_id, g.created_at, g.updated_at,
                 e.title AS e_title, e.event_date AS e_date, e.location AS e_location, e.status AS e_status,

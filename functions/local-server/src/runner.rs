@@ -39,6 +39,8 @@ pub fn start_in_process(env: &Env, state: &ApiState) -> anyhow::Result<()> {
         });
     }
     let queue = InProcessQueue::start_holding(state.db.clone(), workers, 5, &held, released);
+    // Webhook deliveries written by the API are sent here right after their commit.
+    let _ = state.delivery_queue.set(queue.clone());
     tokio::spawn(outbox::run_relay(
         state.db.clone(),
         queue,

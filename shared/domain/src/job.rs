@@ -66,8 +66,9 @@ pub enum Job {
         event_id: i64,
         guest_id: i64,
     },
-    /// One attempt of a webhook delivery (`webhook_deliveries`); a failed attempt writes the
-    /// next one, due later, to the outbox.
+    /// One attempt of a webhook delivery (`webhook_deliveries`, its own outbox: no job row
+    /// stands for it, [`crate::outbox::delivery_message`]); a failed attempt sets when the next
+    /// one is due, and a relay sends it then.
     DeliverWebhook {
         delivery_id: i64,
     },

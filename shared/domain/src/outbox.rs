@@ -60,33 +60,6 @@ pub async fn enqueue(tx: &impl GenericClient, job: Job) -> Result<Uuid, tokio_po
     Ok(enqueue_all(tx, &[job]).await?[0])
 }
 
-/// Writes one job due at `at` (a retry scheduled further ahead than a queue can delay a
-/// message: the relay hands it over once it is due). Returns its id.
-pub async fn enqueue_at(
-    tx: &impl GenericClient,
-    job: Job,
-    at: DateTime<Utc>,
-) -> Result<Uuid, tokio_postgres::Error> {
-    let id = Uuid::new_v4();
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO job_outbox (job_id, queue, job_type, payload, next_attempt_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &id,
-            &job.queue().name(),
-            &job.type_name(),
-            &job.payload(),
-            &at,
-        ],
-    )
-    .await?;
-    Ok(id)
-}
-
 /// Writes several jobs in the caller's transaction with one statement (one round trip),
 /// in the order given. Returns their ids.
 pub async fn enqueue_all(
@@ -108,12 +81,31 @@ pub async fn enqueue_all(
     Ok(ids)
 }
 
+/// The `deliver_webhook` message of one attempt at a webhook delivery. Webhook deliveries are
+/// their own outbox (migrations/V20): no job row stands for them, and the job id is derived from
+/// the delivery and the attempts it has had, so the same attempt sent twice (after the commit,
+/// then by a relay after a long queue backlog) runs once, and each retry is a job of its own.
+pub fn delivery_message(delivery_id: i64, attempts: i32) -> Message {
+    // "whok" and the attempt count, then the delivery's id.
+    let high = 0x7768_6f6b_0000_0000_u64 | u64::from(attempts.max(0) as u32);
+    let job = Job::DeliverWebhook { delivery_id };
+    Message {
+        job_id: Uuid::from_u64_pair(high, delivery_id as u64),
+        job_type: job.type_name().to_owned(),
+        payload: job.payload(),
+        created_at: Utc::now(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// Jobs leased per round.
+    /// Jobs (and due webhook deliveries) leased per round.
     pub batch: i64,
     /// How long a leased job is hidden from other relays before it counts as lost.
     pub lease: Duration,
+    /// How long a webhook delivery sent to its queue waits for its worker before a relay sends
+    /// it again (nothing marks it sent: the worker's outcome settles it or schedules it).
+    pub delivery_lease: Duration,
     /// Retry delay after a failed send (doubled per attempt, capped at 5 minutes).
     pub retry_base: Duration,
 }
@@ -123,6 +115,7 @@ impl Default for RelayConfig {
         Self {
             batch: 100,
             lease: Duration::from_secs(30),
+            delivery_lease: Duration::from_secs(120),
             retry_base: Duration::from_secs(1),
         }
     }
@@ -216,9 +209,53 @@ pub async fn relay_once(
     Ok(report)
 }
 
-/// Relays until no due job is left: the one relay loop, used after a commit (API), after a
-/// batch (workers), by the local relay task ([`run_relay`]) and by the scheduled sweep
-/// (with its deadline). Stops when nothing was due, or when nothing got through (the queue
+/// Sends up to `config.batch` due webhook deliveries (migrations/V20): a delivery whose
+/// post-commit message was lost, a retry whose time has come, a change's delivery written due
+/// at once. Each is leased first (`next_attempt_at` pushed forward by `delivery_lease`, one
+/// statement for the batch), so other relays skip it while its message waits in the queue.
+pub async fn relay_deliveries(
+    pool: &Pool,
+    backend: &dyn QueueBackend,
+    config: &RelayConfig,
+) -> Result<RelayReport, anyhow::Error> {
+    let db = pool.get().await?;
+    let stmt = db
+        .prepare_cached(
+            "UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
+              WHERE d.id IN (SELECT id FROM webhook_deliveries
+                              WHERE status = 'pending' AND next_attempt_at <= now()
+                              ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+          RETURNING d.id, d.attempts",
+        )
+        .await?;
+    let rows = db
+        .query(
+            &stmt,
+            &[&config.batch, &config.delivery_lease.as_secs_f64()],
+        )
+        .await?;
+    drop(db);
+    let mut report = RelayReport::default();
+    for row in rows {
+        let (id, attempts): (i64, i32) = (row.get(0), row.get(1));
+        match backend
+            .send(Queue::Webhooks, &delivery_message(id, attempts))
+            .await
+        {
+            Ok(()) => report.sent += 1,
+            Err(e) => {
+                // Its lease runs out and a later relay sends it.
+                report.failed += 1;
+                tracing::warn!(delivery_id = id, error = %e, "webhook delivery could not be sent, will retry");
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Relays until no due job and no due webhook delivery is left: the one relay loop, used after
+/// a commit (API), after a batch (workers), by the local relay task ([`run_relay`]) and by the
+/// scheduled sweep (with its deadline). Stops when nothing was due, or when nothing got through (the queue
 /// is down: the failed jobs wait for their retry time), or at `deadline`.
 pub async fn drain(
     pool: &Pool,
@@ -241,11 +278,12 @@ pub async fn drain_until(
             total.out_of_time = true;
             return Ok(total);
         }
-        let r = relay_once(pool, backend, config).await?;
+        let jobs = relay_once(pool, backend, config).await?;
+        let deliveries = relay_deliveries(pool, backend, config).await?;
         total.rounds += 1;
-        total.sent += r.sent;
-        total.failed += r.failed;
-        if r.sent == 0 {
+        total.sent += jobs.sent + deliveries.sent;
+        total.failed += jobs.failed + deliveries.failed;
+        if jobs.sent + deliveries.sent == 0 {
             return Ok(total);
         }
     }

@@ -74,7 +74,11 @@ pub async fn register(
         GuestStatus::Confirmed
     };
 
-    let (guest_id, jobs) = insert_guest(
+    let Inserted {
+        guest_id,
+        jobs,
+        deliveries,
+    } = insert_guest(
         tx,
         (&caller.user_id, caller.role.as_str()),
         keys,
@@ -103,12 +107,16 @@ pub async fn register(
     );
     Ok(Done::new(
         registration,
-        Effects::default().event_changed(event_id).jobs(),
+        Effects::default()
+            .event_changed(event_id)
+            .jobs()
+            .webhooks(deliveries),
     ))
 }
 
 /// Inserts a registered guest and, when confirmed, its signed ticket, with its audit entry and
-/// `guest.registered` webhooks, and returns the guest's id with the jobs to queue. Takes no
+/// `guest.registered` webhooks, and returns the guest's id with the jobs to queue and the
+/// deliveries written. Takes no
 /// seat: a registration takes one after ([`register`]), a waiting-list claim already holds
 /// one (`crate::waitlist`).
 pub(crate) async fn insert_guest(
@@ -118,7 +126,7 @@ pub(crate) async fn insert_guest(
     (event_id, organizer_id): (i64, &str),
     input: &Register,
     status: GuestStatus,
-) -> DomainResult<(i64, Vec<Job>)> {
+) -> DomainResult<Inserted> {
     // The guest row and, when confirmed, its ticket row in one statement (one round trip);
     // their ids come from the inserts (no `nextval()`, which would pin an RDS Proxy session).
     // The ticket's signed payload names its id, so it is written right after.
@@ -141,10 +149,11 @@ pub(crate) async fn insert_guest(
                         jsonb_build_object('status', guest.status, 'ticketTypeId', guest.ticket_type_id)
                    FROM guest),
              hook AS (
-                 SELECT webhook_emit($9, 'guest.registered',
-                                     webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket))) AS n
+                 SELECT webhook_write($9, 'guest.registered',
+                                      webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket)),
+                                      interval '1 minute') AS ids
                    FROM guest)
-             SELECT guest.id, (SELECT id FROM ticket), (SELECT n FROM hook) FROM guest",
+             SELECT guest.id, (SELECT id FROM ticket), (SELECT ids FROM hook) FROM guest",
         )
         .await?;
     let row = tx
@@ -166,9 +175,15 @@ pub(crate) async fn insert_guest(
         )
         .await
         .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?;
-    let (guest_id, ticket_id): (i64, Option<i64>) = (row.get(0), row.get(1));
-    if row.get::<_, i32>(2) > 0 {
-        tracing::info!(event_id, guest_id, "guest.registered webhooks written");
+    let (guest_id, ticket_id, deliveries): (i64, Option<i64>, Vec<i64>) =
+        (row.get(0), row.get(1), row.get(2));
+    if !deliveries.is_empty() {
+        tracing::info!(
+            event_id,
+            guest_id,
+            deliveries = deliveries.len(),
+            "guest.registered webhooks written"
+        );
     }
     let mut jobs = vec![Job::RegistrationConfirmation { event_id, guest_id }];
     match ticket_id {
@@ -182,7 +197,19 @@ pub(crate) async fn insert_guest(
         }
         None => {}
     }
-    Ok((guest_id, jobs))
+    Ok(Inserted {
+        guest_id,
+        jobs,
+        deliveries,
+    })
+}
+
+/// A guest written by [`insert_guest`]: its id, the jobs to queue, and the `guest.registered`
+/// webhook deliveries, whose messages the caller's effects send after the commit.
+pub(crate) struct Inserted {
+    pub guest_id: i64,
+    pub jobs: Vec<Job>,
+    pub deliveries: Vec<i64>,
 }
 
 /// A registration that committed; [`read`] reads what the API answers.

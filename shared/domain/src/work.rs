@@ -11,6 +11,9 @@ pub struct Effects {
     pub events_changed: Vec<i64>,
     /// The transaction wrote jobs to the outbox: relay them now.
     pub jobs_written: bool,
+    /// Webhook deliveries the transaction wrote (`webhook_write`): one `deliver_webhook`
+    /// message each is sent now.
+    pub webhook_deliveries: Vec<i64>,
 }
 
 impl Effects {
@@ -23,6 +26,11 @@ impl Effects {
 
     pub fn jobs(mut self) -> Self {
         self.jobs_written = true;
+        self
+    }
+
+    pub fn webhooks(mut self, deliveries: impl IntoIterator<Item = i64>) -> Self {
+        self.webhook_deliveries.extend(deliveries);
         self
     }
 }

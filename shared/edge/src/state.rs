@@ -43,6 +43,12 @@ pub struct ApiState {
     /// Where jobs are relayed right after a commit (SQS in Lambda). `None` locally, where
     /// a relay loop woken by `outbox_signal` does it instead.
     pub queue: Option<Arc<dyn QueueBackend>>,
+    /// Where the webhook deliveries a command wrote ([`Effects::webhooks`]) are sent right after
+    /// the commit when `queue` is `None`: the webhooks queue in the API functions that write
+    /// them (`WEBHOOKS_QUEUE_URL`, [`platform::sqs::WebhookQueue`]), the in-process queue in
+    /// the local server once its job path starts. Neither set: they wait for a relay (due a
+    /// minute after their commit).
+    pub delivery_queue: Arc<std::sync::OnceLock<Arc<dyn QueueBackend>>>,
     /// The exports bucket, to make download links: set by the function that serves exports
     /// (and the local server), `None` in every other one.
     pub exports: Option<platform::s3::ObjectStore>,
@@ -70,6 +76,7 @@ impl ApiState {
             started_at: Instant::now(),
             outbox_signal: Arc::new(Notify::new()),
             queue: None,
+            delivery_queue: Arc::default(),
             exports: None,
         })
     }
@@ -77,7 +84,9 @@ impl ApiState {
     /// What every API function calls once per execution environment: the database, JWT
     /// and ticket-key secrets (and only those) are resolved from Secrets Manager into the
     /// configuration, and with `EMAIL_QUEUE_URL`/`TICKET_QUEUE_URL` set the outbox is
-    /// relayed to SQS right after each commit. Locally (no ARNs) this is [`ApiState::from_env`].
+    /// relayed to SQS right after each commit; with `WEBHOOKS_QUEUE_URL` alone (the guests and
+    /// tickets functions), only the webhook deliveries a command wrote are sent after it.
+    /// Locally (no ARNs) this is [`ApiState::from_env`].
     pub async fn load(env: Env, keys: TicketKeysUse) -> anyhow::Result<Self> {
         let secrets: &[Secret] = match keys {
             TicketKeysUse::SignsOrVerifies => &[
@@ -95,6 +104,8 @@ impl ApiState {
         };
         if let Some(sqs) = platform::sqs::SqsQueue::from_env(&env).await? {
             state.queue = Some(Arc::new(sqs));
+        } else if let Some(webhooks) = platform::sqs::WebhookQueue::from_env(&env).await? {
+            let _ = state.delivery_queue.set(Arc::new(webhooks));
         }
         Ok(state)
     }
@@ -183,8 +194,34 @@ impl ApiState {
             keys.push("lists".to_owned());
             self.cache.bump(&keys).await;
         }
+        if !effects.webhook_deliveries.is_empty() {
+            self.send_deliveries(&effects.webhook_deliveries).await;
+        }
         if effects.jobs_written {
             self.relay_jobs().await;
+        }
+    }
+
+    /// Sends a `deliver_webhook` message for each delivery a command wrote (migrations/V20: the
+    /// delivery row is the outbox; nothing is written after the send). A failure only logs: the
+    /// delivery is due a minute after its commit, and a relay sends it then.
+    async fn send_deliveries(&self, deliveries: &[i64]) {
+        let Some(queue) = self.queue.as_ref().or_else(|| self.delivery_queue.get()) else {
+            tracing::debug!(
+                deliveries = deliveries.len(),
+                "no queue to send webhook deliveries to: a relay sends them once due"
+            );
+            return;
+        };
+        for &id in deliveries {
+            let message = outbox::delivery_message(id, 0);
+            if let Err(e) = queue.send(outbox::Queue::Webhooks, &message).await {
+                tracing::warn!(
+                    delivery_id = id,
+                    error = %e,
+                    "webhook delivery not sent after its commit; a relay sends it once due"
+                );
+            }
         }
     }
 

@@ -8,10 +8,11 @@
 //! loaded once, connections to an endpoint kept alive from one delivery to the next.
 //!
 //! Its outcome is recorded in one transaction: 2xx delivered; 410 disables the endpoint;
-//! anything else (or no answer) schedules the next attempt through the outbox after an
+//! anything else (or no answer) sets the delivery's next attempt (`next_attempt_at`) after an
 //! exponential back-off, until 3 days after the delivery's window began; an endpoint whose
 //! attempts have all failed for 3 days is disabled. The job itself then succeeds: retries are
-//! the outbox's, not the queue's (SQS cannot delay a message more than 15 minutes).
+//! the outbox's, not the queue's (SQS cannot delay a message more than 15 minutes): the delivery
+//! row is its own outbox (migrations/V20), and a relay sends the next attempt once due.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +23,6 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::Value;
 
-use domain::outbox::{self, Job};
 use domain::webhooks::sign;
 
 use crate::dispatch::JobError;
@@ -369,12 +369,13 @@ async fn record(
                 give_up(&tx, delivery_id).await?;
                 "given up after 3 days of attempts"
             } else {
+                // The delivery is its own outbox (migrations/V20): a relay sends the next
+                // attempt once it is due, however far ahead.
                 tx.execute(
                     "UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE id = $1",
                     &[&delivery_id, &next],
                 )
                 .await?;
-                outbox::enqueue_at(&tx, Job::DeliverWebhook { delivery_id }, next).await?;
                 "retry scheduled"
             }
         }

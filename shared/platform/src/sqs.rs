@@ -136,6 +136,42 @@ impl SqsQueue {
     }
 }
 
+/// One `SendMessage` of `job` to `url`, bounded by `within` (all of the SDK's attempts).
+async fn send_to(
+    client: &Client,
+    url: &str,
+    queue: Queue,
+    job: &Message,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let body = serde_json::to_string(job)?;
+    let job_type = MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(&job.job_type)
+        .build()?;
+    let timeout = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+        .operation_timeout(within)
+        .build();
+    client
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .message_attributes(JOB_TYPE_ATTRIBUTE, job_type)
+        .customize()
+        .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeout))
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "sending job {} to the {} queue: {}",
+                job.job_id,
+                queue.name(),
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(())
+}
+
 #[async_trait]
 impl QueueBackend for SqsQueue {
     async fn send(&self, queue: Queue, job: &Message) -> anyhow::Result<()> {
@@ -145,36 +181,59 @@ impl QueueBackend for SqsQueue {
                 job.job_id
             );
         };
-        let body = serde_json::to_string(job)?;
-        let job_type = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(&job.job_type)
-            .build()?;
-        let timeout = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-            .operation_timeout(SEND_TIMEOUT)
-            .build();
-        self.client
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .message_attributes(JOB_TYPE_ATTRIBUTE, job_type)
-            .customize()
-            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeout))
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "sending job {} to the {} queue: {}",
-                    job.job_id,
-                    queue.name(),
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                )
-            })?;
-        Ok(())
+        send_to(&self.client, url, queue, job, SEND_TIMEOUT).await
     }
 
     async fn ping(&self) -> bool {
         SqsQueue::ping(self).await
+    }
+}
+
+/// Bound of one delivery's `SendMessage` from an API function: the request waits for it, and a
+/// delivery not sent is sent by the outbox sweep once due (a minute after its commit).
+pub const DELIVERY_SEND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The webhooks queue alone, for the API functions that send the `deliver_webhook` messages of
+/// the deliveries they wrote right after their commit (registrations, check-ins:
+/// migrations/V20). They relay nothing else: their other jobs wait for the outbox sweep (see
+/// template.yaml), so they get `WEBHOOKS_QUEUE_URL` without the other queues' URLs.
+#[derive(Debug, Clone)]
+pub struct WebhookQueue {
+    client: Client,
+    url: String,
+}
+
+impl WebhookQueue {
+    pub fn new(client: Client, url: String) -> Self {
+        Self { client, url }
+    }
+
+    /// `None` without `WEBHOOKS_QUEUE_URL`.
+    pub async fn from_env(env: &Env) -> anyhow::Result<Option<Self>> {
+        let Some(url) = env
+            .get("WEBHOOKS_QUEUE_URL")
+            .filter(|v| !v.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let config = Box::pin(aws_config::load_defaults(
+            aws_config::BehaviorVersion::latest(),
+        ))
+        .await;
+        Ok(Some(Self::new(Client::new(&config), url)))
+    }
+}
+
+#[async_trait]
+impl QueueBackend for WebhookQueue {
+    async fn send(&self, queue: Queue, job: &Message) -> anyhow::Result<()> {
+        if queue != Queue::Webhooks {
+            anyhow::bail!(
+                "job {} waits in the outbox: this function sends only to the webhooks queue",
+                job.job_id
+            );
+        }
+        send_to(&self.client, &self.url, queue, job, DELIVERY_SEND_TIMEOUT).await
     }
 }
 

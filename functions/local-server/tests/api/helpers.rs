@@ -124,6 +124,7 @@ impl TestApp {
                 .with_webhooks(webhooks),
         );
         let queue = jobs::queue::InProcessQueue::start(self.state.db.clone(), workers, 5);
+        let _ = self.state.delivery_queue.set(queue.clone());
         tokio::spawn(domain::outbox::run_relay(
             self.state.db.clone(),
             queue,

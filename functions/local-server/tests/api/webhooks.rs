@@ -373,12 +373,13 @@ async fn failed_attempts_are_retried_then_delivered_and_410_disables() {
     // Exactly one 2xx; each retry waited at least its back-off, and the waits grew.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.received_requests().await.unwrap().len(), 6);
-    // When each attempt happened: a failed attempt writes the next one's job (its created_at);
-    // the last, successful one is the delivery's last_attempt_at.
+    // When each attempt started: every attempt is a job of its own (its id derived from the
+    // delivery and the attempts before it), claimed when its worker took it. No job row
+    // stands for a delivery: the delivery is its own outbox.
     let db = app.sql().await;
-    let mut attempts: Vec<chrono::DateTime<chrono::Utc>> = db
+    let attempts: Vec<chrono::DateTime<chrono::Utc>> = db
         .query(
-            "SELECT created_at FROM job_outbox WHERE job_type = 'deliver_webhook' ORDER BY id OFFSET 1",
+            "SELECT processed_at FROM processed_jobs WHERE job_type = 'deliver_webhook' ORDER BY processed_at",
             &[],
         )
         .await
@@ -386,13 +387,12 @@ async fn failed_attempts_are_retried_then_delivered_and_410_disables() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    attempts.push(
-        db.query_one("SELECT last_attempt_at FROM webhook_deliveries", &[])
-            .await
-            .unwrap()
-            .get(0),
-    );
     assert_eq!(attempts.len(), 6);
+    assert_eq!(
+        app.count("SELECT count(*) FROM job_outbox WHERE job_type = 'deliver_webhook'")
+            .await,
+        0
+    );
     let waits: Vec<i64> = attempts
         .windows(2)
         .map(|w| (w[1] - w[0]).num_milliseconds())
@@ -706,4 +706,96 @@ async fn waiting_list_offers_and_claims_are_announced() {
         .expect("waitlist.claimed");
     assert_eq!(claimed["data"]["status"], "claimed");
     assert_eq!(claimed["data"]["guestId"], r.data()["guest"]["id"]);
+}
+
+/// The deliveries of a check-in and a registration are their own outbox (migrations/V20): the
+/// change writes the delivery row, due a minute later, and nothing else (no job row); the API
+/// sends its message right after the commit, so the receiver has it long before it is due. A
+/// message lost after the commit (here: no queue to send to) is sent by the relay once the
+/// delivery is due, and delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_is_sent_after_its_commit_and_a_lost_send_is_relayed_once_due() {
+    let app = TestApp::spawn().await;
+    let alice = app.organizer("alice");
+    let server = receiver().await;
+    answer(&server, 200, None).await;
+    let hook = subscribe(&app, &alice, &server, &["guest.checked_in"]).await;
+    let (_, guest) = app.registered_guest(&alice, "lost@example.com").await;
+    let ticket = app
+        .count(&format!("SELECT id FROM tickets WHERE guest_id = {guest}"))
+        .await;
+    let validate = format!("/api/tickets/{ticket}/validate");
+    let scan = json!({"scannerId": "s1", "location": "Gate"});
+    // No job path yet: the post-commit send has nowhere to go (a lost message).
+    let r = app
+        .post(&validate, &app.scanner("alice"), scan.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let db = app.sql().await;
+    let due: bool = db
+        .query_one(
+            "SELECT next_attempt_at BETWEEN now() + interval '50 seconds' AND now() + interval '61 seconds'
+               FROM webhook_deliveries WHERE status = 'pending'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(due, "written due a minute after its commit");
+    assert_eq!(
+        app.count("SELECT count(*) FROM job_outbox WHERE job_type = 'deliver_webhook'")
+            .await,
+        0,
+        "no job row stands for a delivery"
+    );
+    app.start_job_path_with(jobs::email::Mailer::Log, sender(true));
+    // A second guest checked in with the job path running: its message is sent after the commit
+    // and delivered at once, while the first, not due yet, waits.
+    let (_, second) = app.registered_guest(&alice, "sent@example.com").await;
+    let ticket2 = app
+        .count(&format!("SELECT id FROM tickets WHERE guest_id = {second}"))
+        .await;
+    let r = app
+        .post(
+            &format!("/api/tickets/{ticket2}/validate"),
+            &app.scanner("alice"),
+            scan,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let got = received(&server, 1).await;
+    assert_eq!(body(&got[0])["data"]["id"], second, "the second guest's");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    // A minute later (simulated), the relay finds the first due and sends it, once.
+    db.execute(
+        "UPDATE webhook_deliveries SET next_attempt_at = now() WHERE status = 'pending'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let got = received(&server, 2).await;
+    assert_eq!(
+        body(&got[1])["data"]["id"],
+        guest,
+        "the first guest's, relayed"
+    );
+    let first = format!(
+        "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = {} AND status = 'delivered' AND attempts = 1
+            AND (payload -> 'data' ->> 'id')::bigint = {guest}",
+        hook["id"]
+    );
+    for _ in 0..100 {
+        if app.count(&first).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.count(&first).await,
+        1,
+        "delivered once, at its first attempt"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }

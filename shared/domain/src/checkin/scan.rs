@@ -442,7 +442,8 @@ pub(crate) async fn apply(
                       FROM v WHERE g.id = v.guest_id
                  RETURNING g.*),
                       hook AS (
-                    SELECT webhook_emit(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, v.id)) AS n
+                    SELECT cardinality(webhook_write(e.organizer_id, 'guest.checked_in',
+                                                     webhook_guest(ROW(g.*)::guests, v.id), interval '0')) AS n
                       FROM g JOIN v ON v.guest_id = g.id JOIN events e ON e.id = v.event_id)
                  SELECT COALESCE(sum(n), 0)::bigint FROM hook",
             )
@@ -717,12 +718,13 @@ fn entry_sql(on: OnList) -> String {
               FROM s JOIN k ON k.id = s.ticket_id
          RETURNING id, scanned_at, list_id),
               hook AS (
-            SELECT webhook_emit(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, k.id)) AS n
+            SELECT webhook_write(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, k.id),
+                                 interval '1 minute') AS ids
               FROM g CROSS JOIN k JOIN events e ON e.id = k.event_id
              WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.organizer_id = e.organizer_id AND w.enabled
                              AND 'guest.checked_in' = ANY (w.event_types)))
         SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list,
-               (SELECT COALESCE(sum(n), 0) FROM hook)::bigint AS hooks, {}
+               COALESCE((SELECT ids FROM hook), ARRAY[]::bigint[]) AS hooks, {}
           FROM log CROSS JOIN k
           JOIN LATERAL (SELECT * FROM v UNION ALL
                         SELECT * FROM tickets x WHERE x.id = k.id AND NOT EXISTS (SELECT 1 FROM v)) t ON true
@@ -754,7 +756,7 @@ fn exit_sql(on: OnList) -> String {
             SELECT k.id, k.event_id, k.list_id, $2::text, $3::text, 'accepted', 'exit'
               FROM s JOIN k ON k.id = s.ticket_id
          RETURNING id, scanned_at, list_id)
-        SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list, 0::bigint AS hooks, {}
+        SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list, ARRAY[]::bigint[] AS hooks, {}
           FROM log CROSS JOIN k
           JOIN tickets t ON t.id = k.id
           JOIN guests g ON g.id = t.guest_id
@@ -983,10 +985,10 @@ async fn fast(
         "scan accepted"
     );
     let event_id = ticket.event.id;
-    let mut effects = Effects::default().event_changed(event_id);
-    if row.get::<_, i64>("hooks") > 0 {
-        effects = effects.jobs();
-    }
+    // The guest.checked_in deliveries it wrote: their messages are sent after the commit.
+    let effects = Effects::default()
+        .event_changed(event_id)
+        .webhooks(row.get::<_, Vec<i64>>("hooks"));
     Ok(Some(Done::new(
         Scanned {
             scan_id: row.get("scan_id"),

@@ -18,7 +18,7 @@ use crate::guests::input::Register;
 use crate::guests::GuestStatus;
 use crate::outbox;
 use crate::page::{page_and_total, PageQuery, Pagination, Plan};
-use crate::registration::{insert_guest, Registered};
+use crate::registration::{insert_guest, Inserted, Registered};
 use crate::rules::Input;
 use crate::sql;
 use crate::tickets::signing::TicketKeys;
@@ -365,7 +365,11 @@ pub async fn claim(
         ticket_type_id: row.get("ticket_type_id"),
     };
     // The audit entry of the registration names who claimed.
-    let (guest_id, jobs) = insert_guest(
+    let Inserted {
+        guest_id,
+        jobs,
+        deliveries,
+    } = insert_guest(
         tx,
         (&actor.0, actor.1),
         keys,
@@ -396,6 +400,9 @@ pub async fn claim(
     tracing::info!(event_id, entry_id, guest_id, "waiting-list offer claimed");
     Ok(Done::new(
         Registered { event_id, guest_id },
-        Effects::default().event_changed(event_id).jobs(),
+        Effects::default()
+            .event_changed(event_id)
+            .jobs()
+            .webhooks(deliveries),
     ))
 }

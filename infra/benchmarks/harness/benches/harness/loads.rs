@@ -534,16 +534,26 @@ pub async fn registrations(
     Ok((regs, reg_hwm))
 }
 
-/// Marks the jobs the loads wrote and no server ran as dispatched, so that the next server
-/// starts idle (its relay would otherwise run a previous load's backlog during its load).
-/// Returns how many there were.
+/// Marks the jobs the loads wrote and no server ran as dispatched, and settles the webhook
+/// deliveries still pending (their own outbox, migrations/V20), so that the next server starts
+/// idle (its relay would otherwise run a previous load's backlog during its load). Returns how
+/// many there were.
 pub async fn drop_pending_jobs(pg: &tokio_postgres::Client) -> anyhow::Result<u64> {
-    Ok(pg
+    let jobs = pg
         .execute(
             "UPDATE job_outbox SET dispatched_at = now() WHERE dispatched_at IS NULL",
             &[],
         )
-        .await?)
+        .await?;
+    let deliveries = pg
+        .execute(
+            "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL,
+                    last_error = 'left by a benchmark load'
+              WHERE status = 'pending'",
+            &[],
+        )
+        .await?;
+    Ok(jobs + deliveries)
 }
 
 /// What server 2 (with `REDIS_URL`) measured.
@@ -566,7 +576,7 @@ pub async fn cached(
 ) -> anyhow::Result<Cached> {
     // The jobs the loads wrote and nobody ran: server 2 must start idle.
     let dropped = drop_pending_jobs(pg).await?;
-    println!("  ({dropped} undispatched jobs of the loads marked dispatched, so the next server starts idle)");
+    println!("  ({dropped} undispatched jobs and pending webhook deliveries of the loads settled, so the next server starts idle)");
 
     println!("harness: the same server with REDIS_URL={}", s.redis_url);
     let mut server2 = Server::start(s, "2-redis", Some(&s.redis_url))?;
