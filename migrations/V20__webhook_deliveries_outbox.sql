@@ -35,8 +35,14 @@ CREATE INDEX idx_webhook_deliveries_due ON webhook_deliveries (next_attempt_at) 
 -- probe). Called by the Rust commands (domain::webhooks::emit, due at once) and inline by the
 -- one-statement paths (registration, check-in: due in a minute, sent after the commit; import:
 -- due at once).
+-- PL/pgSQL, not SQL: a SQL function that is not inlined (this one writes) is parsed and planned
+-- again at every execution of the statement that calls it (before PostgreSQL 18), which cost a
+-- check-in 0.4 ms of the database's CPU; PL/pgSQL keeps its plan for the session.
 CREATE FUNCTION webhook_write(organizer text, event_type text, data jsonb, due_in interval) RETURNS bigint[]
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+    ids bigint[];
+BEGIN
     WITH d AS (
         INSERT INTO webhook_deliveries (webhook_id, message_id, event_type, payload, next_attempt_at)
         SELECT w.id, 'msg_' || replace(gen_random_uuid()::text, '-', ''), event_type,
@@ -46,8 +52,9 @@ LANGUAGE sql AS $$
          WHERE w.organizer_id = organizer AND w.enabled AND event_type = ANY (w.event_types)
          ORDER BY w.id
      RETURNING id)
-    SELECT COALESCE(array_agg(id ORDER BY id), '{}') FROM d
-$$;
+    SELECT COALESCE(array_agg(id ORDER BY id), '{}') INTO ids FROM d;
+    RETURN ids;
+END $$;
 
 UPDATE job_outbox SET dispatched_at = now(), last_error = 'superseded: the relay sends the delivery (V20)'
  WHERE job_type = 'deliver_webhook' AND dispatched_at IS NULL;

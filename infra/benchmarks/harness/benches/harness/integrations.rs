@@ -2,18 +2,19 @@
 //! off, one run". The `hot16` registration load and the 64-client validation load, each run
 //! plain (off) and with integrations on: every request carries an `Idempotency-Key` (a fresh
 //! UUID) and the organizer has an enabled webhook subscribed to `guest.registered` and
-//! `guest.checked_in`, so that every registration and every first entry writes a delivery and
-//! its `deliver_webhook` job in its transaction. Alternated twice (off, on, off, on), then a
+//! `guest.checked_in`, so that every registration and every first entry writes a delivery in
+//! its transaction (the delivery is its own outbox, migrations/V20) and sends its
+//! `deliver_webhook` message after the commit. Alternated twice (off, on, off, on), then a
 //! fifth load with the keys alone (no webhook), which splits the cost between the two, and a
 //! sixth with the webhooks delivered during the load; a fresh server each (as the registration
 //! loads: the in-process workers' backlog of one load, webhook deliveries included, stays out
 //! of the next).
 //!
-//! In AWS the webhook worker is a function of its own: the API writes the delivery and its job
-//! and relays the job to SQS after the commit; the worker's CPU is elsewhere, and only its
+//! In AWS the webhook worker is a function of its own: the API writes the delivery and sends
+//! its message to SQS after the commit; the worker's CPU is elsewhere, and only its
 //! database work shares the database. Here every process shares 2 cores, so the "on" loads
 //! hold the local server's webhook worker during the load (`LOCAL_HOLD_QUEUES=webhooks`: the
-//! jobs are written and relayed as in AWS, then wait as they would in SQS), release it after
+//! deliveries are written and sent as in AWS, then wait as they would in SQS), release it after
 //! the load, and measure the backlog's delivery on its own (time, and CPU per delivery). The
 //! sixth load ("in process") delivers during the load, as a single machine would.
 //!

@@ -1051,7 +1051,7 @@ fn integrations_targets(res: &mut Results, m: &Measurements) {
             verdict(c.ratio >= 0.9 && clean).into(),
             format!(
                 "Reading: {} On: a fresh Idempotency-Key per request and an enabled webhook ({}) to a receiver of the harness \
-                 answering 200: {written} deliveries written and relayed (one per {unit}) during the loads, {received} delivered \
+                 answering 200: {written} deliveries written and their messages sent (one per {unit}) during the loads, {received} delivered \
                  during them: the server's webhook worker is held until the load ends (`LOCAL_HOLD_QUEUES`), as in AWS, where it \
                  is a function of its own; counts exact in every run: {}. {}.{drained}{keys_only}{in_process}",
                 if c.ratio >= 0.9 {
