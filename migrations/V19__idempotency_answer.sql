@@ -4,12 +4,10 @@
 -- A unit of work writes its key once, as the last statement of its transaction, with its final
 -- answer or with its result (`record_in`). `p_complete`: this request's transaction stored its
 -- result, which this completes with the status and final body. Otherwise the answer (a refusal
--- whose transaction rolled back, a one-statement check-in) is stored only where the key has no
--- row: a concurrent duplicate that was refused because the first request holds what it asked
--- for must not overwrite that request's answer; false tells it to replay that one instead.
--- One exception: a success that no transaction recorded (two check-ins under one key, both
--- past the guard: the first admitted, the second refused as already validated) replaces a
--- refusal of the same request stored before it, so a retry replays the admission.
+-- whose transaction rolled back, a refusal of the input before any transaction) is stored only
+-- where the key has no row: a concurrent duplicate that was refused because the first request
+-- holds what it asked for must not overwrite that request's answer; false tells it to replay
+-- that one instead.
 --
 -- Losing this write in a crash costs nothing but a less exact replay, so its commit does not
 -- wait for the WAL flush. The setting is local to the statement's own transaction.
@@ -29,8 +27,7 @@ BEGIN
         VALUES (p_caller, p_key, p_fingerprint, p_status, p_body)
             ON CONFLICT (caller, key) DO UPDATE
            SET fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, created_at = now()
-         WHERE k.created_at < now() - interval '24 hours'
-            OR (p_status < 300 AND k.status >= 300 AND k.fingerprint = p_fingerprint);
+         WHERE k.created_at < now() - interval '24 hours';
     END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n > 0;

@@ -149,10 +149,15 @@ async fn scan_ticket(
     ApiPath(list_id): ApiPath<i64>,
     JsonInput(input): JsonInput<ScanInput>,
 ) -> ApiResult<Envelope<Scanned>> {
-    let mut db = state.statement_db().await?;
-    let done = scan::scan(&mut db, &caller, state.ticket_keys()?, list_id, input).await?;
-    drop(db);
-    Ok(ok(state.finish(done).await))
+    let keys = state.ticket_keys()?;
+    let scanned = edge::statement!(state, |db| scan::scan(
+        db,
+        &caller,
+        keys,
+        list_id,
+        input.clone()
+    ));
+    Ok(ok(scanned))
 }
 
 #[utoipa::path(get, path = "/api/checkin-lists/{listId}/scans", tag = "check-in lists",

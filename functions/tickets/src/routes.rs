@@ -107,10 +107,8 @@ async fn validate_ticket(
     ApiPath(id): ApiPath<i64>,
     JsonInput(scan): JsonInput<Scan>,
 ) -> ApiResult<Envelope<Validation>> {
-    let mut db = state.statement_db().await?;
-    let done = checkin::by_id(&mut db, &caller, id, scan).await?;
-    drop(db);
-    Ok(ok(state.finish(done).await))
+    let validation = edge::statement!(state, |db| checkin::by_id(db, &caller, id, scan.clone()));
+    Ok(ok(validation))
 }
 
 #[utoipa::path(post, path = "/api/tickets/validate", tag = "tickets", request_body = ScanCode, security(("bearer" = [])),
@@ -126,10 +124,14 @@ async fn validate_scanned(
     caller: Caller,
     ApiJson(input): ApiJson<ScanCode>,
 ) -> ApiResult<Envelope<Validation>> {
-    let mut db = state.statement_db().await?;
-    let done = checkin::by_code(&mut db, &caller, state.ticket_keys()?, input).await?;
-    drop(db);
-    Ok(ok(state.finish(done).await))
+    let keys = state.ticket_keys()?;
+    let validation = edge::statement!(state, |db| checkin::by_code(
+        db,
+        &caller,
+        keys,
+        input.clone()
+    ));
+    Ok(ok(validation))
 }
 
 #[derive(Serialize, ToSchema)]

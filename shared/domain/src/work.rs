@@ -49,6 +49,11 @@ impl<T> Done<T> {
         Self { value, effects }
     }
 
+    /// The result, before the commit (what an Idempotency-Key stores with the change).
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
     pub fn into_parts(self) -> (T, Effects) {
         (self.value, self.effects)
     }

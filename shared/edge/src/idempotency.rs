@@ -19,11 +19,15 @@
 //! too. A process that dies after the commit and before answering leaves the key with its
 //! answer (or its result): a retry replays it and changes nothing again.
 //!
-//! **No read before a unit of work.** A key already used is found by its insert, so a request
-//! that changes something costs one row, not a lookup as well. The write routes that are not a
-//! unit of work (the one-statement check-ins) take their connection from
-//! `ApiState::statement_db`, which calls [`guard`] first: it replays a stored answer instead of
-//! running them again. An answer that no transaction recorded (a refusal, a check-in) is stored
+//! **The one-statement check-ins too.** A scan is atomic on its own; under a key,
+//! [`crate::statement!`] runs it in a transaction that also writes the key with its answer
+//! ([`settle_in`]): accepted (200) or refused (its error; the refused attempt is logged in the
+//! same transaction). A retry blocks on the ticket, then on the key, and rolls back, so the
+//! first scan is the only one logged and its answer is replayed.
+//!
+//! **No read before a write.** A key already used is found by its insert, so a request that
+//! changes something costs one row, not a lookup as well. An answer that no transaction
+//! recorded (a refusal of the input or of an extractor, before any transaction) is stored
 //! afterwards where the key has none yet; where it has one, that one is the answer. Answers
 //! 5xx and 429 (rate limited: the client is told to come back) are not stored.
 
@@ -90,18 +94,9 @@ fn committed() -> ApiError {
     ApiError(e)
 }
 
-/// The first step of a write route that is not a unit of work (the one-statement check-in),
-/// before it writes: under a key that already has an answer, the route does not run again and
-/// the layer replays that answer (or refuses a different request with the key).
-/// It looks on `db`, the connection the route then writes with.
-pub async fn guard(db: &deadpool_postgres::Object) -> ApiResult<()> {
-    let Some(claim) = current() else {
-        return Ok(());
-    };
-    match lookup_on(db, &claim).await? {
-        Some(_) => Err(committed()),
-        None => Ok(()),
-    }
+/// Whether the request runs under an Idempotency-Key.
+pub fn keyed() -> bool {
+    current().is_some()
 }
 
 /// The last statement of a unit of work that runs under a key: stores the command's answer
@@ -114,14 +109,53 @@ pub async fn record_in<T: Serialize>(
     status: Option<StatusCode>,
     value: &T,
 ) -> ApiResult<()> {
+    let success = crate::docs::Success {
+        success: true,
+        data: value,
+    };
+    write_key(tx, status, &success).await
+}
+
+/// The end of a command that is atomic on its own (a check-in) run under a key, in `tx`
+/// ([`crate::statement!`]): its answer is stored with it and committed. An accepted scan is
+/// stored with status 200; a refusal (4xx, whose scan is logged in `tx` too) with its error
+/// envelope. Anything else (5xx) rolls back. A key another request committed rolls the whole
+/// transaction back (the duplicate's logged refusal with it), and the layer replays that
+/// request's answer.
+pub async fn settle_in<T: Serialize>(
+    tx: Transaction<'_>,
+    result: domain::DomainResult<domain::Done<T>>,
+) -> ApiResult<domain::Done<T>> {
+    match result {
+        Ok(done) => {
+            record_in(&tx, Some(StatusCode::OK), done.value()).await?;
+            tx.commit().await?;
+            Ok(done)
+        }
+        Err(e) => {
+            let error = ApiError(e);
+            let status = error.status();
+            if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+                write_key(&tx, Some(status), &error.body(None)).await?;
+                tx.commit().await?;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Inserts the key with `body` (and `status`, when final) in `tx`; `IDEMPOTENCY_IN_PROGRESS`
+/// with the replay marker when another request holds it.
+async fn write_key(
+    tx: &Transaction<'_>,
+    status: Option<StatusCode>,
+    body: &impl Serialize,
+) -> ApiResult<()> {
     let Some(claim) = current() else {
         return Ok(());
     };
-    let body = serde_json::to_vec(&crate::docs::Success {
-        success: true,
-        data: value,
-    })
-    .map_err(|e| ApiError::internal(format!("idempotent result: {e}")))?;
+    let body = serde_json::to_vec(body)
+        .map_err(|e| ApiError::internal(format!("idempotent answer: {e}")))?;
     let stmt = tx
         .prepare_cached(
             "INSERT INTO idempotency_keys AS k (caller, key, fingerprint, status, body) VALUES ($1, $2, $3, $4, $5)
@@ -203,9 +237,9 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
     // The route's `Caller` extractor takes it from here instead of verifying the token again.
     parts.extensions.insert(caller);
 
-    // The route runs at once: a unit of work finds a used key when it writes its own, a
-    // check-in by `guard`; a lookup is made only when one of them says the key was used, or
-    // when an answer no transaction recorded finds the key taken.
+    // The route runs at once: a unit of work or a check-in finds a used key when it writes its
+    // own; a lookup is made only when one of them says the key was used, or when an answer no
+    // transaction recorded finds the key taken.
     let started = tokio::time::Instant::now();
     let req = Request::from_parts(parts, Body::from(bytes));
     let response = CLAIM.scope(claim.clone(), next.run(req)).await;
@@ -246,9 +280,9 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
     )
     .await
     {
-        // Another request's answer is stored under the key (a duplicate refused because the
-        // first holds what it asked for, or a different request): that one is the answer. A
-        // success that was not recorded (a check-in) did happen: it is answered as it is.
+        // Another request's answer is stored under the key (a different request, or the same
+        // one refused before reaching its transaction): that one is the answer. A success that
+        // was not recorded did happen: it is answered as it is.
         Ok(false) if recorded == NOT_RECORDED && !head.status.is_success() => {
             first_answer(&state, &claim, started).await
         }
@@ -345,10 +379,7 @@ struct Stored {
 }
 
 async fn lookup(state: &ApiState, claim: &Claim) -> ApiResult<Option<Stored>> {
-    lookup_on(&state.db.get().await?, claim).await
-}
-
-async fn lookup_on(db: &deadpool_postgres::Object, claim: &Claim) -> ApiResult<Option<Stored>> {
+    let db = state.db.get().await?;
     let stmt = db
         .prepare_cached(
             "SELECT fingerprint, status, body FROM idempotency_keys

@@ -164,16 +164,6 @@ impl ApiState {
         Ok(value)
     }
 
-    /// The connection of a command that is atomic on its own (the one-statement check-in),
-    /// which is not a unit of work: under an Idempotency-Key already used, the route stops here
-    /// and the answer stored for the key is replayed ([`crate::idempotency::guard`]) instead of
-    /// the command running again. Such a command's effects go through [`Self::finish`].
-    pub async fn statement_db(&self) -> crate::ApiResult<deadpool_postgres::Object> {
-        let db = self.db.get().await?;
-        crate::idempotency::guard(&db).await?;
-        Ok(db)
-    }
-
     /// The effects of a command that is atomic on its own (the one-statement check-in),
     /// applied now; its result.
     pub async fn finish<T>(&self, done: Done<T>) -> T {
@@ -297,6 +287,49 @@ macro_rules! unit_of_work {
                 other => break other?,
             }
         }
+    }};
+}
+
+/// Runs a command that is atomic on its own (the one-statement check-ins: a scan is its own
+/// transaction, with its own retry after a conflict) on a pooled connection (`$db`, given to
+/// the command as `&mut` [`domain::checkin::scan::Door`]), then applies its effects
+/// ([`ApiState::finish`]). Evaluates to the command's result.
+///
+/// Under an Idempotency-Key, the command runs in a transaction that also stores its answer
+/// ([`crate::idempotency::settle_in`]): the key is committed with the scan, an accepted one
+/// or a refused one, and a retry under the key finds it when it writes its own, then rolls
+/// back and replays the first answer. A serialization failure or deadlock runs that whole
+/// transaction again, as [`unit_of_work!`] does.
+#[macro_export]
+macro_rules! statement {
+    ($state:expr, |$db:ident| $command:expr) => {{
+        let mut connection = $state.db.get().await?;
+        let outcome: $crate::ApiResult<_> = if $crate::idempotency::keyed() {
+            let mut attempt: u32 = 1;
+            loop {
+                let outcome: $crate::ApiResult<_> = async {
+                    let mut transaction = connection.transaction().await?;
+                    let result = {
+                        let $db = &mut transaction;
+                        $command.await
+                    };
+                    $crate::idempotency::settle_in(transaction, result).await
+                }
+                .await;
+                match outcome {
+                    Err(e) if e.0.retryable && attempt < $crate::state::UNIT_OF_WORK_ATTEMPTS => {
+                        $crate::state::conflict_pause(attempt, &e).await;
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            }
+        } else {
+            let $db = &mut connection;
+            $command.await.map_err($crate::ApiError::from)
+        };
+        drop(connection);
+        $state.finish(outcome?).await
     }};
 }
 

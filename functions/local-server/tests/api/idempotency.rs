@@ -234,7 +234,7 @@ async fn refusals_are_replayed_and_keys_are_checked() {
 }
 
 /// The check-in is not a unit of work (one statement): under a used key it must not scan
-/// again (`idempotency::guard`), and the replay is the first answer, not "already validated".
+/// again (`edge::statement!`), and the replay is the first answer, not "already validated".
 #[tokio::test]
 async fn a_retried_check_in_replays_its_answer_and_scans_once() {
     let app = TestApp::spawn().await;
@@ -270,14 +270,29 @@ async fn a_retried_check_in_replays_its_answer_and_scans_once() {
     let second = send(&app, post(&uri, &token, "scan-2", &scan)).await;
     assert_eq!(second.0, StatusCode::CONFLICT);
     assert_eq!(app.count(&scans).await, 2);
+    // The refusal was stored with its logged attempt: a retry replays it and logs nothing.
+    let again = send(&app, post(&uri, &token, "scan-2", &scan)).await;
+    assert_eq!(
+        (again.0, again.1.as_deref()),
+        (StatusCode::CONFLICT, Some("true"))
+    );
+    // The same error (the replay carries no request id of its own).
+    let (a, b): (Value, Value) = (
+        serde_json::from_slice(&second.2).unwrap(),
+        serde_json::from_slice(&again.2).unwrap(),
+    );
+    assert_eq!(a["error"]["code"], "TICKET_ALREADY_VALIDATED");
+    assert_eq!(a["error"]["code"], b["error"]["code"]);
+    assert_eq!(a["error"]["details"], b["error"]["details"]);
+    assert_eq!(app.count(&scans).await, 2);
 }
 
-/// Concurrent duplicates of one check-in under one key can all pass the guard (it is not a unit
-/// of work): the ticket's own rules admit it once, and the key ends with the admission, which
-/// every later retry replays. (The order in which their answers are stored is up to the race;
-/// the rule for a refusal stored before the admission is checked on its own below.)
+/// Concurrent duplicates of one check-in under one key: the first admits the ticket and
+/// commits its answer with its scan; each other one blocks on the ticket, is refused, then
+/// finds the key taken when it writes its own, rolls back (its refused attempt with it) and
+/// replays the admission. One scan in the log, ten identical answers, nine replayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn racing_duplicates_of_a_check_in_admit_once_and_the_key_keeps_the_admission() {
+async fn racing_duplicates_of_a_check_in_admit_once_and_all_get_the_admission() {
     let app = Arc::new(TestApp::spawn().await);
     let token = app.organizer("alice");
     let (_, guest) = app.registered_guest(&token, "race@example.com").await;
@@ -299,24 +314,34 @@ async fn racing_duplicates_of_a_check_in_admit_once_and_the_key_keeps_the_admiss
             send(&app, req).await
         }));
     }
-    let mut admitted = Vec::new();
+    let mut answers = Vec::new();
     for t in tasks {
-        let (status, _, body) = t.await.unwrap();
-        assert!(
-            status == StatusCode::OK || status == StatusCode::CONFLICT,
-            "{status} {}",
-            String::from_utf8_lossy(&body)
-        );
-        if status == StatusCode::OK {
-            admitted.push(body);
-        }
+        answers.push(t.await.unwrap());
     }
-    assert!(!admitted.is_empty(), "the admission was answered");
-    assert!(admitted.iter().all(|b| *b == admitted[0]));
-    let accepted = format!(
-        "SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket} AND result = 'accepted'"
+    for (status, _, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{}", String::from_utf8_lossy(body));
+        assert_eq!(*body, answers[0].2, "every answer the admission");
+    }
+    let replayed = answers
+        .iter()
+        .filter(|a| a.1.as_deref() == Some("true"))
+        .count();
+    assert_eq!(replayed, 9);
+    let scans = format!("SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket}");
+    assert_eq!(
+        app.count(&scans).await,
+        1,
+        "one scan logged, no refused duplicate"
     );
-    assert_eq!(app.count(&accepted).await, 1, "admitted once");
+    // The answer was committed by the scan's own transaction.
+    let same_tx = app
+        .count(&format!(
+            "SELECT count(*) FROM idempotency_keys k, ticket_scans s
+              WHERE k.key = 'race-1' AND k.status = 200 AND s.ticket_id = {ticket}
+                AND k.xmin::text = s.xmin::text"
+        ))
+        .await;
+    assert_eq!(same_tx, 1);
     let retry = send(&app, post(&uri, &token, "race-1", &scan)).await;
     assert_eq!(
         (retry.0, retry.1.as_deref()),
@@ -324,15 +349,14 @@ async fn racing_duplicates_of_a_check_in_admit_once_and_the_key_keeps_the_admiss
         "{}",
         String::from_utf8_lossy(&retry.2)
     );
-    assert_eq!(retry.2, admitted[0]);
+    assert_eq!(retry.2, answers[0].2);
 }
 
 /// The rules of an answer stored after it was sent (`idempotency_answer`, migrations/V19),
-/// in the orders a race can produce: a refusal never replaces a stored answer, an admission
-/// that was not recorded in a transaction (a check-in) replaces a refusal of the same request,
-/// and nothing replaces the answer of another request.
+/// in the orders a race can produce: an answer no transaction recorded never replaces a stored
+/// one, and completing a result touches only its own request's row without a status.
 #[tokio::test]
-async fn an_answer_stored_late_replaces_only_a_refusal_of_the_same_request() {
+async fn an_answer_stored_late_never_replaces_another() {
     let app = TestApp::spawn().await;
     let db = app.sql().await;
     let answer = |status: i32, fingerprint: &'static str, complete: bool| {
@@ -366,20 +390,10 @@ async fn an_answer_stored_late_replaces_only_a_refusal_of_the_same_request() {
         answer(409, "fp-a", false).await,
         "the first answer is stored"
     );
-    assert!(!answer(409, "fp-a", false).await, "a second refusal is not");
-    assert!(
-        !answer(200, "fp-b", false).await,
-        "another request's answer is not"
-    );
+    assert!(!answer(409, "fp-a", false).await, "a second is not");
+    assert!(!answer(201, "fp-a", false).await, "not even a success");
+    assert!(!answer(200, "fp-b", false).await, "nor another request's");
     assert_eq!(stored().await, (Some(409), "fp-a".to_owned()));
-    assert!(
-        answer(200, "fp-a", false).await,
-        "the admission replaces the refusal"
-    );
-    assert_eq!(stored().await, (Some(200), "fp-a".to_owned()));
-    assert!(!answer(409, "fp-a", false).await, "and stays");
-    assert!(!answer(201, "fp-a", false).await);
-    assert_eq!(stored().await, (Some(200), "fp-a".to_owned()));
     // Completing a result its own transaction stored: only a row without a status.
     assert!(!answer(200, "fp-a", true).await);
     db.execute(

@@ -781,9 +781,26 @@ static ENTRY_ON_DEFAULT: LazyLock<String> = LazyLock::new(|| entry_sql(OnList::D
 static EXIT_ON_LIST: LazyLock<String> = LazyLock::new(|| exit_sql(OnList::Id(0)));
 static EXIT_ON_DEFAULT: LazyLock<String> = LazyLock::new(|| exit_sql(OnList::DefaultOf));
 
+/// The connection an online scan runs on: a pooled connection of its own, or the transaction of
+/// a caller that writes something with the scan (an Idempotency-Key's answer, `edge::statement!`).
+/// A serialization failure or deadlock aborts a caller's transaction, so on one the scan does not
+/// run itself again ([`online`]): the caller runs the whole transaction again.
+pub trait Door: GenericClient + Send {
+    /// The scan's own connection: it may run the scan again after a conflict.
+    const OWN: bool;
+}
+
+impl Door for Client {
+    const OWN: bool = true;
+}
+
+impl Door for Transaction<'_> {
+    const OWN: bool = false;
+}
+
 /// An online scan of `read` on `on`; `Ok(Scanned)` when accepted, else the refusal.
-pub(crate) async fn online(
-    db: &mut Client,
+pub(crate) async fn online<D: Door>(
+    db: &mut D,
     caller: &Caller,
     on: OnList,
     read: Read,
@@ -798,6 +815,8 @@ pub(crate) async fn online(
     let mut attempt = 1;
     loop {
         match online_once(db, caller, on, &read, scanner_id, location, direction).await {
+            // In a caller's transaction, which the conflict aborted: the caller runs it again.
+            Err(e) if e.retryable && !D::OWN => return Err(e),
             Err(e) if e.retryable && attempt < ATTEMPTS => {
                 tracing::warn!(
                     attempt,
@@ -824,8 +843,8 @@ pub(crate) async fn online(
     }
 }
 
-async fn online_once(
-    db: &mut Client,
+async fn online_once<D: Door>(
+    db: &mut D,
     caller: &Caller,
     on: OnList,
     read: &Read,
@@ -946,7 +965,7 @@ async fn claims_hold(db: &impl GenericClient, id: i64, read: &Read) -> DomainRes
 }
 
 async fn fast(
-    db: &Client,
+    db: &impl GenericClient,
     on: OnList,
     ticket_id: i64,
     scanner_id: &str,
@@ -1069,8 +1088,8 @@ async fn log_unavailable(
 }
 
 /// `POST /api/checkin-lists/{listId}/scans`.
-pub async fn scan(
-    db: &mut Client,
+pub async fn scan<D: Door>(
+    db: &mut D,
     caller: &Caller,
     keys: &TicketKeys,
     list_id: i64,

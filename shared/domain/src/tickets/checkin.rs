@@ -6,7 +6,7 @@
 //! every attempt, accepted or refused, is in the scan log with its result.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Client;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::Validate;
@@ -15,7 +15,7 @@ use super::model::Ticket;
 use super::signing::TicketKeys;
 use crate::access;
 use crate::caller::Caller;
-use crate::checkin::scan::{self, OnList, Read, Scanned};
+use crate::checkin::scan::{self, Door, OnList, Read, Scanned};
 use crate::checkin::Direction;
 use crate::error::DomainResult;
 use crate::rules::not_blank;
@@ -24,7 +24,7 @@ use crate::work::Done;
 
 pub use crate::checkin::ScanResult;
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Scan {
     #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
@@ -38,7 +38,7 @@ pub struct Scan {
 }
 
 /// `POST /api/tickets/validate`: what the scanner read, a signed QR payload or a typed code.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScanCode {
     #[validate(length(min = 1, max = 512))]
@@ -60,8 +60,8 @@ pub struct Validation {
     pub validated_at: DateTime<Utc>,
 }
 
-pub async fn by_id(
-    db: &mut Client,
+pub async fn by_id<D: Door>(
+    db: &mut D,
     caller: &Caller,
     ticket_id: i64,
     input: Input<Scan>,
@@ -87,8 +87,8 @@ pub async fn by_id(
     .await
 }
 
-pub async fn by_code(
-    db: &mut Client,
+pub async fn by_code<D: Door>(
+    db: &mut D,
     caller: &Caller,
     keys: &TicketKeys,
     input: ScanCode,
@@ -98,8 +98,8 @@ pub async fn by_code(
     check_in(db, caller, read, &input.scanner_id, &input.location).await
 }
 
-async fn check_in(
-    db: &mut Client,
+async fn check_in<D: Door>(
+    db: &mut D,
     caller: &Caller,
     read: Read,
     scanner_id: &str,
