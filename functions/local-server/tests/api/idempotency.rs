@@ -17,7 +17,7 @@ fn post(uri: &str, token: &str, key: &str, body: &Value) -> Request<Body> {
         .unwrap()
 }
 
-async fn send(app: &TestApp, req: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
+async fn send(app: &TestApp, req: Request<Body>) -> Answer {
     use tower::ServiceExt;
     let res = app.app.clone().oneshot(req).await.unwrap();
     let status = res.status();
@@ -33,21 +33,21 @@ async fn send(app: &TestApp, req: Request<Body>) -> (StatusCode, Option<String>,
     (status, replayed, bytes)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_concurrent_retries_of_one_registration_register_once() {
-    let app = Arc::new(TestApp::spawn().await);
-    let token = app.organizer("alice");
-    let e = app.published_event(&token, json!({})).await;
-    let uri = format!("/api/events/{}/guests", e["id"]);
-    let body = guest_body("retry@example.com", &e["ticketTypes"][0]["id"]);
-    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+type Answer = (StatusCode, Option<String>, Vec<u8>);
+
+/// `n` copies of one POST under one key, released together; their answers.
+async fn race(
+    app: &Arc<TestApp>,
+    n: usize,
+    uri: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> Vec<Answer> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
     let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let (app, barrier, req) = (
-            app.clone(),
-            barrier.clone(),
-            post(&uri, &token, "reg-1", &body),
-        );
+    for _ in 0..n {
+        let (app, barrier, req) = (app.clone(), barrier.clone(), post(uri, token, key, body));
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             send(&app, req).await
@@ -57,6 +57,17 @@ async fn twenty_concurrent_retries_of_one_registration_register_once() {
     for t in tasks {
         answers.push(t.await.unwrap());
     }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_retries_of_one_registration_register_once() {
+    let app = Arc::new(TestApp::spawn().await);
+    let token = app.organizer("alice");
+    let e = app.published_event(&token, json!({})).await;
+    let uri = format!("/api/events/{}/guests", e["id"]);
+    let body = guest_body("retry@example.com", &e["ticketTypes"][0]["id"]);
+    let answers = race(&app, 20, &uri, &token, "reg-1", &body).await;
     assert_eq!(
         app.count("SELECT count(*) FROM guests").await,
         1,
@@ -301,23 +312,7 @@ async fn racing_duplicates_of_a_check_in_admit_once_and_all_get_the_admission() 
         .await;
     let uri = format!("/api/tickets/{ticket}/validate");
     let scan = json!({"scannerId": "s1", "location": "Gate"});
-    let barrier = Arc::new(tokio::sync::Barrier::new(10));
-    let mut tasks = Vec::new();
-    for _ in 0..10 {
-        let (app, barrier, req) = (
-            app.clone(),
-            barrier.clone(),
-            post(&uri, &token, "race-1", &scan),
-        );
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            send(&app, req).await
-        }));
-    }
-    let mut answers = Vec::new();
-    for t in tasks {
-        answers.push(t.await.unwrap());
-    }
+    let answers = race(&app, 10, &uri, &token, "race-1", &scan).await;
     for (status, _, body) in &answers {
         assert_eq!(*status, StatusCode::OK, "{}", String::from_utf8_lossy(body));
         assert_eq!(*body, answers[0].2, "every answer the admission");
