@@ -9,7 +9,8 @@
 //! leases skip each other's rows.
 //!
 //! Each run publishes (EMF, namespace `EventPlannerCore`, dimension `Service`):
-//! `OutboxSent`, `OutboxFailed`, `OutboxPending` (jobs not yet dispatched) and
+//! `OutboxSent`, `OutboxFailed`, `OutboxPending` (jobs not yet dispatched, and webhook
+//! deliveries due but not sent: they are their own outbox, migrations/V20) and
 //! `OutboxOldestPendingAge` (seconds): a growing age means jobs are not getting out
 //! (SQS unreachable, or every send failing).
 
@@ -38,9 +39,10 @@ pub struct SweepReport {
     pub rounds: usize,
     /// True when the time ran out before the outbox was drained.
     pub out_of_time: bool,
-    /// Jobs not dispatched after the sweep (due or waiting for a retry).
+    /// Jobs not dispatched after the sweep (due or waiting for a retry), and webhook
+    /// deliveries due but not sent.
     pub pending: i64,
-    /// Age of the oldest of them, in seconds (0 when none).
+    /// Age of the oldest of them, in seconds (0 when none); a delivery's from when it fell due.
     pub oldest_pending_age_seconds: f64,
     /// Rows removed by the retention rules ([`crate::prune`]).
     pub pruned: crate::prune::PruneReport,
@@ -90,6 +92,18 @@ pub async fn sweep(
         .context("measuring the outbox backlog")?;
     report.pending = row.get(0);
     report.oldest_pending_age_seconds = row.get::<_, f64>(1).max(0.0);
+    // Webhook deliveries are their own outbox (migrations/V20): one still due after the sweep
+    // is one it could not send, and counts in the backlog from the time it fell due.
+    let row = db
+        .query_one(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at))::float8, 0)
+               FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()",
+            &[],
+        )
+        .await
+        .context("measuring the webhook deliveries not sent")?;
+    report.pending += row.get::<_, i64>(0);
+    report.oldest_pending_age_seconds = report.oldest_pending_age_seconds.max(row.get::<_, f64>(1));
     Ok(report)
 }
 
@@ -183,6 +197,66 @@ impl Sweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A queue that refuses every message (SQS down), or takes them all.
+    struct Queue {
+        up: bool,
+        sent: std::sync::Mutex<Vec<outbox::Message>>,
+    }
+
+    #[async_trait::async_trait]
+    impl QueueBackend for Queue {
+        async fn send(&self, _: outbox::Queue, message: &outbox::Message) -> anyhow::Result<()> {
+            if !self.up {
+                anyhow::bail!("the queue is down");
+            }
+            self.sent.lock().unwrap().push(message.clone());
+            Ok(())
+        }
+    }
+
+    /// Webhook deliveries are their own outbox: the sweep sends the due ones, and one it could
+    /// not send counts in the backlog from the time it fell due (the alarm on
+    /// `OutboxOldestPendingAge` covers them).
+    #[tokio::test]
+    async fn due_deliveries_are_sent_and_unsent_ones_count_in_the_backlog() {
+        let db = testkit::TestDatabase::create().await;
+        let pool = platform::db::pool(&platform::config::DbConfig::local(&db.url, 2)).unwrap();
+        pool.get()
+            .await
+            .unwrap()
+            .batch_execute(
+                "INSERT INTO webhooks (organizer_id, url, event_types, secret)
+                      VALUES ('org', 'https://crm.example.com/h', '{event.published}', 'whsec_x');
+                 INSERT INTO webhook_deliveries (webhook_id, message_id, event_type, payload, next_attempt_at)
+                      SELECT (SELECT id FROM webhooks), 'msg_' || d, 'event.published', '{}', now() + make_interval(secs => d)
+                        FROM unnest(ARRAY[-90, 600]) d;",
+            )
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let config = RelayConfig::default();
+        let down = Queue {
+            up: false,
+            sent: Default::default(),
+        };
+        let report = sweep(&pool, &down, &config, deadline).await.unwrap();
+        assert_eq!(
+            (report.sent, report.failed, report.pending),
+            (0, 1, 1),
+            "{report:?}"
+        );
+        assert!(report.oldest_pending_age_seconds >= 90.0, "{report:?}");
+        // The next sweep, with the queue back, sends it (not the one due later).
+        let up = Queue {
+            up: true,
+            sent: Default::default(),
+        };
+        let report = sweep(&pool, &up, &config, deadline).await.unwrap();
+        assert_eq!((report.sent, report.pending), (1, 0), "{report:?}");
+        let sent = up.sent.lock().unwrap();
+        assert_eq!(sent[0].job_type, "deliver_webhook");
+    }
 
     #[test]
     fn the_metrics_name_the_backlog() {

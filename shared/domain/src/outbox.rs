@@ -212,7 +212,8 @@ pub async fn relay_once(
 /// Sends up to `config.batch` due webhook deliveries (migrations/V20): a delivery whose
 /// post-commit message was lost, a retry whose time has come, a change's delivery written due
 /// at once. Each is leased first (`next_attempt_at` pushed forward by `delivery_lease`, one
-/// statement for the batch), so other relays skip it while its message waits in the queue.
+/// statement for the batch), so other relays skip it while its message waits in the queue; one
+/// whose send failed is due again at once, from when it first fell due.
 pub async fn relay_deliveries(
     pool: &Pool,
     backend: &dyn QueueBackend,
@@ -221,11 +222,13 @@ pub async fn relay_deliveries(
     let db = pool.get().await?;
     let stmt = db
         .prepare_cached(
-            "UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
-              WHERE d.id IN (SELECT id FROM webhook_deliveries
-                              WHERE status = 'pending' AND next_attempt_at <= now()
-                              ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-          RETURNING d.id, d.attempts",
+            "WITH due AS (
+                SELECT id, next_attempt_at FROM webhook_deliveries
+                 WHERE status = 'pending' AND next_attempt_at <= now()
+                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
+               FROM due WHERE d.id = due.id
+          RETURNING d.id, d.attempts, due.next_attempt_at",
         )
         .await?;
     let rows = db
@@ -234,8 +237,10 @@ pub async fn relay_deliveries(
             &[&config.batch, &config.delivery_lease.as_secs_f64()],
         )
         .await?;
+    // No connection held while sending.
     drop(db);
     let mut report = RelayReport::default();
+    let (mut unsent, mut due): (Vec<i64>, Vec<DateTime<Utc>>) = (Vec::new(), Vec::new());
     for row in rows {
         let (id, attempts): (i64, i32) = (row.get(0), row.get(1));
         match backend
@@ -244,11 +249,25 @@ pub async fn relay_deliveries(
         {
             Ok(()) => report.sent += 1,
             Err(e) => {
-                // Its lease runs out and a later relay sends it.
                 report.failed += 1;
+                unsent.push(id);
+                due.push(row.get(2));
                 tracing::warn!(delivery_id = id, error = %e, "webhook delivery could not be sent, will retry");
             }
         }
+    }
+    if !unsent.is_empty() {
+        // Due again from when they fell due: the next relay retries them, and the sweep's
+        // backlog age counts from then.
+        let db = pool.get().await?;
+        let stmt = db
+            .prepare_cached(
+                "UPDATE webhook_deliveries d SET next_attempt_at = u.due
+                   FROM unnest($1::bigint[], $2::timestamptz[]) AS u (id, due)
+                  WHERE d.id = u.id AND d.status = 'pending'",
+            )
+            .await?;
+        db.execute(&stmt, &[&unsent, &due]).await?;
     }
     Ok(report)
 }
