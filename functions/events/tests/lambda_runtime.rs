@@ -2,8 +2,6 @@
 //! (cargo-lambda's emulator) with real API Gateway HTTP API v2 payloads.
 
 use domain::Role;
-use edge::auth::{issue_token, Claims};
-use platform::config::JwtConfig;
 use serde_json::{json, Value};
 use testkit::lambda::{apigw_v2, Emulator};
 use testkit::TestDatabase;
@@ -25,21 +23,7 @@ async fn events_answer_through_the_lambda_runtime() {
     let mut emulator = Emulator::start();
     emulator.attach("events", env!("CARGO_BIN_EXE_events"), &env);
 
-    let jwt = JwtConfig {
-        secret: secret.into(),
-        issuer: None,
-        audience: None,
-        is_development_default: false,
-    };
-    let claims = Claims {
-        sub: "org-1".into(),
-        role: Role::Organizer,
-        exp: 9_999_999_999,
-        organizer_id: None,
-        iss: None,
-        aud: None,
-    };
-    let token = issue_token(&jwt, &claims);
+    let token = testkit::lambda::token(secret, "org-1", Role::Organizer);
 
     let date = (chrono::Utc::now() + chrono::Duration::days(30))
         .format("%Y-%m-%dT%H:%M:%SZ")
@@ -132,23 +116,7 @@ async fn events_answer_over_verified_tls_configured_as_the_template_does() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut emulator = Emulator::start();
     emulator.attach("events", env!("CARGO_BIN_EXE_events"), &env);
-    let jwt = JwtConfig {
-        secret: "tls-test-secret".into(),
-        issuer: None,
-        audience: None,
-        is_development_default: false,
-    };
-    let token = issue_token(
-        &jwt,
-        &Claims {
-            sub: "org-tls".into(),
-            role: Role::Organizer,
-            exp: 9_999_999_999,
-            organizer_id: None,
-            iss: None,
-            aud: None,
-        },
-    );
+    let token = testkit::lambda::token("tls-test-secret", "org-tls", Role::Organizer);
     let date = (chrono::Utc::now() + chrono::Duration::days(30))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();

@@ -4,33 +4,14 @@
 //! the job run in this process, then a read whose presigned link downloads the file.
 
 use domain::Role;
-use edge::auth::{issue_token, Claims};
-use platform::config::{DbConfig, JwtConfig, S3Config};
+use platform::config::{DbConfig, S3Config};
 use platform::s3::ObjectStore;
 use serde_json::{json, Value};
-use testkit::lambda::{apigw_v2, Emulator};
+use testkit::lambda::{apigw_v2, token, Emulator};
 use testkit::TestDatabase;
 
 fn body(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().expect("a body")).expect("a JSON body")
-}
-
-fn token(secret: &str, sub: &str, role: Role) -> String {
-    let jwt = JwtConfig {
-        secret: secret.into(),
-        issuer: None,
-        audience: None,
-        is_development_default: false,
-    };
-    let claims = Claims {
-        sub: sub.into(),
-        role,
-        exp: 9_999_999_999,
-        organizer_id: (role == Role::Scanner).then(|| sub.to_owned()),
-        iss: None,
-        aud: None,
-    };
-    issue_token(&jwt, &claims)
 }
 
 #[tokio::test]

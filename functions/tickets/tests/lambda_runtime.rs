@@ -2,8 +2,6 @@
 //! with real API Gateway HTTP API v2 payloads; the webhooks queue is moto's SQS.
 
 use domain::Role;
-use edge::auth::{issue_token, Claims};
-use platform::config::JwtConfig;
 use serde_json::Value;
 use testkit::aws::{create_queue, moto};
 use testkit::lambda::{apigw_v2, Emulator};
@@ -45,23 +43,7 @@ async fn a_check_in_sends_its_webhook_delivery_to_the_queue_after_its_commit() {
     let mut emulator = Emulator::start();
     emulator.attach("tickets", env!("CARGO_BIN_EXE_tickets"), &env);
 
-    let jwt = JwtConfig {
-        secret: secret.into(),
-        issuer: None,
-        audience: None,
-        is_development_default: false,
-    };
-    let token = issue_token(
-        &jwt,
-        &Claims {
-            sub: "org-1".into(),
-            role: Role::Organizer,
-            exp: 9_999_999_999,
-            organizer_id: None,
-            iss: None,
-            aud: None,
-        },
-    );
+    let token = testkit::lambda::token(secret, "org-1", Role::Organizer);
     let scan = serde_json::json!({"scannerId": "gate-1", "location": "North gate"});
     let (status, res) = emulator
         .invoke(

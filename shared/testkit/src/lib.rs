@@ -146,6 +146,26 @@ impl Drop for TestDatabase {
 pub mod private;
 
 pub mod lambda {
+    /// A bearer token the function under test accepts: HS256 with `secret` (its
+    /// `JWT_SECRET`), for `sub` in `role` (a scanner works for the organizer of its name).
+    pub fn token(secret: &str, sub: &str, role: domain::Role) -> String {
+        let jwt = platform::config::JwtConfig {
+            secret: secret.into(),
+            issuer: None,
+            audience: None,
+            is_development_default: false,
+        };
+        let claims = edge::auth::Claims {
+            sub: sub.into(),
+            role,
+            exp: 9_999_999_999,
+            organizer_id: (role == domain::Role::Scanner).then(|| sub.to_owned()),
+            iss: None,
+            aud: None,
+        };
+        edge::auth::issue_token(&jwt, &claims)
+    }
+
     use std::net::TcpListener;
     use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
