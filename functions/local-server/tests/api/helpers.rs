@@ -302,6 +302,14 @@ impl TestApp {
         self.sql().await.query_one(sql, &[]).await.unwrap().get(0)
     }
 
+    /// The id of the ticket of guest `guest_id`.
+    pub async fn ticket_of(&self, guest_id: i64) -> i64 {
+        self.count(&format!(
+            "SELECT id FROM tickets WHERE guest_id = {guest_id}"
+        ))
+        .await
+    }
+
     /// Polls `sql` until it counts `expected` (for rows a worker commits after
     /// the test has seen its side effect); answers the last count after 5 s.
     pub async fn count_reaches(&self, sql: &str, expected: i64) -> i64 {

@@ -251,9 +251,7 @@ async fn a_retried_check_in_replays_its_answer_and_scans_once() {
     let app = TestApp::spawn().await;
     let token = app.organizer("alice");
     let (_, guest) = app.registered_guest(&token, "door@example.com").await;
-    let ticket = app
-        .count(&format!("SELECT id FROM tickets WHERE guest_id = {guest}"))
-        .await;
+    let ticket = app.ticket_of(guest).await;
     let uri = format!("/api/tickets/{ticket}/validate");
     let scan = json!({"scannerId": "s1", "location": "Gate"});
     let first = send(&app, post(&uri, &token, "scan-1", &scan)).await;
@@ -307,9 +305,7 @@ async fn racing_duplicates_of_a_check_in_admit_once_and_all_get_the_admission() 
     let app = Arc::new(TestApp::spawn().await);
     let token = app.organizer("alice");
     let (_, guest) = app.registered_guest(&token, "race@example.com").await;
-    let ticket = app
-        .count(&format!("SELECT id FROM tickets WHERE guest_id = {guest}"))
-        .await;
+    let ticket = app.ticket_of(guest).await;
     let uri = format!("/api/tickets/{ticket}/validate");
     let scan = json!({"scannerId": "s1", "location": "Gate"});
     let answers = race(&app, 10, &uri, &token, "race-1", &scan).await;

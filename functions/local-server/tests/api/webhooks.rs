@@ -721,9 +721,7 @@ async fn a_delivery_is_sent_after_its_commit_and_a_lost_send_is_relayed_once_due
     answer(&server, 200, None).await;
     let hook = subscribe(&app, &alice, &server, &["guest.checked_in"]).await;
     let (_, guest) = app.registered_guest(&alice, "lost@example.com").await;
-    let ticket = app
-        .count(&format!("SELECT id FROM tickets WHERE guest_id = {guest}"))
-        .await;
+    let ticket = app.ticket_of(guest).await;
     let validate = format!("/api/tickets/{ticket}/validate");
     let scan = json!({"scannerId": "s1", "location": "Gate"});
     // No job path yet: the post-commit send has nowhere to go (a lost message).
@@ -752,9 +750,7 @@ async fn a_delivery_is_sent_after_its_commit_and_a_lost_send_is_relayed_once_due
     // A second guest checked in with the job path running: its message is sent after the commit
     // and delivered at once, while the first, not due yet, waits.
     let (_, second) = app.registered_guest(&alice, "sent@example.com").await;
-    let ticket2 = app
-        .count(&format!("SELECT id FROM tickets WHERE guest_id = {second}"))
-        .await;
+    let ticket2 = app.ticket_of(second).await;
     let r = app
         .post(
             &format!("/api/tickets/{ticket2}/validate"),
