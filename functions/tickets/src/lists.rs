@@ -150,13 +150,12 @@ async fn scan_ticket(
     JsonInput(input): JsonInput<ScanInput>,
 ) -> ApiResult<Envelope<Scanned>> {
     let keys = state.ticket_keys()?;
-    let scanned = edge::statement!(state, |db| scan::scan(
-        db,
-        &caller,
-        keys,
-        list_id,
-        input.clone()
-    ));
+    let direction = input.peek().map(|i| i.direction);
+    let scanned = edge::statement!(
+        state,
+        replay = move |row| scan::replayed(row, direction.unwrap_or_default()),
+        |db, key| scan::scan(db, key, &caller, keys, list_id, input.clone())
+    );
     Ok(ok(scanned))
 }
 

@@ -107,7 +107,9 @@ async fn validate_ticket(
     ApiPath(id): ApiPath<i64>,
     JsonInput(scan): JsonInput<Scan>,
 ) -> ApiResult<Envelope<Validation>> {
-    let validation = edge::statement!(state, |db| checkin::by_id(db, &caller, id, scan.clone()));
+    let validation = edge::statement!(state, replay = checkin::replayed, |db, key| {
+        checkin::by_id(db, key, &caller, id, scan.clone())
+    });
     Ok(ok(validation))
 }
 
@@ -125,12 +127,9 @@ async fn validate_scanned(
     ApiJson(input): ApiJson<ScanCode>,
 ) -> ApiResult<Envelope<Validation>> {
     let keys = state.ticket_keys()?;
-    let validation = edge::statement!(state, |db| checkin::by_code(
-        db,
-        &caller,
-        keys,
-        input.clone()
-    ));
+    let validation = edge::statement!(state, replay = checkin::replayed, |db, key| {
+        checkin::by_code(db, key, &caller, keys, input.clone())
+    });
     Ok(ok(validation))
 }
 

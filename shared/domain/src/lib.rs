@@ -16,6 +16,7 @@ pub mod etag;
 pub mod events;
 pub mod exports;
 pub mod guests;
+pub mod idempotency;
 pub mod job;
 pub mod lifecycle;
 pub mod money;

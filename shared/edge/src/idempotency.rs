@@ -19,11 +19,15 @@
 //! too. A process that dies after the commit and before answering leaves the key with its
 //! answer (or its result): a retry replays it and changes nothing again.
 //!
-//! **The one-statement check-ins too.** A scan is atomic on its own; under a key,
-//! [`crate::statement!`] runs it in a transaction that also writes the key with its answer
-//! ([`settle_in`]): accepted (200) or refused (its error; the refused attempt is logged in the
-//! same transaction). A retry blocks on the ticket, then on the key, and rolls back, so the
-//! first scan is the only one logged and its answer is replayed.
+//! **The one-statement check-ins too.** A scan is atomic on its own; under a key, an accepted
+//! one writes the key in its own statement, with its answer as the row it was rendered from
+//! (`answer_row`, type `scan_answer`: migrations/V21), one round trip as without a key
+//! ([`crate::statement!`], `domain::checkin::scan`). A replay reads that row back and renders
+//! it with the route's renderer ([`replay_rows_with`]): the same values, so the same answer,
+//! whatever changed since. A refused scan runs again in a transaction that also writes the key
+//! with its answer ([`settle_in`]): its error, with the refused attempt logged in the same
+//! transaction. A retry blocks on the ticket, then on the key, and rolls back, so the first
+//! scan is the only one logged and its answer is replayed.
 //!
 //! **No read before a write.** A key already used is found by its insert, so a request that
 //! changes something costs one row, not a lookup as well. An answer that no transaction
@@ -32,7 +36,7 @@
 //! 5xx and 429 (rate limited: the client is told to come back) are not stored.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -44,7 +48,9 @@ use deadpool_postgres::Transaction;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use domain::{DomainError, ErrorCode};
+use domain::idempotency::Key;
+use domain::ErrorCode;
+use tokio_postgres::Row;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::ApiState;
@@ -59,16 +65,18 @@ pub const ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// Largest body read for the fingerprint (the routes' own limits are lower).
 const MAX_BODY: usize = 1024 * 1024;
 /// The marker of a claim lost to a committed request with the same key.
-const COMMITTED: &str = "idempotency key committed by another request";
+const COMMITTED: &str = domain::idempotency::KEY_USED;
 
-#[derive(Debug)]
+/// Renders an answer stored as a row (`answer_row`, a keyed check-in's) into the body sent.
+type Renderer = Box<dyn Fn(&Row) -> ApiResult<Vec<u8>> + Send + Sync>;
+
 pub struct Claim {
-    caller: String,
-    key: String,
-    fingerprint: String,
+    id: Key,
     /// What the route's transaction stored under the key: [`NOT_RECORDED`], [`RESULT`] (the
     /// layer adds the status) or [`ANSWER`] (final: nothing to write after it).
     recorded: AtomicU8,
+    /// How the route renders an answer stored as a row ([`replay_rows_with`]).
+    renderer: OnceLock<Renderer>,
 }
 
 const NOT_RECORDED: u8 = 0;
@@ -86,17 +94,39 @@ fn current() -> Option<Arc<Claim>> {
 /// The marker error of a key another request already used: the layer replays its answer (or
 /// refuses a different request with `IDEMPOTENCY_KEY_REUSED`).
 fn committed() -> ApiError {
-    let mut e = DomainError::new(
-        ErrorCode::IdempotencyInProgress,
-        "a request with this Idempotency-Key was already processed",
-    );
-    e.internal = Some(COMMITTED.to_owned());
-    ApiError(e)
+    ApiError(domain::idempotency::key_used())
 }
 
-/// Whether the request runs under an Idempotency-Key.
-pub fn keyed() -> bool {
-    current().is_some()
+/// The request's Idempotency-Key, for a command that writes it in its own statement (a
+/// check-in, [`crate::statement!`]).
+pub fn key() -> Option<Key> {
+    current().map(|c| c.id.clone())
+}
+
+/// The command wrote the key with its final answer (in its statement): nothing to store after.
+pub fn answered() {
+    if let Some(claim) = current() {
+        claim.recorded.store(ANSWER, Ordering::Relaxed);
+    }
+}
+
+/// How the route renders the answer a command stored as a row under the key (a keyed
+/// check-in's `scan_answer`): the same function that made its first answer from the same
+/// columns, in the success envelope. Set before the command runs, so a duplicate that finds
+/// the key taken can replay it.
+pub fn replay_rows_with<T: Serialize>(
+    render: impl Fn(&Row) -> domain::DomainResult<T> + Send + Sync + 'static,
+) {
+    if let Some(claim) = current() {
+        let _ = claim.renderer.set(Box::new(move |row| {
+            let data = render(row)?;
+            serde_json::to_vec(&crate::docs::Success {
+                success: true,
+                data: &data,
+            })
+            .map_err(|e| ApiError::internal(format!("replayed answer: {e}")))
+        }));
+    }
 }
 
 /// The last statement of a unit of work that runs under a key: stores the command's answer
@@ -160,7 +190,8 @@ async fn write_key(
         .prepare_cached(
             "INSERT INTO idempotency_keys AS k (caller, key, fingerprint, status, body) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (caller, key) DO UPDATE
-                SET fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, created_at = now()
+                SET fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body,
+                    answer_row = NULL, created_at = now()
               WHERE k.created_at < now() - interval '24 hours'",
         )
         .await?;
@@ -169,9 +200,9 @@ async fn write_key(
         .execute(
             &stmt,
             &[
-                &claim.caller,
-                &claim.key,
-                &claim.fingerprint,
+                &claim.id.caller,
+                &claim.id.key,
+                &claim.id.fingerprint,
                 &status,
                 &body,
             ],
@@ -229,10 +260,13 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
     hash.update(b"\n");
     hash.update(&bytes);
     let claim = Arc::new(Claim {
-        caller: format!("{}:{}", caller.role.as_str(), caller.user_id),
-        key,
-        fingerprint: format!("{:x}", hash.finalize()),
+        id: Key {
+            caller: format!("{}:{}", caller.role.as_str(), caller.user_id),
+            key,
+            fingerprint: format!("{:x}", hash.finalize()),
+        },
         recorded: AtomicU8::new(NOT_RECORDED),
+        renderer: OnceLock::new(),
     });
     // The route's `Caller` extractor takes it from here instead of verifying the token again.
     parts.extensions.insert(caller);
@@ -310,13 +344,13 @@ async fn first_answer(state: &ApiState, claim: &Claim, started: tokio::time::Ins
                 fingerprint,
                 status: None,
                 body: Some(body),
-            })) if fingerprint == claim.fingerprint => {
+            })) if fingerprint == claim.id.fingerprint => {
                 if started.elapsed() >= ANSWER_WAIT {
                     return replay(200, body);
                 }
             }
             Ok(Some(stored))
-                if stored.status.is_some() || stored.fingerprint != claim.fingerprint =>
+                if stored.status.is_some() || stored.fingerprint != claim.id.fingerprint =>
             {
                 return answer_stored(stored, claim);
             }
@@ -337,7 +371,7 @@ async fn first_answer(state: &ApiState, claim: &Claim, started: tokio::time::Ins
 /// The answer to a request whose key has a stored row: a different request is refused; the
 /// same one gets the stored answer, or, when none is stored yet, `IDEMPOTENCY_IN_PROGRESS`.
 fn answer_stored(stored: Stored, claim: &Claim) -> Response {
-    if stored.fingerprint != claim.fingerprint {
+    if stored.fingerprint != claim.id.fingerprint {
         return refusal(
             ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used with a different request",
@@ -378,22 +412,38 @@ struct Stored {
     body: Option<Vec<u8>>,
 }
 
+/// The key's stored row, if any (and not expired). An answer stored as a row (a keyed
+/// check-in's) is rendered here by the route's renderer, for the request it belongs to.
 async fn lookup(state: &ApiState, claim: &Claim) -> ApiResult<Option<Stored>> {
     let db = state.db.get().await?;
     let stmt = db
         .prepare_cached(
-            "SELECT fingerprint, status, body FROM idempotency_keys
+            "SELECT fingerprint AS k_fingerprint, status AS k_status, body AS k_body,
+                    (answer_row).scan_id IS NOT NULL AS k_row, (answer_row).*
+               FROM idempotency_keys
               WHERE caller = $1 AND key = $2 AND created_at >= now() - interval '24 hours'",
         )
         .await?;
-    Ok(db
-        .query_opt(&stmt, &[&claim.caller, &claim.key])
+    let Some(row) = db
+        .query_opt(&stmt, &[&claim.id.caller, &claim.id.key])
         .await?
-        .map(|r| Stored {
-            fingerprint: r.get(0),
-            status: r.get(1),
-            body: r.get(2),
-        }))
+    else {
+        return Ok(None);
+    };
+    // (`answer_row IS NOT NULL` would be true only with every field set: a row value.)
+    let fingerprint: String = row.get("k_fingerprint");
+    let mut body: Option<Vec<u8>> = row.get("k_body");
+    if row.get::<_, bool>("k_row") && fingerprint == claim.id.fingerprint {
+        let render = claim.renderer.get().ok_or_else(|| {
+            ApiError::internal("an answer stored as a row, and no renderer for it")
+        })?;
+        body = Some(render(&row)?);
+    }
+    Ok(Some(Stored {
+        fingerprint,
+        status: row.get("k_status"),
+        body,
+    }))
 }
 
 /// The answer as sent, stored after it was sent; whether it was written. `complete`: the
@@ -420,9 +470,9 @@ async fn store(
         .query_one(
             &stmt,
             &[
-                &claim.caller,
-                &claim.key,
-                &claim.fingerprint,
+                &claim.id.caller,
+                &claim.id.key,
+                &claim.id.fingerprint,
                 &i32::from(status),
                 &body,
                 &complete,

@@ -295,38 +295,68 @@ macro_rules! unit_of_work {
 /// the command as `&mut` [`domain::checkin::scan::Door`]), then applies its effects
 /// ([`ApiState::finish`]). Evaluates to the command's result.
 ///
-/// Under an Idempotency-Key, the command runs in a transaction that also stores its answer
-/// ([`crate::idempotency::settle_in`]): the key is committed with the scan, an accepted one
-/// or a refused one, and a retry under the key finds it when it writes its own, then rolls
-/// back and replays the first answer. A serialization failure or deadlock runs that whole
-/// transaction again, as [`unit_of_work!`] does.
+/// Under an Idempotency-Key (`$key`: `Some` of it for the command), an accepted scan writes
+/// the key with its answer's row in its one statement, and `replay` renders that row for a
+/// replay (the function that made the answer, from the same columns). Anything else the
+/// command says it cannot answer in one statement
+/// ([`domain::idempotency::needs_transaction`]: a refusal, a code to check first) runs again,
+/// with `$key` `None`, in a transaction that also stores its answer
+/// ([`crate::idempotency::settle_in`]): the key is committed with the refused scan's log too.
+/// Either way a retry under the key finds it when it writes its own, is rolled back and
+/// replays the first answer. A serialization failure or deadlock runs that transaction again,
+/// as [`unit_of_work!`] does.
 #[macro_export]
 macro_rules! statement {
-    ($state:expr, |$db:ident| $command:expr) => {{
+    ($state:expr, replay = $replay:expr, |$db:ident, $key:ident| $command:expr) => {{
         let mut connection = $state.db.get().await?;
-        let outcome: $crate::ApiResult<_> = if $crate::idempotency::keyed() {
-            let mut attempt: u32 = 1;
-            loop {
-                let outcome: $crate::ApiResult<_> = async {
-                    let mut transaction = connection.transaction().await?;
-                    let result = {
-                        let $db = &mut transaction;
-                        $command.await
-                    };
-                    $crate::idempotency::settle_in(transaction, result).await
-                }
-                .await;
-                match outcome {
-                    Err(e) if e.0.retryable && attempt < $crate::state::UNIT_OF_WORK_ATTEMPTS => {
-                        $crate::state::conflict_pause(attempt, &e).await;
-                        attempt += 1;
+        let outcome: $crate::ApiResult<_> = match $crate::idempotency::key() {
+            None => {
+                let $db = &mut connection;
+                let $key: Option<&domain::idempotency::Key> = None;
+                $command.await.map_err($crate::ApiError::from)
+            }
+            Some(key) => {
+                $crate::idempotency::replay_rows_with($replay);
+                let first = {
+                    let $db = &mut connection;
+                    let $key = Some(&key);
+                    $command.await
+                };
+                match first {
+                    Ok(done) => {
+                        $crate::idempotency::answered();
+                        Ok(done)
                     }
-                    other => break other,
+                    Err(e)
+                        if domain::idempotency::is(&e, domain::idempotency::NEEDS_TRANSACTION) =>
+                    {
+                        let mut attempt: u32 = 1;
+                        loop {
+                            let outcome: $crate::ApiResult<_> = async {
+                                let mut transaction = connection.transaction().await?;
+                                let result = {
+                                    let $db = &mut transaction;
+                                    let $key: Option<&domain::idempotency::Key> = None;
+                                    $command.await
+                                };
+                                $crate::idempotency::settle_in(transaction, result).await
+                            }
+                            .await;
+                            match outcome {
+                                Err(e)
+                                    if e.0.retryable
+                                        && attempt < $crate::state::UNIT_OF_WORK_ATTEMPTS =>
+                                {
+                                    $crate::state::conflict_pause(attempt, &e).await;
+                                    attempt += 1;
+                                }
+                                other => break other,
+                            }
+                        }
+                    }
+                    Err(e) => Err($crate::ApiError(e)),
                 }
             }
-        } else {
-            let $db = &mut connection;
-            $command.await.map_err($crate::ApiError::from)
         };
         drop(connection);
         $state.finish(outcome?).await

@@ -265,7 +265,9 @@ async fn a_retried_check_in_replays_its_answer_and_scans_once() {
     let again = send(&app, post(&uri, &token, "scan-1", &scan)).await;
     assert_eq!(
         (again.0, again.1.as_deref()),
-        (StatusCode::OK, Some("true"))
+        (StatusCode::OK, Some("true")),
+        "{}",
+        String::from_utf8_lossy(&again.2)
     );
     assert_eq!(first.2, again.2);
     let scans = format!("SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket}");
@@ -396,4 +398,186 @@ async fn an_answer_stored_late_never_replaces_another() {
     assert!(!answer(201, "fp-b", true).await, "not another request's");
     assert!(answer(201, "fp-a", true).await);
     assert_eq!(stored().await, (Some(201), "fp-a".to_owned()));
+}
+
+/// A keyed check-in stores its answer in its own statement, as the row it was rendered from
+/// (`scan_answer`): committed with the scan (same transaction id), no rendered body. Its
+/// replay is the first answer byte for byte, even after the guest, the event and the ticket
+/// type changed.
+#[tokio::test]
+async fn a_keyed_check_in_stores_its_answer_row_with_the_scan_and_replays_it_unchanged() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let (event_id, guest) = app.registered_guest(&token, "row@example.com").await;
+    let ticket = app.ticket_of(guest).await;
+    let uri = format!("/api/tickets/{ticket}/validate");
+    let scan = json!({"scannerId": "s1", "location": "Gate"});
+    let first = send(&app, post(&uri, &token, "row-1", &scan)).await;
+    assert_eq!(
+        first.0,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&first.2)
+    );
+    let stored = format!(
+        "SELECT count(*) FROM idempotency_keys k JOIN ticket_scans s ON s.id = (k.answer_row).scan_id
+          WHERE k.key = 'row-1' AND k.status = 200 AND k.body IS NULL AND s.ticket_id = {ticket}
+            AND k.xmin = s.xmin AND (k.answer_row).first_name = 'John'"
+    );
+    assert_eq!(app.count(&stored).await, 1, "the answer row, with the scan");
+
+    let db = app.sql().await;
+    db.batch_execute(&format!(
+        "UPDATE guests SET first_name = 'Changed', updated_at = now() WHERE id = {guest};
+         UPDATE events SET title = 'Renamed' WHERE id = {event_id};
+         UPDATE ticket_types SET name = 'Renamed' WHERE event_id = {event_id}"
+    ))
+    .await
+    .unwrap();
+    let again = send(&app, post(&uri, &token, "row-1", &scan)).await;
+    assert_eq!(
+        (again.0, again.1.as_deref()),
+        (StatusCode::OK, Some("true"))
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&first.2),
+        String::from_utf8_lossy(&again.2)
+    );
+    let now = app.get(&format!("/api/tickets/{ticket}"), &token).await;
+    assert_eq!(now.data()["guest"]["firstName"], "Changed", "{}", now.body);
+    let scans = format!("SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket}");
+    assert_eq!(app.count(&scans).await, 1);
+}
+
+/// Entries and exits on a list with re-entry, each under its own key: each replay is its own
+/// first answer (direction included), and nothing is scanned again.
+#[tokio::test]
+async fn keyed_entries_and_exits_on_a_list_replay_their_own_answers() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let (event_id, guest) = app.registered_guest(&token, "gate@example.com").await;
+    let ticket = app.ticket_of(guest).await;
+    let list = app
+        .post(
+            &format!("/api/events/{event_id}/checkin-lists"),
+            &token,
+            json!({"name": "Hall", "allowReentry": true}),
+        )
+        .await;
+    assert_eq!(list.status, StatusCode::CREATED);
+    let uri = format!("/api/checkin-lists/{}/scans", list.data()["id"]);
+    let mut firsts = Vec::new();
+    for (key, direction) in [("in-1", "entry"), ("out-1", "exit"), ("in-2", "entry")] {
+        let body =
+            json!({"ticketId": ticket, "scannerId": "s1", "location": "Hall", "type": direction});
+        let first = send(&app, post(&uri, &token, key, &body)).await;
+        assert_eq!(
+            first.0,
+            StatusCode::OK,
+            "{key}: {}",
+            String::from_utf8_lossy(&first.2)
+        );
+        firsts.push((key, body, first.2));
+    }
+    for (key, body, first) in &firsts {
+        let again = send(&app, post(&uri, &token, key, body)).await;
+        assert_eq!(
+            (again.0, again.1.as_deref()),
+            (StatusCode::OK, Some("true"))
+        );
+        assert_eq!(
+            String::from_utf8_lossy(first),
+            String::from_utf8_lossy(&again.2)
+        );
+        let answer: Value = serde_json::from_slice(first).unwrap();
+        assert_eq!(answer["data"]["type"], body["type"], "{answer}");
+    }
+    let scans = format!("SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket}");
+    assert_eq!(app.count(&scans).await, 3);
+    let rows = "SELECT count(*) FROM idempotency_keys WHERE (answer_row).scan_id IS NOT NULL";
+    assert_eq!(app.count(rows).await, 3);
+}
+
+/// The type a keyed check-in stores its answer as (migrations/V21) has the columns of every
+/// online scan statement, by name, type and order (`hooks` aside, which is not answered).
+#[tokio::test]
+async fn the_stored_answer_row_has_the_columns_of_the_scan_statements() {
+    let app = TestApp::spawn().await;
+    let db = app.sql().await;
+    let attributes: Vec<(String, u32)> = db
+        .query(
+            "SELECT a.attname::text, a.atttypid FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
+              WHERE t.typname = 'scan_answer' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let names: Vec<&str> = attributes.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, domain::checkin::scan::ANSWER_COLUMNS);
+    for sql in domain::checkin::scan::statements() {
+        let stmt = db.prepare(sql).await.unwrap();
+        let columns: Vec<(String, u32)> = stmt
+            .columns()
+            .iter()
+            .filter(|c| c.name() != "hooks")
+            .map(|c| (c.name().to_owned(), c.type_().oid()))
+            .collect();
+        assert_eq!(columns, attributes, "{sql}");
+    }
+}
+
+/// A key past its 24 hours that the prune has not removed yet is free again: a check-in (one
+/// statement) and a registration (a unit of work) under it run as new requests.
+#[tokio::test]
+async fn a_key_past_its_24_hours_is_used_again() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let (event_id, first_guest) = app.registered_guest(&token, "old@example.com").await;
+    let (_, second_guest) = app.registered_guest(&token, "new@example.com").await;
+    let scan = json!({"scannerId": "s1", "location": "Gate"});
+    let age =
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'reused'";
+    for guest in [first_guest, second_guest] {
+        let ticket = app.ticket_of(guest).await;
+        let uri = format!("/api/tickets/{ticket}/validate");
+        let answer = send(&app, post(&uri, &token, "reused", &scan)).await;
+        assert_eq!(
+            (answer.0, answer.1.as_deref()),
+            (StatusCode::OK, None),
+            "{}",
+            String::from_utf8_lossy(&answer.2)
+        );
+        let scanned = format!(
+            "SELECT count(*) FROM idempotency_keys WHERE key = 'reused' AND (answer_row).tk_id = {ticket}"
+        );
+        assert_eq!(app.count(&scanned).await, 1);
+        app.sql().await.batch_execute(age).await.unwrap();
+    }
+    let event = app.get(&format!("/api/events/{event_id}"), &token).await;
+    let ticket_type = &event.data()["ticketTypes"][0]["id"];
+    let uri = format!("/api/events/{event_id}/guests");
+    let registered = send(
+        &app,
+        post(
+            &uri,
+            &token,
+            "reused",
+            &guest_body("third@example.com", ticket_type),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (registered.0, registered.1.as_deref()),
+        (StatusCode::CREATED, None),
+        "{}",
+        String::from_utf8_lossy(&registered.2)
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM idempotency_keys WHERE key = 'reused' AND body IS NOT NULL AND (answer_row).scan_id IS NULL")
+            .await,
+        1
+    );
 }

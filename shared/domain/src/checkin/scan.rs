@@ -29,6 +29,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Client, GenericClient, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -37,7 +39,8 @@ use super::input::{ScanBatch, ScanInput};
 use super::lists::{conflicts_by_id, locate, Located};
 use super::model::{scan_from_row, ScanRecord, SCAN_COLUMNS};
 use crate::caller::Caller;
-use crate::error::{DomainError, DomainResult, ErrorCode};
+use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
+use crate::idempotency::{self, Key};
 use crate::rules::Input;
 use crate::tickets::signing::{self, TicketKeys};
 use crate::tickets::{code, queries, Ticket};
@@ -681,9 +684,10 @@ pub(crate) enum OnList {
 
 /// `$1` ticket, `$2` scanner, `$3` location, `$4` the caller's tenant (null: admin), `$5` the
 /// list (`OnList::Id`). Returns the new scan's id and time and the ticket (as
-/// `queries::from_row` reads it) when the entry is accepted; no row otherwise.
-fn entry_sql(on: OnList) -> String {
-    format!(
+/// `queries::from_row` reads it) when the entry is accepted; no row otherwise. Under a key,
+/// the key and its answer are written by the statement too ([`keyed`]).
+fn entry_sql(on: OnList, key: bool) -> String {
+    let sql = format!(
         "WITH l AS (
             SELECT l.id, l.event_id, l.allow_reentry, l.ticket_type_ids
               FROM checkin_lists l JOIN events e ON e.id = l.event_id
@@ -734,12 +738,17 @@ fn entry_sql(on: OnList) -> String {
           LEFT JOIN ticket_types tt ON tt.id = t.ticket_type_id",
         list_match(on),
         queries::columns()
-    )
+    );
+    if key {
+        keyed(&sql, on)
+    } else {
+        sql
+    }
 }
 
 /// The same for an exit: accepted when the ticket is inside on the list.
-fn exit_sql(on: OnList) -> String {
-    format!(
+fn exit_sql(on: OnList, key: bool) -> String {
+    let sql = format!(
         "WITH l AS (
             SELECT l.id, l.event_id FROM checkin_lists l JOIN events e ON e.id = l.event_id
              WHERE {} AND ($4::text IS NULL OR e.organizer_id = $4::text)),
@@ -764,6 +773,85 @@ fn exit_sql(on: OnList) -> String {
           LEFT JOIN ticket_types tt ON tt.id = t.ticket_type_id",
         list_match(on),
         queries::columns()
+    );
+    if key {
+        keyed(&sql, on)
+    } else {
+        sql
+    }
+}
+
+/// The columns of an accepted scan's answer stored under its Idempotency-Key, in the order of
+/// the type `scan_answer` (migrations/V21__scan_answer_rows.sql): the select list of the scan
+/// statements without `hooks`. A replay reads them back with `(answer_row).*` ([`replayed`]).
+pub const ANSWER_COLUMNS: [&str; 34] = [
+    "scan_id",
+    "scanned_at",
+    "on_list",
+    "tk_id",
+    "ticket_code",
+    "tk_status",
+    "validated_at",
+    "validated_by",
+    "validation_location",
+    "qr_payload",
+    "qr_code_data",
+    "tk_created_at",
+    "id",
+    "event_id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "status",
+    "ticket_type_id",
+    "ticket_id",
+    "created_at",
+    "updated_at",
+    "e_title",
+    "e_date",
+    "e_location",
+    "e_status",
+    "e_organizer",
+    "tt_id",
+    "tt_name",
+    "tt_price",
+    "tt_quantity",
+    "tt_taken",
+    "tt_held",
+];
+
+/// A scan statement that also writes the request's Idempotency-Key with its answer when the
+/// scan is accepted: one round trip, as without a key (a transaction around the scan and the
+/// key's insert made four, which cost the database more than the key's row). The answer is
+/// the statement's own row, stored as a `scan_answer` value (no text is rendered in the
+/// statement). A key another request holds makes the insert fail with a unique violation, which
+/// rolls the whole statement back: nothing is scanned, and the edge replays that request's
+/// answer. Its parameters follow the scan's: the caller, the key, the fingerprint.
+fn keyed(sql: &str, on: OnList) -> String {
+    let split = sql
+        .rfind("SELECT log.id AS scan_id")
+        .expect("a scan statement ends with its answer's select");
+    let (ctes, select) = sql.split_at(split);
+    let ctes = ctes.trim_end();
+    let first = match on {
+        OnList::Id(_) => 6,
+        OnList::DefaultOf => 5,
+    };
+    let row = ANSWER_COLUMNS
+        .iter()
+        .map(|c| format!("res.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{ctes},
+              res AS ({select}),
+              answer AS (
+            INSERT INTO idempotency_keys (caller, key, fingerprint, status, answer_row)
+            SELECT ${first}, ${}, ${}, 200, ROW({row})::scan_answer FROM res)
+        SELECT * FROM res",
+        first + 1,
+        first + 2
     )
 }
 
@@ -776,10 +864,31 @@ fn list_match(on: OnList) -> &'static str {
     }
 }
 
-static ENTRY_ON_LIST: LazyLock<String> = LazyLock::new(|| entry_sql(OnList::Id(0)));
-static ENTRY_ON_DEFAULT: LazyLock<String> = LazyLock::new(|| entry_sql(OnList::DefaultOf));
-static EXIT_ON_LIST: LazyLock<String> = LazyLock::new(|| exit_sql(OnList::Id(0)));
-static EXIT_ON_DEFAULT: LazyLock<String> = LazyLock::new(|| exit_sql(OnList::DefaultOf));
+static ENTRY_ON_LIST: LazyLock<String> = LazyLock::new(|| entry_sql(OnList::Id(0), false));
+static ENTRY_ON_DEFAULT: LazyLock<String> = LazyLock::new(|| entry_sql(OnList::DefaultOf, false));
+static EXIT_ON_LIST: LazyLock<String> = LazyLock::new(|| exit_sql(OnList::Id(0), false));
+static EXIT_ON_DEFAULT: LazyLock<String> = LazyLock::new(|| exit_sql(OnList::DefaultOf, false));
+static KEYED_ENTRY_ON_LIST: LazyLock<String> = LazyLock::new(|| entry_sql(OnList::Id(0), true));
+static KEYED_ENTRY_ON_DEFAULT: LazyLock<String> =
+    LazyLock::new(|| entry_sql(OnList::DefaultOf, true));
+static KEYED_EXIT_ON_LIST: LazyLock<String> = LazyLock::new(|| exit_sql(OnList::Id(0), true));
+static KEYED_EXIT_ON_DEFAULT: LazyLock<String> =
+    LazyLock::new(|| exit_sql(OnList::DefaultOf, true));
+
+/// The online scan statements, unkeyed then keyed (tests compare their columns with the type
+/// `scan_answer`).
+pub fn statements() -> [&'static str; 8] {
+    [
+        &ENTRY_ON_LIST,
+        &ENTRY_ON_DEFAULT,
+        &EXIT_ON_LIST,
+        &EXIT_ON_DEFAULT,
+        &KEYED_ENTRY_ON_LIST,
+        &KEYED_ENTRY_ON_DEFAULT,
+        &KEYED_EXIT_ON_LIST,
+        &KEYED_EXIT_ON_DEFAULT,
+    ]
+}
 
 /// The connection an online scan runs on: a pooled connection of its own, or the transaction of
 /// a caller that writes something with the scan (an Idempotency-Key's answer, `edge::statement!`).
@@ -799,6 +908,12 @@ impl Door for Transaction<'_> {
 }
 
 /// An online scan of `read` on `on`; `Ok(Scanned)` when accepted, else the refusal.
+///
+/// Under an Idempotency-Key (`key`), an accepted scan writes the key with its answer in its
+/// one statement ([`keyed`]); anything else (a refusal, a ticket read by code that must be
+/// checked first) is [`idempotency::needs_transaction`], and the edge runs the scan again in
+/// a transaction with the key stored in it, without `key`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn online<D: Door>(
     db: &mut D,
     caller: &Caller,
@@ -807,6 +922,7 @@ pub(crate) async fn online<D: Door>(
     scanner_id: &str,
     location: &str,
     direction: Direction,
+    key: Option<&Key>,
 ) -> DomainResult<Done<Scanned>> {
     // Locks are taken in one order on every path (see the module doc), so a deadlock should
     // not happen; a serialization failure or deadlock that does is retried here a bounded
@@ -814,7 +930,7 @@ pub(crate) async fn online<D: Door>(
     const ATTEMPTS: u32 = 4;
     let mut attempt = 1;
     loop {
-        match online_once(db, caller, on, &read, scanner_id, location, direction).await {
+        match online_once(db, caller, on, &read, scanner_id, location, direction, key).await {
             // In a caller's transaction, which the conflict aborted: the caller runs it again.
             Err(e) if e.retryable && !D::OWN => return Err(e),
             Err(e) if e.retryable && attempt < ATTEMPTS => {
@@ -843,6 +959,7 @@ pub(crate) async fn online<D: Door>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn online_once<D: Door>(
     db: &mut D,
     caller: &Caller,
@@ -851,21 +968,26 @@ async fn online_once<D: Door>(
     scanner_id: &str,
     location: &str,
     direction: Direction,
+    key: Option<&Key>,
 ) -> DomainResult<Done<Scanned>> {
     let tenant = caller.tenant();
     // The fast path: a ticket read by id or by a payload whose claims it must match (the
     // statement does not compare them; a payload's ticket of another event is not on
     // this list, and the claims are compared on the locked path below).
     if let (Ok(Some(id)), None) = (&read.ticket, &read.claims) {
-        if let Some(s) = fast(db, on, *id, scanner_id, location, tenant, direction).await? {
+        if let Some(s) = fast(db, on, *id, scanner_id, location, tenant, direction, key).await? {
             return Ok(s);
         }
     } else if let (Ok(Some(id)), Some(_)) = (&read.ticket, &read.claims) {
         if claims_hold(&*db, *id, read).await? {
-            if let Some(s) = fast(db, on, *id, scanner_id, location, tenant, direction).await? {
+            if let Some(s) = fast(db, on, *id, scanner_id, location, tenant, direction, key).await?
+            {
                 return Ok(s);
             }
         }
+    }
+    if key.is_some() {
+        return Err(idempotency::needs_transaction());
     }
     // Refused, or not found: decide with the ticket locked, and log it, in one transaction.
     let tx = db.transaction().await?;
@@ -964,6 +1086,7 @@ async fn claims_hold(db: &impl GenericClient, id: i64, read: &Read) -> DomainRes
     Ok(db.query_opt(&stmt, &[&id, event_id, code]).await?.is_some())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn fast(
     db: &impl GenericClient,
     on: OnList,
@@ -972,29 +1095,48 @@ async fn fast(
     location: &str,
     tenant: Option<&str>,
     direction: Direction,
+    key: Option<&Key>,
 ) -> DomainResult<Option<Done<Scanned>>> {
-    let sql: &str = match (direction, on) {
-        (Direction::Entry, OnList::Id(_)) => &ENTRY_ON_LIST,
-        (Direction::Entry, OnList::DefaultOf) => &ENTRY_ON_DEFAULT,
-        (Direction::Exit, OnList::Id(_)) => &EXIT_ON_LIST,
-        (Direction::Exit, OnList::DefaultOf) => &EXIT_ON_DEFAULT,
+    let sql: &str = match (direction, on, key.is_some()) {
+        (Direction::Entry, OnList::Id(_), false) => &ENTRY_ON_LIST,
+        (Direction::Entry, OnList::DefaultOf, false) => &ENTRY_ON_DEFAULT,
+        (Direction::Exit, OnList::Id(_), false) => &EXIT_ON_LIST,
+        (Direction::Exit, OnList::DefaultOf, false) => &EXIT_ON_DEFAULT,
+        (Direction::Entry, OnList::Id(_), true) => &KEYED_ENTRY_ON_LIST,
+        (Direction::Entry, OnList::DefaultOf, true) => &KEYED_ENTRY_ON_DEFAULT,
+        (Direction::Exit, OnList::Id(_), true) => &KEYED_EXIT_ON_LIST,
+        (Direction::Exit, OnList::DefaultOf, true) => &KEYED_EXIT_ON_DEFAULT,
     };
     let stmt = db.prepare_cached(sql).await?;
-    let row = match on {
-        OnList::Id(list_id) => {
-            db.query_opt(
-                &stmt,
-                &[&ticket_id, &scanner_id, &location, &tenant, &list_id],
-            )
-            .await?
-        }
-        OnList::DefaultOf => {
-            db.query_opt(&stmt, &[&ticket_id, &scanner_id, &location, &tenant])
-                .await?
-        }
+    let list_param = match on {
+        OnList::Id(list_id) => Some(list_id),
+        OnList::DefaultOf => None,
     };
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&ticket_id, &scanner_id, &location, &tenant];
+    if let Some(list_id) = list_param.as_ref() {
+        params.push(list_id);
+    }
+    if let Some(k) = key {
+        params.extend([&k.caller as &(dyn ToSql + Sync), &k.key, &k.fingerprint]);
+    }
+    // Another request holds the key: the statement, scan included, rolled back, and the edge
+    // replays that request's answer; unless the key is past its 24 hours and only waits for
+    // the prune, when it is taken over.
+    let run = || async {
+        db.query_opt(&stmt, &params)
+            .await
+            .on_constraint("idempotency_keys_pkey", idempotency::key_used)
+    };
+    let mut row = run().await;
+    if let (Err(e), Some(k)) = (&row, key) {
+        if idempotency::is(e, idempotency::KEY_USED) && idempotency::drop_expired(db, k).await? {
+            row = run().await;
+        }
+    }
+    let row = row?;
     let Some(row) = row else { return Ok(None) };
-    let ticket = queries::from_row(&row)?;
+    let scanned = replayed(&row, direction)?;
+    let ticket = &scanned.ticket;
     let list_id: i64 = row.get("on_list");
     tracing::info!(
         ticket_id,
@@ -1008,16 +1150,20 @@ async fn fast(
     let effects = Effects::default()
         .event_changed(event_id)
         .webhooks(row.get::<_, Vec<i64>>("hooks"));
-    Ok(Some(Done::new(
-        Scanned {
-            scan_id: row.get("scan_id"),
-            result: ScanResult::Accepted.as_str().to_owned(),
-            direction,
-            ticket,
-            scanned_at: row.get("scanned_at"),
-        },
-        effects,
-    )))
+    Ok(Some(Done::new(scanned, effects)))
+}
+
+/// The accepted scan a row of the scan statements says, or (the same columns) the answer row
+/// stored under an Idempotency-Key, read back for a replay (`edge::idempotency`): the same
+/// values, so the same answer.
+pub fn replayed(row: &Row, direction: Direction) -> DomainResult<Scanned> {
+    Ok(Scanned {
+        scan_id: row.try_get("scan_id")?,
+        result: ScanResult::Accepted.as_str().to_owned(),
+        direction,
+        ticket: queries::from_row(row)?,
+        scanned_at: row.try_get("scanned_at")?,
+    })
 }
 
 async fn default_list_of(db: &impl GenericClient, ticket_id: i64) -> DomainResult<Option<i64>> {
@@ -1090,6 +1236,7 @@ async fn log_unavailable(
 /// `POST /api/checkin-lists/{listId}/scans`.
 pub async fn scan<D: Door>(
     db: &mut D,
+    key: Option<&Key>,
     caller: &Caller,
     keys: &TicketKeys,
     list_id: i64,
@@ -1116,6 +1263,7 @@ pub async fn scan<D: Door>(
         &input.scanner_id,
         &input.location,
         input.direction,
+        key,
     )
     .await
 }

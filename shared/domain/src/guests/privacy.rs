@@ -210,10 +210,12 @@ pub async fn erase(
             &[&guest_id],
         )
         .await?;
-        // Stored answers of idempotent requests that carried the guest (its registration's).
+        // Stored answers of idempotent requests that carried the guest: its registration's
+        // (a body), its keyed check-ins' (an answer row).
         tx.execute(
-            "DELETE FROM idempotency_keys WHERE position(convert_to($1, 'UTF8') IN body) > 0",
-            &[&g_email],
+            "DELETE FROM idempotency_keys
+              WHERE position(convert_to($1, 'UTF8') IN body) > 0 OR (answer_row).id = $2",
+            &[&g_email, &guest_id],
         )
         .await?;
         tx.execute(

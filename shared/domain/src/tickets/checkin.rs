@@ -18,6 +18,7 @@ use crate::caller::Caller;
 use crate::checkin::scan::{self, Door, OnList, Read, Scanned};
 use crate::checkin::Direction;
 use crate::error::DomainResult;
+use crate::idempotency::Key;
 use crate::rules::not_blank;
 use crate::rules::Input;
 use crate::work::Done;
@@ -62,6 +63,7 @@ pub struct Validation {
 
 pub async fn by_id<D: Door>(
     db: &mut D,
+    key: Option<&Key>,
     caller: &Caller,
     ticket_id: i64,
     input: Input<Scan>,
@@ -79,6 +81,7 @@ pub async fn by_id<D: Door>(
     };
     check_in(
         db,
+        key,
         caller,
         Read::ticket(ticket_id),
         &scan.scanner_id,
@@ -89,17 +92,19 @@ pub async fn by_id<D: Door>(
 
 pub async fn by_code<D: Door>(
     db: &mut D,
+    key: Option<&Key>,
     caller: &Caller,
     keys: &TicketKeys,
     input: ScanCode,
 ) -> DomainResult<Done<Validation>> {
     input.validate()?;
     let read = scan::resolve(&*db, keys, &input.code).await?;
-    check_in(db, caller, read, &input.scanner_id, &input.location).await
+    check_in(db, key, caller, read, &input.scanner_id, &input.location).await
 }
 
 async fn check_in<D: Door>(
     db: &mut D,
+    key: Option<&Key>,
     caller: &Caller,
     read: Read,
     scanner_id: &str,
@@ -113,15 +118,25 @@ async fn check_in<D: Door>(
         scanner_id,
         location,
         Direction::Entry,
+        key,
     )
     .await?;
     let (scanned, effects): (Scanned, _) = done.into_parts();
-    Ok(Done::new(
-        Validation {
+    Ok(Done::new(Validation::from(scanned), effects))
+}
+
+impl From<Scanned> for Validation {
+    fn from(scanned: Scanned) -> Self {
+        Self {
             valid: true,
             validated_at: scanned.scanned_at,
             ticket: scanned.ticket,
-        },
-        effects,
-    ))
+        }
+    }
+}
+
+/// The answer stored under an Idempotency-Key with an accepted check-in, read back for a
+/// replay (`edge::statement!`): see [`scan::replayed`].
+pub fn replayed(row: &tokio_postgres::Row) -> DomainResult<Validation> {
+    scan::replayed(row, Direction::Entry).map(Validation::from)
 }
