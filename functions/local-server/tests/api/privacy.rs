@@ -37,14 +37,25 @@ async fn a_guest_is_exported_then_erased_without_losing_its_seat() {
     let guest_id = reg.data()["guest"]["id"].as_i64().unwrap();
     let ticket = reg.data()["ticket"].clone();
     let payload = ticket["qrPayload"].as_str().unwrap().to_owned();
+    // Checked in under a key too (its stored answer row holds the guest).
     let r = app
-        .post(
-            &format!("/api/tickets/{}/validate", ticket["id"]),
-            &token,
-            json!({"scannerId": "s", "location": "Gate"}),
+        .send(
+            axum::http::Request::post(format!("/api/tickets/{}/validate", ticket["id"]))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .header("idempotency-key", "door-1")
+                .body(axum::body::Body::from(
+                    json!({"scannerId": "s", "location": "Gate"}).to_string(),
+                ))
+                .unwrap(),
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.count("SELECT count(*) FROM idempotency_keys WHERE (answer_row).first_name = 'John'")
+            .await,
+        1
+    );
     let list = app
         .get(&format!("/api/events/{event_id}/checkin-lists"), &token)
         .await
