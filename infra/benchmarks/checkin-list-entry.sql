@@ -1,5 +1,6 @@
 -- An accepted entry on a check-in list, as the service runs it (issue 15): the one statement of
--- shared/domain/src/checkin/scan.rs, entry_sql(OnList::Id), with the select list of
+-- shared/domain/src/checkin/scan.rs, statement(Shape { Entry, on a list, no key, deliveries by
+-- the guarded call }), with the select list of
 -- domain::tickets::queries::columns() written out: the list (published event, the caller's
 -- tenancy, the list's window), the ticket locked if the list admits it, the conditional upsert of
 -- its state on the list, the ticket and guest marked on the first entry anywhere, the scan row,
@@ -8,7 +9,8 @@
 -- transaction.
 -- $1 ticket -> :tid, $2 scanner -> :scanner, $3 location -> :location, $4 the caller's organizer
 -- -> :org, $5 the list -> :list_id. The harness checks that this text is still the service's
--- (the statement is compared with scan.rs after the variables are mapped back) and EXPLAINs it.
+-- (the statement is compared with domain::checkin::scan::statement after the variables are
+-- mapped back) and EXPLAINs it.
 --   pgbench -n -M prepared -c C -j 2 -T S -f checkin-list-entry.sql -D first_ticket=<a ticket of the
 --           list's event> -D clients=C -D i=0 -D list_id=<a list> -D org=<organizer>
 --           -D scanner=pgbench -D location='North gate' DB

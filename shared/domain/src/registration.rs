@@ -8,6 +8,8 @@
 //! second waits for the first and fails with a unique violation (`DUPLICATE_GUEST`) if
 //! the first commits. Seats are taken last ([`crate::capacity`]), just before the commit.
 
+use std::sync::LazyLock;
+
 use deadpool_postgres::{GenericClient, Transaction};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -28,6 +30,7 @@ use crate::rules::Input;
 use crate::tickets::issue::{issue_ticket, sign_ticket, NewTicket};
 use crate::tickets::signing::TicketKeys;
 use crate::tickets::{self, Ticket};
+use crate::webhooks::emit::INLINE;
 use crate::webhooks::{self, EventType};
 use crate::work::{Done, Effects};
 
@@ -114,6 +117,57 @@ pub async fn register(
     ))
 }
 
+/// The statement of [`insert_guest`]: the guest, its ticket when confirmed, its audit entry and
+/// its guest.registered deliveries, written by `webhook_write` or (`inline_hooks`) by an insert
+/// of the statement ([`webhooks::emit::Inline`]). `$1` event, `$2` ticket type, `$3`..`$6` first
+/// name, last name, email, phone, `$7` status, `$8` ticket code, `$9` organizer, `$10`/`$11`
+/// the actor.
+fn insert_guest_sql(inline_hooks: bool) -> String {
+    let (hook, hooks) = if inline_hooks {
+        (
+            webhooks::emit::inline_deliveries(
+                EventType::GuestRegistered,
+                "$9",
+                "webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket))",
+                "guest",
+            ),
+            "COALESCE((SELECT array_agg(id ORDER BY id) FROM hook), ARRAY[]::bigint[])",
+        )
+    } else {
+        (
+            "hook AS (
+                 SELECT webhook_write($9, 'guest.registered',
+                                      webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket)),
+                                      interval '1 minute') AS ids
+                   FROM guest)"
+                .to_owned(),
+            "(SELECT ids FROM hook)",
+        )
+    };
+    format!(
+        "WITH guest AS (
+                 INSERT INTO guests (event_id, ticket_type_id, first_name, last_name, email, phone, status)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 RETURNING *),
+             ticket AS (
+                 INSERT INTO tickets (guest_id, event_id, ticket_type_id, ticket_code)
+                 SELECT guest.id, $1, $2, $8 FROM guest WHERE $7 = 'confirmed'
+                 ON CONFLICT (ticket_code) DO NOTHING
+                 RETURNING id),
+             -- the audit entry (no personal data) and guest.registered webhooks, in this statement
+             audit AS (
+                 INSERT INTO audit_log (event_id, actor_sub, actor_role, action, entity, entity_id, changes)
+                 SELECT $1, $10, $11, 'guest.registered', 'guest', guest.id,
+                        jsonb_build_object('status', guest.status, 'ticketTypeId', guest.ticket_type_id)
+                   FROM guest),
+             {hook}
+             SELECT guest.id, (SELECT id FROM ticket), {hooks} FROM guest"
+    )
+}
+
+static INSERT_GUEST: LazyLock<String> = LazyLock::new(|| insert_guest_sql(false));
+static INSERT_GUEST_INLINE_HOOKS: LazyLock<String> = LazyLock::new(|| insert_guest_sql(true));
+
 /// Inserts a registered guest and, when confirmed, its signed ticket, with its audit entry and
 /// `guest.registered` webhooks, and returns the guest's id with the jobs to queue and the
 /// deliveries written. Takes no
@@ -131,30 +185,13 @@ pub(crate) async fn insert_guest(
     // their ids come from the inserts (no `nextval()`, which would pin an RDS Proxy session).
     // The ticket's signed payload names its id, so it is written right after.
     let code = tickets::code::generate(chrono::Datelike::year(&chrono::Utc::now()));
+    let inline = INLINE.get(EventType::GuestRegistered, Some(organizer_id));
     let stmt = tx
-        .prepare_cached(
-            "WITH guest AS (
-                 INSERT INTO guests (event_id, ticket_type_id, first_name, last_name, email, phone, status)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 RETURNING *),
-             ticket AS (
-                 INSERT INTO tickets (guest_id, event_id, ticket_type_id, ticket_code)
-                 SELECT guest.id, $1, $2, $8 FROM guest WHERE $7 = 'confirmed'
-                 ON CONFLICT (ticket_code) DO NOTHING
-                 RETURNING id),
-             -- the audit entry (no personal data) and guest.registered webhooks, in this statement
-             audit AS (
-                 INSERT INTO audit_log (event_id, actor_sub, actor_role, action, entity, entity_id, changes)
-                 SELECT $1, $10, $11, 'guest.registered', 'guest', guest.id,
-                        jsonb_build_object('status', guest.status, 'ticketTypeId', guest.ticket_type_id)
-                   FROM guest),
-             hook AS (
-                 SELECT webhook_write($9, 'guest.registered',
-                                      webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket)),
-                                      interval '1 minute') AS ids
-                   FROM guest)
-             SELECT guest.id, (SELECT id FROM ticket), (SELECT ids FROM hook) FROM guest",
-        )
+        .prepare_cached(if inline {
+            &INSERT_GUEST_INLINE_HOOKS
+        } else {
+            &INSERT_GUEST
+        })
         .await?;
     let row = tx
         .query_one(
@@ -177,6 +214,12 @@ pub(crate) async fn insert_guest(
         .on_constraint(ACTIVE_EMAIL_KEY, duplicate)?;
     let (guest_id, ticket_id, deliveries): (i64, Option<i64>, Vec<i64>) =
         (row.get(0), row.get(1), row.get(2));
+    INLINE.learn(
+        EventType::GuestRegistered,
+        Some(organizer_id),
+        inline,
+        !deliveries.is_empty(),
+    );
     if !deliveries.is_empty() {
         tracing::info!(
             event_id,

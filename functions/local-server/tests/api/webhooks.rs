@@ -795,3 +795,107 @@ async fn a_delivery_is_sent_after_its_commit_and_a_lost_send_is_relayed_once_due
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
+
+/// A registration's guest.registered and a first entry's guest.checked_in deliveries are written
+/// by a call of `webhook_write` until the process has seen the organizer's changes of that kind
+/// write some, then by the statement's own insert, and by the call again once none are due:
+/// either way exactly the deliveries due, in the same form.
+#[tokio::test]
+async fn hot_paths_write_the_same_deliveries_whichever_statement_writes_them() {
+    use domain::webhooks::emit::writes_inline;
+    use domain::webhooks::EventType::{GuestCheckedIn, GuestRegistered};
+    let app = TestApp::spawn().await;
+    let alice = app.organizer("alice");
+    let server = receiver().await;
+    let hook = subscribe(
+        &app,
+        &alice,
+        &server,
+        &["guest.registered", "guest.checked_in"],
+    )
+    .await;
+    let mut guests = Vec::new();
+    for i in 0..6 {
+        assert_eq!(writes_inline(GuestRegistered, Some("alice")), i > 0);
+        let (_, guest) = app
+            .registered_guest(&alice, &format!("door{i}@example.com"))
+            .await;
+        guests.push(guest);
+    }
+    let scan = json!({"scannerId": "s1", "location": "Gate"});
+    for (i, guest) in guests.iter().enumerate() {
+        if i == 3 {
+            app.sql()
+                .await
+                .execute("UPDATE webhooks SET enabled = false", &[])
+                .await
+                .unwrap();
+        }
+        let ticket = app.ticket_of(*guest).await;
+        let r = app
+            .post(
+                &format!("/api/tickets/{ticket}/validate"),
+                &app.scanner("alice"),
+                scan.clone(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        // The statement of the next entry: inline after an entry that wrote a delivery.
+        assert_eq!(
+            writes_inline(GuestCheckedIn, Some("alice")),
+            i < 3,
+            "after entry {i}"
+        );
+    }
+    // A registration with no endpoint left turns its organizer's back to the call.
+    app.registered_guest(&alice, "late@example.com").await;
+    assert!(!writes_inline(GuestRegistered, Some("alice")));
+    let rows = app
+        .sql()
+        .await
+        .query(
+            "SELECT event_type, (payload -> 'data' ->> 'id')::bigint, payload,
+                    message_id ~ '^msg_[0-9a-f]{32}$',
+                    next_attempt_at - created_at BETWEEN interval '59 seconds' AND interval '61 seconds',
+                    webhook_id, status
+               FROM webhook_deliveries ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let of = |t: &str| -> Vec<i64> {
+        rows.iter()
+            .filter(|r| r.get::<_, String>(0) == t)
+            .map(|r| r.get(1))
+            .collect()
+    };
+    assert_eq!(of("guest.registered"), guests, "one per registration");
+    assert_eq!(
+        of("guest.checked_in"),
+        guests[..3],
+        "one per entry while enabled"
+    );
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let data_keys = keys(&rows[0].get::<_, Value>(2)["data"]);
+    for row in &rows {
+        let (event_type, payload): (String, Value) = (row.get(0), row.get(2));
+        assert!(row.get::<_, bool>(3), "message id {payload}");
+        assert!(row.get::<_, bool>(4), "due a minute after the change");
+        assert_eq!(row.get::<_, i64>(5), hook["id"].as_i64().unwrap());
+        assert_eq!(row.get::<_, String>(6), "pending");
+        assert_eq!(keys(&payload), ["data", "timestamp", "type"]);
+        assert_eq!(payload["type"], event_type.as_str());
+        assert_eq!(keys(&payload["data"]), data_keys, "{payload}");
+        let status = if event_type == "guest.registered" {
+            "confirmed"
+        } else {
+            "checked_in"
+        };
+        assert_eq!(payload["data"]["status"], status);
+        assert!(payload["data"]["ticketId"].is_i64(), "{payload}");
+    }
+}

@@ -44,6 +44,7 @@ use crate::idempotency::{self, Key};
 use crate::rules::Input;
 use crate::tickets::signing::{self, TicketKeys};
 use crate::tickets::{code, queries, Ticket};
+use crate::webhooks::emit::INLINE;
 use crate::webhooks::{self, EventType};
 use crate::work::{Done, Effects};
 
@@ -685,8 +686,26 @@ pub(crate) enum OnList {
 /// `$1` ticket, `$2` scanner, `$3` location, `$4` the caller's tenant (null: admin), `$5` the
 /// list (`OnList::Id`). Returns the new scan's id and time and the ticket (as
 /// `queries::from_row` reads it) when the entry is accepted; no row otherwise. Under a key,
-/// the key and its answer are written by the statement too ([`keyed`]).
-fn entry_sql(on: OnList, key: bool) -> String {
+/// the key and its answer are written by the statement too ([`keyed`]). The guest.checked_in
+/// deliveries of a first entry are written by a call of `webhook_write` when an endpoint
+/// subscribes, or (`inline_hooks`) by an insert in the statement itself ([`Hooks`]).
+fn entry_sql(on: OnList, key: bool, inline_hooks: bool) -> String {
+    let (hook, hooks) = if inline_hooks {
+        (
+            webhooks::emit::inline_deliveries(
+                EventType::GuestCheckedIn,
+                "e.organizer_id",
+                "webhook_guest(ROW(g.*)::guests, k.id)",
+                "g CROSS JOIN k JOIN events e ON e.id = k.event_id",
+            ),
+            "COALESCE((SELECT array_agg(id ORDER BY id) FROM hook), ARRAY[]::bigint[])",
+        )
+    } else {
+        (
+            CALLED_HOOK.to_owned(),
+            "COALESCE((SELECT ids FROM hook), ARRAY[]::bigint[])",
+        )
+    };
     let sql = format!(
         "WITH l AS (
             SELECT l.id, l.event_id, l.allow_reentry, l.ticket_type_ids
@@ -721,14 +740,9 @@ fn entry_sql(on: OnList, key: bool) -> String {
             SELECT k.id, k.event_id, k.list_id, $2::text, $3::text, 'accepted', 'entry'
               FROM s JOIN k ON k.id = s.ticket_id
          RETURNING id, scanned_at, list_id),
-              hook AS (
-            SELECT webhook_write(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, k.id),
-                                 interval '1 minute') AS ids
-              FROM g CROSS JOIN k JOIN events e ON e.id = k.event_id
-             WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.organizer_id = e.organizer_id AND w.enabled
-                             AND 'guest.checked_in' = ANY (w.event_types)))
+              {hook}
         SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list,
-               COALESCE((SELECT ids FROM hook), ARRAY[]::bigint[]) AS hooks, {}
+               {hooks} AS hooks, {}
           FROM log CROSS JOIN k
           JOIN LATERAL (SELECT * FROM v UNION ALL
                         SELECT * FROM tickets x WHERE x.id = k.id AND NOT EXISTS (SELECT 1 FROM v)) t ON true
@@ -855,6 +869,16 @@ fn keyed(sql: &str, on: OnList) -> String {
     )
 }
 
+/// The guest.checked_in deliveries of a first entry, written by `webhook_write` (the one
+/// definition of a delivery: migrations/V20) when one of the organizer's endpoints subscribes;
+/// nothing is opened or called otherwise.
+const CALLED_HOOK: &str = "hook AS (
+            SELECT webhook_write(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, k.id),
+                                 interval '1 minute') AS ids
+              FROM g CROSS JOIN k JOIN events e ON e.id = k.event_id
+             WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.organizer_id = e.organizer_id AND w.enabled
+                             AND 'guest.checked_in' = ANY (w.event_types)))";
+
 fn list_match(on: OnList) -> &'static str {
     match on {
         OnList::Id(_) => "l.id = $5",
@@ -864,30 +888,65 @@ fn list_match(on: OnList) -> &'static str {
     }
 }
 
-static ENTRY_ON_LIST: LazyLock<String> = LazyLock::new(|| entry_sql(OnList::Id(0), false));
-static ENTRY_ON_DEFAULT: LazyLock<String> = LazyLock::new(|| entry_sql(OnList::DefaultOf, false));
-static EXIT_ON_LIST: LazyLock<String> = LazyLock::new(|| exit_sql(OnList::Id(0), false));
-static EXIT_ON_DEFAULT: LazyLock<String> = LazyLock::new(|| exit_sql(OnList::DefaultOf, false));
-static KEYED_ENTRY_ON_LIST: LazyLock<String> = LazyLock::new(|| entry_sql(OnList::Id(0), true));
-static KEYED_ENTRY_ON_DEFAULT: LazyLock<String> =
-    LazyLock::new(|| entry_sql(OnList::DefaultOf, true));
-static KEYED_EXIT_ON_LIST: LazyLock<String> = LazyLock::new(|| exit_sql(OnList::Id(0), true));
-static KEYED_EXIT_ON_DEFAULT: LazyLock<String> =
-    LazyLock::new(|| exit_sql(OnList::DefaultOf, true));
+/// What an online scan statement does: which way, on a list by id or on the ticket's default
+/// list, whether it writes an Idempotency-Key, and how it writes the deliveries of a first
+/// entry (exits write none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub direction: Direction,
+    pub on_list: bool,
+    pub keyed: bool,
+    pub inline_hooks: bool,
+}
 
-/// The online scan statements, unkeyed then keyed (tests compare their columns with the type
-/// `scan_answer`).
-pub fn statements() -> [&'static str; 8] {
-    [
-        &ENTRY_ON_LIST,
-        &ENTRY_ON_DEFAULT,
-        &EXIT_ON_LIST,
-        &EXIT_ON_DEFAULT,
-        &KEYED_ENTRY_ON_LIST,
-        &KEYED_ENTRY_ON_DEFAULT,
-        &KEYED_EXIT_ON_LIST,
-        &KEYED_EXIT_ON_DEFAULT,
-    ]
+impl Shape {
+    const ALL: usize = 16;
+
+    fn index(self) -> usize {
+        usize::from(self.direction == Direction::Exit) << 3
+            | usize::from(self.on_list) << 2
+            | usize::from(self.keyed) << 1
+            | usize::from(self.inline_hooks)
+    }
+
+    fn of(index: usize) -> Self {
+        Self {
+            direction: if index & 8 == 0 {
+                Direction::Entry
+            } else {
+                Direction::Exit
+            },
+            on_list: index & 4 != 0,
+            keyed: index & 2 != 0,
+            inline_hooks: index & 1 != 0,
+        }
+    }
+
+    fn sql(self) -> String {
+        let on = if self.on_list {
+            OnList::Id(0)
+        } else {
+            OnList::DefaultOf
+        };
+        match self.direction {
+            Direction::Entry => entry_sql(on, self.keyed, self.inline_hooks),
+            Direction::Exit => exit_sql(on, self.keyed),
+        }
+    }
+}
+
+static STATEMENTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| (0..Shape::ALL).map(|i| Shape::of(i).sql()).collect());
+
+/// The online scan statement of `shape` (the benchmark harness compares its copy in
+/// infra/benchmarks/checkin-list-entry.sql with it).
+pub fn statement(shape: Shape) -> &'static str {
+    &STATEMENTS[shape.index()]
+}
+
+/// Every online scan statement (tests compare their columns with the type `scan_answer`).
+pub fn statements() -> impl Iterator<Item = &'static str> {
+    STATEMENTS.iter().map(String::as_str)
 }
 
 /// The connection an online scan runs on: a pooled connection of its own, or the transaction of
@@ -1097,17 +1156,16 @@ async fn fast(
     direction: Direction,
     key: Option<&Key>,
 ) -> DomainResult<Option<Done<Scanned>>> {
-    let sql: &str = match (direction, on, key.is_some()) {
-        (Direction::Entry, OnList::Id(_), false) => &ENTRY_ON_LIST,
-        (Direction::Entry, OnList::DefaultOf, false) => &ENTRY_ON_DEFAULT,
-        (Direction::Exit, OnList::Id(_), false) => &EXIT_ON_LIST,
-        (Direction::Exit, OnList::DefaultOf, false) => &EXIT_ON_DEFAULT,
-        (Direction::Entry, OnList::Id(_), true) => &KEYED_ENTRY_ON_LIST,
-        (Direction::Entry, OnList::DefaultOf, true) => &KEYED_ENTRY_ON_DEFAULT,
-        (Direction::Exit, OnList::Id(_), true) => &KEYED_EXIT_ON_LIST,
-        (Direction::Exit, OnList::DefaultOf, true) => &KEYED_EXIT_ON_DEFAULT,
-    };
-    let stmt = db.prepare_cached(sql).await?;
+    let inline_hooks =
+        direction == Direction::Entry && INLINE.get(EventType::GuestCheckedIn, tenant);
+    let stmt = db
+        .prepare_cached(statement(Shape {
+            direction,
+            on_list: matches!(on, OnList::Id(_)),
+            keyed: key.is_some(),
+            inline_hooks,
+        }))
+        .await?;
     let list_param = match on {
         OnList::Id(list_id) => Some(list_id),
         OnList::DefaultOf => None,
@@ -1147,9 +1205,16 @@ async fn fast(
     );
     let event_id = ticket.event.id;
     // The guest.checked_in deliveries it wrote: their messages are sent after the commit.
-    let effects = Effects::default()
-        .event_changed(event_id)
-        .webhooks(row.get::<_, Vec<i64>>("hooks"));
+    let hooks: Vec<i64> = row.get("hooks");
+    if direction == Direction::Entry {
+        INLINE.learn(
+            EventType::GuestCheckedIn,
+            tenant,
+            inline_hooks,
+            !hooks.is_empty(),
+        );
+    }
+    let effects = Effects::default().event_changed(event_id).webhooks(hooks);
     Ok(Some(Done::new(scanned, effects)))
 }
 

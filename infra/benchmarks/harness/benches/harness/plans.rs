@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::Path;
 
 use anyhow::{bail, Context};
 // The service's own select lists: the plans below are the plans of the statements it prepares.
@@ -399,11 +398,11 @@ pub async fn check_checkin(
         format!("'{ORG}'"),
         seed.lists["list-64"].to_string(),
     ];
-    match service_entry(&s.root) {
+    match service_entry() {
         Ok((on_list, on_default)) => {
             if squash(&on_list) != squash(&pgbench_entry) {
-                let msg = "**infra/benchmarks/checkin-list-entry.sql is no longer the statement of entry_sql(OnList::Id) in \
-                           shared/domain/src/checkin/scan.rs**: the pgbench comparison of entries on a list is off until it is copied again";
+                let msg = "**infra/benchmarks/checkin-list-entry.sql is no longer the service's entry statement on a list \
+                           (domain::checkin::scan::statement)**: the pgbench comparison of entries on a list is off until it is copied again";
                 println!("  !!! {msg}");
                 res.notes.push(msg.to_owned());
             }
@@ -420,7 +419,7 @@ pub async fn check_checkin(
         }
         Err(e) => {
             let msg = format!(
-                "could not read entry_sql from shared/domain/src/checkin/scan.rs ({e:#}): checkin-list-entry.sql explained instead, not compared"
+                "could not build the service's entry statement ({e:#}): checkin-list-entry.sql explained instead, not compared"
             );
             println!("  !!! {msg}");
             res.notes.push(msg);
@@ -528,42 +527,20 @@ pub async fn check_checkin(
 /// The variables of checkin-list-entry.sql, in the order of entry_sql's `$1`..`$5`.
 const ENTRY_PARAMS: [&str; 5] = ["tid", "scanner", "location", "org", "list_id"];
 
-/// The statement of an accepted entry on a list (`entry_sql(OnList::Id)`) and on the default
-/// list (`OnList::DefaultOf`), as the service builds them, read from its source.
-fn service_entry(root: &Path) -> anyhow::Result<(String, String)> {
-    let src = std::fs::read_to_string(root.join("shared/domain/src/checkin/scan.rs"))?;
-    let quoted = |text: &str| -> Option<String> {
-        let start = text.find('"')? + 1;
-        let len = text[start..].find('"')?;
-        Some(text[start..start + len].to_owned())
+/// The statement of an accepted entry on a list and on the default list, as the service runs
+/// them without a key for an organizer with no endpoint (`domain::checkin::scan::statement`).
+fn service_entry() -> anyhow::Result<(String, String)> {
+    use domain::checkin::scan::{statement, Shape};
+    let shape = |on_list| Shape {
+        direction: domain::checkin::Direction::Entry,
+        on_list,
+        keyed: false,
+        inline_hooks: false,
     };
-    let template = src
-        .split("fn entry_sql(")
-        .nth(1)
-        .and_then(|f| f.split("format!(").nth(1))
-        .and_then(quoted)
-        .context("fn entry_sql and its format! not found")?;
-    let list_match = src
-        .split("fn list_match(")
-        .nth(1)
-        .context("fn list_match not found")?;
-    let arm = |pattern: &str| {
-        list_match
-            .split(pattern)
-            .nth(1)
-            .and_then(quoted)
-            .with_context(|| format!("list_match: no {pattern}"))
-    };
-    let (on_id, on_default) = (arm("OnList::Id(_) =>")?, arm("OnList::DefaultOf =>")?);
-    if template.matches("{}").count() != 2 {
-        bail!("entry_sql's format string no longer has two {{}}");
-    }
-    let fill = |m: &str| {
-        template
-            .replacen("{}", m, 1)
-            .replacen("{}", &domain::tickets::queries::columns(), 1)
-    };
-    Ok((fill(&on_id), fill(&on_default)))
+    Ok((
+        statement(shape(true)).to_owned(),
+        statement(shape(false)).to_owned(),
+    ))
 }
 
 /// Every string literal of a Rust source file (outside `//` comments), `\` line continuations
