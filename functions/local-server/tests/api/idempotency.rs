@@ -581,3 +581,36 @@ async fn a_key_past_its_24_hours_is_used_again() {
         1
     );
 }
+
+/// A keyed check-in by what the scanner read (`POST /api/tickets/validate`, its signed QR
+/// payload: checked against the ticket first, then the one statement): replayed as answered.
+#[tokio::test]
+async fn a_keyed_check_in_by_code_replays_its_answer() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let (_, guest) = app.registered_guest(&token, "qr@example.com").await;
+    let ticket = app.ticket_of(guest).await;
+    let shown = app.get(&format!("/api/tickets/{ticket}"), &token).await;
+    let payload = shown.data()["qrPayload"].as_str().unwrap().to_owned();
+    let scan = json!({"code": payload, "scannerId": "s1", "location": "Gate"});
+    let first = send(&app, post("/api/tickets/validate", &token, "qr-1", &scan)).await;
+    assert_eq!(
+        first.0,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&first.2)
+    );
+    let again = send(&app, post("/api/tickets/validate", &token, "qr-1", &scan)).await;
+    assert_eq!(
+        (again.0, again.1.as_deref()),
+        (StatusCode::OK, Some("true"))
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&first.2),
+        String::from_utf8_lossy(&again.2)
+    );
+    let rows = "SELECT count(*) FROM idempotency_keys WHERE key = 'qr-1' AND (answer_row).scan_id IS NOT NULL";
+    assert_eq!(app.count(rows).await, 1, "stored by the scan's statement");
+    let scans = format!("SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket}");
+    assert_eq!(app.count(&scans).await, 1);
+}
