@@ -124,14 +124,11 @@ pub async fn register(
 /// the actor.
 fn insert_guest_sql(inline_hooks: bool) -> String {
     let (hook, hooks) = if inline_hooks {
-        (
-            webhooks::emit::inline_deliveries(
-                EventType::GuestRegistered,
-                "$9",
-                "webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket))",
-                "guest",
-            ),
-            "COALESCE((SELECT array_agg(id ORDER BY id) FROM hook), ARRAY[]::bigint[])",
+        webhooks::emit::inline_deliveries(
+            EventType::GuestRegistered,
+            "$9",
+            "webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket))",
+            "guest",
         )
     } else {
         (

@@ -35,6 +35,30 @@ async fn send(app: &TestApp, req: Request<Body>) -> Answer {
 
 type Answer = (StatusCode, Option<String>, Vec<u8>);
 
+/// `answer` is a first answer (not replayed) with `status`.
+fn first_answer(answer: &Answer, status: StatusCode) {
+    assert_eq!(
+        (answer.0, answer.1.as_deref()),
+        (status, None),
+        "{}",
+        String::from_utf8_lossy(&answer.2)
+    );
+}
+
+/// `again` replays `first`: its status, the replay header and the same body, byte for byte.
+fn replays(again: &Answer, first: &Answer) {
+    assert_eq!(
+        (again.0, again.1.as_deref()),
+        (first.0, Some("true")),
+        "{}",
+        String::from_utf8_lossy(&again.2)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&first.2),
+        String::from_utf8_lossy(&again.2)
+    );
+}
+
 /// `n` copies of one POST under one key, released together; their answers.
 async fn race(
     app: &Arc<TestApp>,
@@ -413,12 +437,7 @@ async fn a_keyed_check_in_stores_its_answer_row_with_the_scan_and_replays_it_unc
     let uri = format!("/api/tickets/{ticket}/validate");
     let scan = json!({"scannerId": "s1", "location": "Gate"});
     let first = send(&app, post(&uri, &token, "row-1", &scan)).await;
-    assert_eq!(
-        first.0,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&first.2)
-    );
+    first_answer(&first, StatusCode::OK);
     let stored = format!(
         "SELECT count(*) FROM idempotency_keys k JOIN ticket_scans s ON s.id = (k.answer_row).scan_id
           WHERE k.key = 'row-1' AND k.status = 200 AND k.body IS NULL AND s.ticket_id = {ticket}
@@ -435,14 +454,7 @@ async fn a_keyed_check_in_stores_its_answer_row_with_the_scan_and_replays_it_unc
     .await
     .unwrap();
     let again = send(&app, post(&uri, &token, "row-1", &scan)).await;
-    assert_eq!(
-        (again.0, again.1.as_deref()),
-        (StatusCode::OK, Some("true"))
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&first.2),
-        String::from_utf8_lossy(&again.2)
-    );
+    replays(&again, &first);
     let now = app.get(&format!("/api/tickets/{ticket}"), &token).await;
     assert_eq!(now.data()["guest"]["firstName"], "Changed", "{}", now.body);
     let scans = format!("SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket}");
@@ -471,25 +483,13 @@ async fn keyed_entries_and_exits_on_a_list_replay_their_own_answers() {
         let body =
             json!({"ticketId": ticket, "scannerId": "s1", "location": "Hall", "type": direction});
         let first = send(&app, post(&uri, &token, key, &body)).await;
-        assert_eq!(
-            first.0,
-            StatusCode::OK,
-            "{key}: {}",
-            String::from_utf8_lossy(&first.2)
-        );
-        firsts.push((key, body, first.2));
+        first_answer(&first, StatusCode::OK);
+        firsts.push((key, body, first));
     }
     for (key, body, first) in &firsts {
         let again = send(&app, post(&uri, &token, key, body)).await;
-        assert_eq!(
-            (again.0, again.1.as_deref()),
-            (StatusCode::OK, Some("true"))
-        );
-        assert_eq!(
-            String::from_utf8_lossy(first),
-            String::from_utf8_lossy(&again.2)
-        );
-        let answer: Value = serde_json::from_slice(first).unwrap();
+        replays(&again, first);
+        let answer: Value = serde_json::from_slice(&first.2).unwrap();
         assert_eq!(answer["data"]["type"], body["type"], "{answer}");
     }
     let scans = format!("SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket}");
@@ -544,12 +544,7 @@ async fn a_key_past_its_24_hours_is_used_again() {
         let ticket = app.ticket_of(guest).await;
         let uri = format!("/api/tickets/{ticket}/validate");
         let answer = send(&app, post(&uri, &token, "reused", &scan)).await;
-        assert_eq!(
-            (answer.0, answer.1.as_deref()),
-            (StatusCode::OK, None),
-            "{}",
-            String::from_utf8_lossy(&answer.2)
-        );
+        first_answer(&answer, StatusCode::OK);
         let scanned = format!(
             "SELECT count(*) FROM idempotency_keys WHERE key = 'reused' AND (answer_row).tk_id = {ticket}"
         );
@@ -569,12 +564,7 @@ async fn a_key_past_its_24_hours_is_used_again() {
         ),
     )
     .await;
-    assert_eq!(
-        (registered.0, registered.1.as_deref()),
-        (StatusCode::CREATED, None),
-        "{}",
-        String::from_utf8_lossy(&registered.2)
-    );
+    first_answer(&registered, StatusCode::CREATED);
     assert_eq!(
         app.count("SELECT count(*) FROM idempotency_keys WHERE key = 'reused' AND body IS NOT NULL AND (answer_row).scan_id IS NULL")
             .await,
@@ -594,21 +584,9 @@ async fn a_keyed_check_in_by_code_replays_its_answer() {
     let payload = shown.data()["qrPayload"].as_str().unwrap().to_owned();
     let scan = json!({"code": payload, "scannerId": "s1", "location": "Gate"});
     let first = send(&app, post("/api/tickets/validate", &token, "qr-1", &scan)).await;
-    assert_eq!(
-        first.0,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&first.2)
-    );
+    first_answer(&first, StatusCode::OK);
     let again = send(&app, post("/api/tickets/validate", &token, "qr-1", &scan)).await;
-    assert_eq!(
-        (again.0, again.1.as_deref()),
-        (StatusCode::OK, Some("true"))
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&first.2),
-        String::from_utf8_lossy(&again.2)
-    );
+    replays(&again, &first);
     let rows = "SELECT count(*) FROM idempotency_keys WHERE key = 'qr-1' AND (answer_row).scan_id IS NOT NULL";
     assert_eq!(app.count(rows).await, 1, "stored by the scan's statement");
     let scans = format!("SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket}");

@@ -691,14 +691,11 @@ pub(crate) enum OnList {
 /// subscribes, or (`inline_hooks`) by an insert in the statement itself ([`Hooks`]).
 fn entry_sql(on: OnList, key: bool, inline_hooks: bool) -> String {
     let (hook, hooks) = if inline_hooks {
-        (
-            webhooks::emit::inline_deliveries(
-                EventType::GuestCheckedIn,
-                "e.organizer_id",
-                "webhook_guest(ROW(g.*)::guests, k.id)",
-                "g CROSS JOIN k JOIN events e ON e.id = k.event_id",
-            ),
-            "COALESCE((SELECT array_agg(id ORDER BY id) FROM hook), ARRAY[]::bigint[])",
+        webhooks::emit::inline_deliveries(
+            EventType::GuestCheckedIn,
+            "e.organizer_id",
+            "webhook_guest(ROW(g.*)::guests, k.id)",
+            "g CROSS JOIN k JOIN events e ON e.id = k.event_id",
         )
     } else {
         (

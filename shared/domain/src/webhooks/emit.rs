@@ -42,8 +42,8 @@ pub async fn emit(
     Ok(!ids.is_empty())
 }
 
-/// The deliveries of `event` written by a caller's own statement, as a CTE `hook` returning
-/// their ids: one per enabled endpoint of `organizer` (an SQL expression) subscribed to it,
+/// The deliveries of `event` written by a caller's own statement, as a CTE `hook`, and the
+/// expression of their ids (`bigint[]`, empty without endpoints): one per enabled endpoint of `organizer` (an SQL expression) subscribed to it,
 /// with `data` (an SQL expression over the rows of `from`), due a minute later, as
 /// `webhook_write` writes them (the webhook tests compare the two). For the hot one-statement
 /// paths of an organizer with endpoints ([`Inline`]): no function call, whose own statement
@@ -54,9 +54,9 @@ pub(crate) fn inline_deliveries(
     organizer: &str,
     data: &str,
     from: &str,
-) -> String {
+) -> (String, &'static str) {
     let event = event.as_str();
-    format!(
+    let cte = format!(
         "hook AS (
             INSERT INTO webhook_deliveries (webhook_id, message_id, event_type, payload, next_attempt_at)
             SELECT w.id, 'msg_' || replace(gen_random_uuid()::text, '-', ''), '{event}',
@@ -67,6 +67,10 @@ pub(crate) fn inline_deliveries(
               JOIN webhooks w ON w.organizer_id = {organizer} AND w.enabled AND '{event}' = ANY (w.event_types)
              ORDER BY w.id
          RETURNING id)"
+    );
+    (
+        cte,
+        "COALESCE((SELECT array_agg(id ORDER BY id) FROM hook), ARRAY[]::bigint[])",
     )
 }
 
