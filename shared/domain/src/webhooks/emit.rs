@@ -43,9 +43,10 @@ pub async fn emit(
 }
 
 /// The deliveries of `event` written by a caller's own statement, as a CTE `hook`, and the
-/// expression of their ids (`bigint[]`, empty without endpoints): one per enabled endpoint of `organizer` (an SQL expression) subscribed to it,
-/// with `data` (an SQL expression over the rows of `from`), due a minute later, as
-/// `webhook_write` writes them (the webhook tests compare the two). For the hot one-statement
+/// expression of their ids (`bigint[]`, empty without endpoints): one per enabled endpoint of
+/// `organizer` (an SQL expression) subscribed to it, with `data` (an SQL expression over the
+/// rows of `from`), due a minute later, as `webhook_write` writes them (the webhook tests
+/// compare the two). For the hot one-statement
 /// paths of an organizer with endpoints ([`Inline`]): no function call, whose own statement
 /// costs PostgreSQL about 0.045 ms per delivery (pgbench, 16 clients, a check-in); but the
 /// deliveries table is opened by every execution, endpoints or not (0.015 ms).
