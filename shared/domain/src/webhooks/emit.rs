@@ -1,6 +1,6 @@
 //! Announcing a change to webhooks, in the change's own transaction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, RwLock};
 
 use deadpool_postgres::GenericClient;
@@ -80,19 +80,21 @@ pub(crate) fn inline_deliveries(
 /// deliveries, else the call of `webhook_write` (guarded by a look at the endpoints where the
 /// path can). Both write exactly the deliveries due, so the choice is one of cost only, and a
 /// process learns it from the statements' own answers, with no query of its own.
-pub(crate) struct Inline(RwLock<HashSet<(EventType, String)>>);
+pub(crate) struct Inline(RwLock<HashMap<EventType, HashSet<String>>>);
 
 /// Organizers remembered at most (then forgotten all at once: they are learned again).
 const REMEMBERED: usize = 10_000;
 
-pub(crate) static INLINE: LazyLock<Inline> = LazyLock::new(|| Inline(RwLock::new(HashSet::new())));
+pub(crate) static INLINE: LazyLock<Inline> = LazyLock::new(|| Inline(RwLock::new(HashMap::new())));
 
 impl Inline {
     /// Whether `organizer`'s `event` deliveries are written inline (`None`: an admin's change of
     /// an organizer the statement finds itself).
     pub(crate) fn get(&self, event: EventType, organizer: Option<&str>) -> bool {
-        let key = (event, organizer.unwrap_or_default().to_owned());
-        self.0.read().is_ok_and(|set| set.contains(&key))
+        let organizer = organizer.unwrap_or_default();
+        self.0
+            .read()
+            .is_ok_and(|sets| sets.get(&event).is_some_and(|set| set.contains(organizer)))
     }
 
     /// What a change said: it wrote deliveries, or not.
@@ -106,15 +108,16 @@ impl Inline {
         if inline == wrote {
             return;
         }
-        let key = (event, organizer.unwrap_or_default().to_owned());
-        if let Ok(mut set) = self.0.write() {
+        let organizer = organizer.unwrap_or_default();
+        if let Ok(mut sets) = self.0.write() {
+            let set = sets.entry(event).or_default();
             if wrote {
                 if set.len() >= REMEMBERED {
                     set.clear();
                 }
-                set.insert(key);
+                set.insert(organizer.to_owned());
             } else {
-                set.remove(&key);
+                set.remove(organizer);
             }
         }
     }
