@@ -279,21 +279,9 @@ async fn a_retried_check_in_replays_its_answer_and_scans_once() {
     let uri = format!("/api/tickets/{ticket}/validate");
     let scan = json!({"scannerId": "s1", "location": "Gate"});
     let first = send(&app, post(&uri, &token, "scan-1", &scan)).await;
-    assert_eq!(
-        first.0,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&first.2)
-    );
-    assert_eq!(first.1, None);
+    first_answer(&first, StatusCode::OK);
     let again = send(&app, post(&uri, &token, "scan-1", &scan)).await;
-    assert_eq!(
-        (again.0, again.1.as_deref()),
-        (StatusCode::OK, Some("true")),
-        "{}",
-        String::from_utf8_lossy(&again.2)
-    );
-    assert_eq!(first.2, again.2);
+    replays(&again, &first);
     let scans = format!("SELECT count(*) FROM ticket_scans WHERE ticket_id = {ticket}");
     assert_eq!(app.count(&scans).await, 1);
     // The same key with another body is refused, and scans nothing.
