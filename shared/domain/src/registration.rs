@@ -127,14 +127,14 @@ fn insert_guest_sql(inline_hooks: bool) -> String {
         webhooks::emit::inline_deliveries(
             EventType::GuestRegistered,
             "$9",
-            "webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket))",
+            "webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket), NULL)",
             "guest",
         )
     } else {
         (
             "hook AS (
                  SELECT webhook_write($9, 'guest.registered',
-                                      webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket)),
+                                      webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket), NULL),
                                       interval '1 minute') AS ids
                    FROM guest)"
                 .to_owned(),

@@ -116,7 +116,10 @@ impl Door {
     async fn guest_status(&self, ticket: &Value) -> String {
         let db = self.app.sql().await;
         db.query_one(
-            "SELECT g.status FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE t.id = $1",
+            &format!(
+                "SELECT {} FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE t.id = $1",
+                domain::guests::model::GUEST_STATUS
+            ),
             &[&ticket["id"].as_i64().unwrap()],
         )
         .await

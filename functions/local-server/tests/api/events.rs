@@ -792,7 +792,13 @@ async fn cancelling_an_event_cancels_tickets_and_queues_one_email_per_guest() {
         .get(0);
     assert_eq!(active, 0);
     let statuses: Vec<String> = db
-        .query("SELECT status FROM guests ORDER BY id", &[])
+        .query(
+            &format!(
+                "SELECT {} FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id ORDER BY g.id",
+                domain::guests::model::GUEST_STATUS
+            ),
+            &[],
+        )
         .await
         .unwrap()
         .iter()

@@ -503,7 +503,8 @@ async fn check_ins_racing_cancellations_of_the_same_guests_never_deadlock() {
     let checked_in = app
         .count(&format!(
             "SELECT count(*) FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE g.event_id = {event_id}
-               AND g.status = 'checked_in' AND t.status = 'active' AND t.validated_at IS NOT NULL"
+               AND {} AND t.status = 'active' AND t.validated_at IS NOT NULL",
+            domain::guests::model::GUEST_CHECKED_IN
         ))
         .await;
     let cancelled = app

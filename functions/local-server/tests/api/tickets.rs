@@ -431,7 +431,10 @@ async fn fifty_scanners_racing_on_one_ticket_give_exactly_one_check_in() {
     );
     assert_eq!(
         f.app
-            .count("SELECT count(*) FROM guests WHERE status = 'checked_in'")
+            .count(&format!(
+                "SELECT count(*) FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE {}",
+                domain::guests::model::GUEST_CHECKED_IN
+            ))
             .await,
         1
     );

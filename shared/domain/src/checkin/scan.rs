@@ -3,14 +3,16 @@
 //! **Who may pass.** A ticket's state on a list is one `checkin_states` row (inside or not,
 //! accepted entries and exits). Every writer of that row — the one-statement fast paths, the
 //! locked path, offline batches, reverts — first locks the ticket row (`FOR NO KEY UPDATE`),
-//! then the state row, then the guest row: the order of the guest commands (ticket, then
-//! guest), so nothing deadlocks, and all scans of one ticket are serialized, on every list.
+//! then the state row (a revert then the guest row): the order of the guest commands (ticket,
+//! then guest), so nothing deadlocks, and all scans of one ticket are serialized, on every
+//! list. A first entry writes no guest row: the ticket's `checked_in_at` checks its guest in
+//! (migrations/V22; `guests::model::GUEST_STATUS`).
 //!
 //! **Online.** `ENTRY`/`EXIT` accept a scan in one statement (no `BEGIN`/`COMMIT` round
 //! trips): lock the ticket if it is admitted now, upsert its state with a condition that
 //! PostgreSQL evaluates on the row's latest version (`ON CONFLICT … DO UPDATE … WHERE NOT
-//! inside AND (entries = 0 OR reentry)`), mark the ticket validated on its first entry
-//! anywhere, write the scan log's row, and return the ticket. Of any number of racing
+//! inside AND (entries = 0 OR reentry)`), mark the ticket validated and checked in on its
+//! first entry anywhere, write the scan log's row, and return the ticket. Of any number of racing
 //! entries, exactly one finds the ticket outside. A statement that accepts nothing (a
 //! refusal, the rare path) is followed by [`apply`] in a transaction: the ticket locked, the
 //! rules of [`super::door::judge`] decide, and the attempt is logged with its result.
@@ -407,8 +409,8 @@ pub(crate) async fn apply(
         .await?;
     }
 
-    // States that changed, then the tickets validated for the first time and their guests
-    // (with their guest.checked_in webhooks).
+    // States that changed, then the tickets validated for the first time, which checks their
+    // guests in (migrations/V22: no guest row is written), with their guest.checked_in webhooks.
     let mut hooks = false;
     let changed: Vec<(i64, Presence)> = presence
         .iter()
@@ -437,18 +439,15 @@ pub(crate) async fn apply(
                 "WITH v AS (
                     UPDATE tickets t
                        SET validated_at = COALESCE(u.at, now()), validated_by = u.by,
-                           validation_location = u.loc, updated_at = now()
+                           validation_location = u.loc, checked_in_at = now(), updated_at = now()
                       FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[]) AS u (id, at, by, loc)
                      WHERE t.id = u.id AND t.validated_at IS NULL
-                 RETURNING t.id, t.guest_id, t.event_id),
-                      g AS (
-                    UPDATE guests g SET status = 'checked_in', updated_at = now()
-                      FROM v WHERE g.id = v.guest_id
-                 RETURNING g.*),
+                 RETURNING t.id, t.guest_id, t.event_id, t.checked_in_at),
                       hook AS (
                     SELECT cardinality(webhook_write(e.organizer_id, 'guest.checked_in',
-                                                     webhook_guest(ROW(g.*)::guests, v.id), interval '0')) AS n
-                      FROM g JOIN v ON v.guest_id = g.id JOIN events e ON e.id = v.event_id)
+                                                     webhook_guest(ROW(g.*)::guests, v.id, v.checked_in_at),
+                                                     interval '0')) AS n
+                      FROM v JOIN guests g ON g.id = v.guest_id JOIN events e ON e.id = v.event_id)
                  SELECT COALESCE(sum(n), 0)::bigint FROM hook",
             )
             .await?;
@@ -694,8 +693,8 @@ fn entry_sql(on: OnList, key: bool, inline_hooks: bool) -> String {
         webhooks::emit::inline_deliveries(
             EventType::GuestCheckedIn,
             "e.organizer_id",
-            "webhook_guest(ROW(g.*)::guests, k.id)",
-            "g CROSS JOIN k JOIN events e ON e.id = k.event_id",
+            "webhook_guest(ROW(g.*)::guests, v.id, v.checked_in_at)",
+            "v JOIN guests g ON g.id = v.guest_id JOIN events e ON e.id = v.event_id",
         )
     } else {
         (
@@ -725,13 +724,10 @@ fn entry_sql(on: OnList, key: bool, inline_hooks: bool) -> String {
              WHERE NOT s.inside AND (s.entries = 0 OR excluded.reentry)
          RETURNING s.list_id, s.ticket_id),
               v AS (
-            UPDATE tickets t SET validated_at = now(), validated_by = $2, validation_location = $3, updated_at = now()
+            UPDATE tickets t SET validated_at = now(), validated_by = $2, validation_location = $3,
+                   checked_in_at = now(), updated_at = now()
               FROM s WHERE t.id = s.ticket_id AND t.validated_at IS NULL
          RETURNING t.*),
-              g AS (
-            UPDATE guests g SET status = 'checked_in', updated_at = now()
-              FROM v WHERE g.id = v.guest_id
-         RETURNING g.*),
               log AS (
             INSERT INTO ticket_scans (ticket_id, event_id, list_id, scanner_id, location, result, direction)
             SELECT k.id, k.event_id, k.list_id, $2::text, $3::text, 'accepted', 'entry'
@@ -743,8 +739,7 @@ fn entry_sql(on: OnList, key: bool, inline_hooks: bool) -> String {
           FROM log CROSS JOIN k
           JOIN LATERAL (SELECT * FROM v UNION ALL
                         SELECT * FROM tickets x WHERE x.id = k.id AND NOT EXISTS (SELECT 1 FROM v)) t ON true
-          JOIN LATERAL (SELECT * FROM g UNION ALL
-                        SELECT * FROM guests y WHERE y.id = k.guest_id AND NOT EXISTS (SELECT 1 FROM g)) g ON true
+          JOIN guests g ON g.id = k.guest_id
           JOIN events e ON e.id = k.event_id
           LEFT JOIN ticket_types tt ON tt.id = t.ticket_type_id",
         list_match(on),
@@ -870,9 +865,9 @@ fn keyed(sql: &str, on: OnList) -> String {
 /// definition of a delivery: migrations/V20) when one of the organizer's endpoints subscribes;
 /// nothing is opened or called otherwise.
 const CALLED_HOOK: &str = "hook AS (
-            SELECT webhook_write(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, k.id),
-                                 interval '1 minute') AS ids
-              FROM g CROSS JOIN k JOIN events e ON e.id = k.event_id
+            SELECT webhook_write(e.organizer_id, 'guest.checked_in',
+                                 webhook_guest(ROW(g.*)::guests, v.id, v.checked_in_at), interval '1 minute') AS ids
+              FROM v JOIN guests g ON g.id = v.guest_id JOIN events e ON e.id = v.event_id
              WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.organizer_id = e.organizer_id AND w.enabled
                              AND 'guest.checked_in' = ANY (w.event_types)))";
 
@@ -1490,12 +1485,13 @@ pub async fn revert(
     if scan.direction == Direction::Entry {
         tx.execute(
             "WITH v AS (
-                UPDATE tickets t SET validated_at = NULL, validated_by = NULL, validation_location = NULL, updated_at = now()
+                UPDATE tickets t SET validated_at = NULL, validated_by = NULL, validation_location = NULL,
+                                     checked_in_at = NULL, updated_at = now()
                  WHERE t.id = $1 AND t.validated_at IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM checkin_states s WHERE s.ticket_id = t.id AND s.entries > 0)
              RETURNING t.guest_id)
              UPDATE guests g SET status = 'confirmed', updated_at = now()
-               FROM v WHERE g.id = v.guest_id AND g.status = 'checked_in'",
+               FROM v WHERE g.id = v.guest_id AND g.status IN ('confirmed', 'checked_in')",
             &[&ticket_id],
         )
         .await?;

@@ -570,7 +570,9 @@ async fn cancel_registrations(tx: &Transaction<'_>, event_id: i64) -> DomainResu
     tx.execute("UPDATE tickets SET status = 'cancelled', updated_at = now() WHERE event_id = $1 AND status = 'active'", &[&event_id])
         .await?;
     tx.execute(
-        "UPDATE guests SET status = 'cancelled', updated_at = now() WHERE event_id = $1 AND status IN ('pending', 'confirmed')",
+        "UPDATE guests g SET status = 'cancelled', updated_at = now()
+          WHERE g.event_id = $1 AND g.status IN ('pending', 'confirmed')
+            AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.guest_id = g.id AND k.checked_in_at IS NOT NULL)",
         &[&event_id],
     )
     .await?;
@@ -584,11 +586,13 @@ async fn cancel_registrations(tx: &Transaction<'_>, event_id: i64) -> DomainResu
     // guest command is taking or giving back seats meanwhile).
     tx.execute(
         "SELECT seat_shards_set(e.id, NULL, e.max_attendees,
-                    (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'checked_in')::int)
+                    (SELECT count(*) FROM guests g JOIN tickets k ON k.guest_id = g.id WHERE g.event_id = e.id
+                        AND (g.status = 'checked_in' OR (g.status = 'confirmed' AND k.checked_in_at IS NOT NULL)))::int)
            FROM events e WHERE e.id = $1
          UNION ALL
          SELECT seat_shards_set(t.event_id, t.id, t.quantity,
-                    (SELECT count(*) FROM guests g WHERE g.ticket_type_id = t.id AND g.status = 'checked_in')::int)
+                    (SELECT count(*) FROM guests g JOIN tickets k ON k.guest_id = g.id WHERE g.ticket_type_id = t.id
+                        AND (g.status = 'checked_in' OR (g.status = 'confirmed' AND k.checked_in_at IS NOT NULL)))::int)
            FROM ticket_types t WHERE t.event_id = $1",
         &[&event_id],
     )

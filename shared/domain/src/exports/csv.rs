@@ -19,6 +19,7 @@ use deadpool_postgres::GenericClient;
 
 use super::ExportKind;
 use crate::error::{DomainError, DomainResult};
+use crate::guests::model::{GUEST_STATUS, GUEST_UPDATED_AT};
 
 /// Rows read per page.
 pub const PAGE_ROWS: i64 = 1000;
@@ -188,16 +189,16 @@ impl CsvStream {
         out: &mut csv::Writer<Vec<u8>>,
     ) -> DomainResult<u64> {
         let stmt = db
-            .prepare_cached(
-                "SELECT g.id, g.first_name, g.last_name, g.email, g.phone, g.status, g.ticket_type_id,
+            .prepare_cached(&format!(
+                "SELECT g.id, g.first_name, g.last_name, g.email, g.phone, {GUEST_STATUS} AS status, g.ticket_type_id,
                         tt.name AS ticket_type, t.id AS ticket_id, t.ticket_code, t.validated_at,
-                        g.created_at, g.updated_at
+                        g.created_at, {GUEST_UPDATED_AT} AS updated_at
                    FROM guests g
                    LEFT JOIN ticket_types tt ON tt.id = g.ticket_type_id
                    LEFT JOIN tickets t ON t.guest_id = g.id
                   WHERE g.event_id = $1 AND g.id > $2
-                  ORDER BY g.id LIMIT $3",
-            )
+                  ORDER BY g.id LIMIT $3"
+            ))
             .await?;
         let rows = db
             .query(&stmt, &[&self.event_id, &self.after, &PAGE_ROWS])

@@ -20,7 +20,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::json;
 
 use super::input::UpdateGuest;
-use super::model::{Guest, GuestStatus};
+use super::model::{Guest, GuestStatus, GUEST_STATUS, GUEST_VERSION};
 use super::queries;
 use crate::access::{self, Lock};
 use crate::audit;
@@ -73,10 +73,14 @@ pub(crate) async fn lock_guest(
         .prepare_cached("SELECT 1 FROM tickets WHERE guest_id = $1 FOR UPDATE")
         .await?;
     tx.query(&ticket, &[&guest_id]).await?;
+    // The status and version as the API shows them (they follow the ticket's check-in, which
+    // the lock above holds still).
     let stmt = tx
-        .prepare_cached(
-            "SELECT status, ticket_type_id, xmin::text AS version FROM guests WHERE id = $1 AND event_id = $2 FOR UPDATE",
-        )
+        .prepare_cached(&format!(
+            "SELECT {GUEST_STATUS} AS status, g.ticket_type_id, {GUEST_VERSION}
+               FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id
+              WHERE g.id = $1 AND g.event_id = $2 FOR UPDATE OF g"
+        ))
         .await?;
     let row = tx
         .query_opt(&stmt, &[&guest_id, &event_id])

@@ -601,7 +601,7 @@ async fn insert(
     .await?;
     let stmt = tx
         .prepare_cached(
-            "SELECT COALESCE(sum(cardinality(webhook_write($1, 'guest.registered', webhook_guest(g, t.id), interval '0'))), 0)::bigint
+            "SELECT COALESCE(sum(cardinality(webhook_write($1, 'guest.registered', webhook_guest(g, t.id, t.checked_in_at), interval '0'))), 0)::bigint
                FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id
               WHERE g.id = ANY($2) AND EXISTS (SELECT 1 FROM webhooks w WHERE w.organizer_id = $1 AND w.enabled)",
         )

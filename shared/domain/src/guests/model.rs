@@ -53,13 +53,59 @@ pub struct Guest {
     pub version: String,
 }
 
-/// The guest row's version, for the reads that answer one guest (`ETag`).
-pub const GUEST_VERSION: &str = "g.xmin::text AS version";
+// A check-in writes no guest row (migrations/V22__checked_in_from_ticket.sql): the ticket's
+// `checked_in_at` says the guest is checked in. These expressions, over `g` (guests) and `t`
+// (the guest's ticket, may be null), are the one place that derives what the API shows.
+
+/// The guest's status as the API shows it: `checked_in` when a confirmed guest's ticket has
+/// been checked in. A stored `checked_in` (written by the code before V22 during a
+/// deployment) reads as it is.
+macro_rules! guest_status {
+    () => {
+        "CASE WHEN g.status = 'confirmed' AND t.checked_in_at IS NOT NULL THEN 'checked_in' ELSE g.status END"
+    };
+}
+
+/// The guest's `updatedAt`: its row's, or its check-in's when that is later.
+macro_rules! guest_updated_at {
+    () => {
+        "GREATEST(g.updated_at, t.checked_in_at)"
+    };
+}
+
+pub const GUEST_STATUS: &str = guest_status!();
+pub const GUEST_UPDATED_AT: &str = guest_updated_at!();
+/// The order of a guest list with `updatedSince`.
+pub const GUEST_SYNC_ORDER: &str = concat!(guest_updated_at!(), ", g.id");
+
+/// The condition "the guest is checked in" (for filters and counts), and its negation among
+/// confirmed guests.
+pub const GUEST_CHECKED_IN: &str =
+    "(g.status = 'checked_in' OR (g.status = 'confirmed' AND t.checked_in_at IS NOT NULL))";
+pub const GUEST_CONFIRMED: &str = "(g.status = 'confirmed' AND t.checked_in_at IS NULL)";
+
+/// The SQL condition for guests of `status`.
+pub fn status_condition(status: GuestStatus) -> &'static str {
+    match status {
+        GuestStatus::Pending => "g.status = 'pending'",
+        GuestStatus::Confirmed => GUEST_CONFIRMED,
+        GuestStatus::CheckedIn => GUEST_CHECKED_IN,
+        GuestStatus::Cancelled => "g.status = 'cancelled'",
+    }
+}
+
+/// The guest's version, for the reads that answer one guest (`ETag`): the row's `xmin`, and
+/// the time of its check-in once it has one (checking in does not write the guest row).
+pub const GUEST_VERSION: &str = "g.xmin::text || COALESCE('.' || (extract(epoch FROM t.checked_in_at) * 1000000)::bigint::text, '') AS version";
 
 /// The columns [`Guest::from_row`] reads, for `FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id`.
-pub const GUEST_COLUMNS: &str =
-    "g.id, g.event_id, g.first_name, g.last_name, g.email, g.phone, g.status, \
-     g.ticket_type_id, t.id AS ticket_id, g.created_at, g.updated_at";
+pub const GUEST_COLUMNS: &str = concat!(
+    "g.id, g.event_id, g.first_name, g.last_name, g.email, g.phone, ",
+    guest_status!(),
+    " AS status, g.ticket_type_id, t.id AS ticket_id, g.created_at, ",
+    guest_updated_at!(),
+    " AS updated_at"
+);
 
 impl Guest {
     pub fn from_row(row: &Row) -> DomainResult<Self> {

@@ -4,7 +4,10 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 use super::input::ListGuests;
-use super::model::{Guest, GuestList, GUEST_COLUMNS, GUEST_VERSION};
+use super::model::{
+    status_condition, Guest, GuestList, GUEST_COLUMNS, GUEST_SYNC_ORDER, GUEST_UPDATED_AT,
+    GUEST_VERSION,
+};
 use crate::access::{self, Lock};
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult};
@@ -55,8 +58,7 @@ pub async fn list(
         ));
     }
     if let Some(status) = q.status {
-        params.push(Box::new(status.as_str()));
-        conditions.push(format!("g.status = ${}", params.len()));
+        conditions.push(status_condition(status).to_owned());
     }
     if let Some(tt) = q.ticket_type_id {
         params.push(Box::new(tt));
@@ -68,7 +70,19 @@ pub async fn list(
         .and_then(crate::rules::parse_rfc3339);
     if let Some(since) = since {
         params.push(Box::new(since));
-        conditions.push(format!("g.updated_at >= ${}", params.len()));
+        let n = params.len();
+        // Changed since then: the guest's row (idx_guests_event_updated), or its ticket's
+        // check-in, which writes no guest row but inserts the accepted entry in the same
+        // statement (idx_ticket_scans_event_entries). Both sets come from an index; the
+        // derived updatedAt then decides.
+        conditions.push(format!(
+            "g.id IN (SELECT u.id FROM guests u WHERE u.event_id = $1 AND u.updated_at >= ${n}
+                      UNION ALL
+                      SELECT x.guest_id FROM ticket_scans s JOIN tickets x ON x.id = s.ticket_id
+                       WHERE s.event_id = $1 AND s.updated_at >= ${n}
+                         AND s.result = 'accepted' AND s.direction = 'entry')"
+        ));
+        conditions.push(format!("{GUEST_UPDATED_AT} >= ${n}"));
     }
     let from_where = format!(
         "FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id WHERE {}",
@@ -82,7 +96,7 @@ pub async fn list(
             columns: GUEST_COLUMNS,
             from_where: &from_where,
             order: if since.is_some() {
-                "g.updated_at, g.id"
+                GUEST_SYNC_ORDER
             } else {
                 "g.id"
             },
