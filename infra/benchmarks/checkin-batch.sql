@@ -3,8 +3,8 @@
 -- transaction): the list read (`locate`), the 500 tickets locked FOR NO KEY UPDATE in id order,
 -- the scans of these client scan ids already recorded (none: a first upload) and the tickets'
 -- states on the list read, then the 500 scan rows inserted with unnest (ScanColumns::insert), the
--- 500 states upserted with unnest (write_presence), and the 500 tickets and their guests marked
--- validated / checked in (first entries anywhere) with their guest.checked_in webhooks (none in
+-- 500 states upserted with unnest (write_presence), and the 500 tickets marked validated and
+-- checked in (first entries anywhere; no guest row is written: migrations/V22) with their guest.checked_in webhooks (none in
 -- the benchmark: 500 calls of webhook_write that find no endpoint). The statements are the
 -- service's (the harness checks that each is still in scan.rs / lists.rs, parameters aside), their
 -- $n parameters as :variables; the service binds each column as one array of 500, which the first
@@ -66,17 +66,14 @@ INSERT INTO checkin_states AS s (list_id, ticket_id, inside, entries, exits, ree
 WITH v AS (
                     UPDATE tickets t
                        SET validated_at = COALESCE(u.at, now()), validated_by = u.by,
-                           validation_location = u.loc, updated_at = now()
+                           validation_location = u.loc, checked_in_at = now(), updated_at = now()
                       FROM unnest(:ids::bigint[], :scanned::timestamptz[], :scanners::text[], :locations::text[]) AS u (id, at, by, loc)
                      WHERE t.id = u.id AND t.validated_at IS NULL
-                 RETURNING t.id, t.guest_id, t.event_id),
-                      g AS (
-                    UPDATE guests g SET status = 'checked_in', updated_at = now()
-                      FROM v WHERE g.id = v.guest_id
-                 RETURNING g.*),
+                 RETURNING t.id, t.guest_id, t.event_id, t.checked_in_at),
                       hook AS (
                     SELECT cardinality(webhook_write(e.organizer_id, 'guest.checked_in',
-                                                     webhook_guest(ROW(g.*)::guests, v.id), interval '0')) AS n
-                      FROM g JOIN v ON v.guest_id = g.id JOIN events e ON e.id = v.event_id)
+                                                     webhook_guest(ROW(g.*)::guests, v.id, v.checked_in_at),
+                                                     interval '0')) AS n
+                      FROM v JOIN guests g ON g.id = v.guest_id JOIN events e ON e.id = v.event_id)
                  SELECT COALESCE(sum(n), 0)::bigint FROM hook;
 COMMIT;

@@ -3,7 +3,8 @@
 -- the guarded call }), with the select list of
 -- domain::tickets::queries::columns() written out: the list (published event, the caller's
 -- tenancy, the list's window), the ticket locked if the list admits it, the conditional upsert of
--- its state on the list, the ticket and guest marked on the first entry anywhere, the scan row,
+-- its state on the list, the ticket marked validated and checked in on the first entry anywhere
+-- (no guest row is written: migrations/V22), the scan row,
 -- the guest.checked_in webhooks of the organizer's endpoints (none in the benchmark: webhook_write
 -- is called only when the organizer has a subscribed endpoint), and the answer's ticket. One round trip, its own
 -- transaction.
@@ -40,28 +41,25 @@ WITH l AS (
              WHERE NOT s.inside AND (s.entries = 0 OR excluded.reentry)
          RETURNING s.list_id, s.ticket_id),
               v AS (
-            UPDATE tickets t SET validated_at = now(), validated_by = :scanner, validation_location = :location, updated_at = now()
+            UPDATE tickets t SET validated_at = now(), validated_by = :scanner, validation_location = :location,
+                   checked_in_at = now(), updated_at = now()
               FROM s WHERE t.id = s.ticket_id AND t.validated_at IS NULL
          RETURNING t.*),
-              g AS (
-            UPDATE guests g SET status = 'checked_in', updated_at = now()
-              FROM v WHERE g.id = v.guest_id
-         RETURNING g.*),
               log AS (
             INSERT INTO ticket_scans (ticket_id, event_id, list_id, scanner_id, location, result, direction)
             SELECT k.id, k.event_id, k.list_id, :scanner::text, :location::text, 'accepted', 'entry'
               FROM s JOIN k ON k.id = s.ticket_id
          RETURNING id, scanned_at, list_id),
               hook AS (
-            SELECT webhook_write(e.organizer_id, 'guest.checked_in', webhook_guest(ROW(g.*)::guests, k.id),
-                                 interval '1 minute') AS ids
-              FROM g CROSS JOIN k JOIN events e ON e.id = k.event_id
+            SELECT webhook_write(e.organizer_id, 'guest.checked_in',
+                                 webhook_guest(ROW(g.*)::guests, v.id, v.checked_in_at), interval '1 minute') AS ids
+              FROM v JOIN guests g ON g.id = v.guest_id JOIN events e ON e.id = v.event_id
              WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.organizer_id = e.organizer_id AND w.enabled
                              AND 'guest.checked_in' = ANY (w.event_types)))
         SELECT log.id AS scan_id, log.scanned_at AS scanned_at, log.list_id AS on_list,
                COALESCE((SELECT ids FROM hook), ARRAY[]::bigint[]) AS hooks, t.id AS tk_id, t.ticket_code, t.status AS tk_status, t.validated_at, t.validated_by,
                 t.validation_location, t.qr_payload, t.qr_code_data, t.created_at AS tk_created_at,
-                g.id, g.event_id, g.first_name, g.last_name, g.email, g.phone, g.status, g.ticket_type_id, t.id AS ticket_id, g.created_at, g.updated_at,
+                g.id, g.event_id, g.first_name, g.last_name, g.email, g.phone, CASE WHEN g.status = 'confirmed' AND t.checked_in_at IS NOT NULL THEN 'checked_in' ELSE g.status END AS status, g.ticket_type_id, t.id AS ticket_id, g.created_at, GREATEST(g.updated_at, t.checked_in_at) AS updated_at,
                 e.title AS e_title, e.event_date AS e_date, e.location AS e_location, e.status AS e_status,
                 e.organizer_id AS e_organizer,
                 tt.id AS tt_id, tt.name AS tt_name, tt.price_cents AS tt_price, tt.quantity AS tt_quantity,
@@ -71,7 +69,6 @@ WITH l AS (
           FROM log CROSS JOIN k
           JOIN LATERAL (SELECT * FROM v UNION ALL
                         SELECT * FROM tickets x WHERE x.id = k.id AND NOT EXISTS (SELECT 1 FROM v)) t ON true
-          JOIN LATERAL (SELECT * FROM g UNION ALL
-                        SELECT * FROM guests y WHERE y.id = k.guest_id AND NOT EXISTS (SELECT 1 FROM g)) g ON true
+          JOIN guests g ON g.id = k.guest_id
           JOIN events e ON e.id = k.event_id
           LEFT JOIN ticket_types tt ON tt.id = t.ticket_type_id \gset entry_

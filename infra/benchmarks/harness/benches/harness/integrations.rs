@@ -373,7 +373,10 @@ async fn one_load(
             }
             let checked_in: i64 = pg
                 .query_one(
-                    "SELECT count(*) FROM guests WHERE event_id = $1 AND status = 'checked_in'",
+                    &format!(
+                    "SELECT count(*) FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE g.event_id = $1 AND {}",
+                    domain::guests::model::GUEST_CHECKED_IN
+                ),
                     &[&seed.pools[&*label].0],
                 )
                 .await?

@@ -363,7 +363,10 @@ pub async fn batch_uploads(
         let (accepted, scans) = list_scans(pg, list).await?;
         let checked_in: i64 = pg
             .query_one(
-                "SELECT count(*) FROM guests WHERE event_id = $1 AND status = 'checked_in'",
+                &format!(
+                    "SELECT count(*) FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE g.event_id = $1 AND {}",
+                    domain::guests::model::GUEST_CHECKED_IN
+                ),
                 &[&seed.pools[pool].0],
             )
             .await?

@@ -222,7 +222,10 @@ pub async fn compare(
         let run = pgbench(s, "val1s64", &script, 64, &defs, Length::Secs(s.pg_secs))?;
         let checked: i64 = pg
             .query_one(
-                "SELECT count(*) FROM guests WHERE event_id = $1 AND status = 'checked_in'",
+                &format!(
+                    "SELECT count(*) FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE g.event_id = $1 AND {}",
+                    domain::guests::model::GUEST_CHECKED_IN
+                ),
                 &[&seed.pools["val-pg1-64"].0],
             )
             .await?
@@ -315,7 +318,10 @@ pub async fn checkin(
         let (accepted, scans) = list_scans(pg, list).await?;
         let checked_in: i64 = pg
             .query_one(
-                "SELECT count(*) FROM guests WHERE event_id = $1 AND status = 'checked_in'",
+                &format!(
+                    "SELECT count(*) FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE g.event_id = $1 AND {}",
+                    domain::guests::model::GUEST_CHECKED_IN
+                ),
                 &[&event],
             )
             .await?
