@@ -15,6 +15,7 @@ use crate::audit;
 use crate::caller::Caller;
 use crate::error::{DbResultExt, DomainError, DomainResult, ErrorCode};
 use crate::etag;
+use crate::guests::model::checked_in_count;
 use crate::outbox::{self, Job};
 use crate::rules::Input;
 use crate::waitlist;
@@ -572,7 +573,7 @@ async fn cancel_registrations(tx: &Transaction<'_>, event_id: i64) -> DomainResu
     tx.execute(
         "UPDATE guests g SET status = 'cancelled', updated_at = now()
           WHERE g.event_id = $1 AND g.status IN ('pending', 'confirmed')
-            AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.guest_id = g.id AND k.checked_in_at IS NOT NULL)",
+            AND g.id NOT IN (SELECT k.guest_id FROM tickets k WHERE k.event_id = $1 AND k.checked_in_at IS NOT NULL)",
         &[&event_id],
     )
     .await?;
@@ -584,19 +585,16 @@ async fn cancel_registrations(tx: &Transaction<'_>, event_id: i64) -> DomainResu
     .await?;
     // Only the checked-in guests keep their seats (the event row is locked FOR UPDATE: no
     // guest command is taking or giving back seats meanwhile).
-    tx.execute(
-        "SELECT seat_shards_set(e.id, NULL, e.max_attendees,
-                    (SELECT count(*) FROM guests g JOIN tickets k ON k.guest_id = g.id WHERE g.event_id = e.id
-                        AND (g.status = 'checked_in' OR (g.status = 'confirmed' AND k.checked_in_at IS NOT NULL)))::int)
+    let sql = format!(
+        "SELECT seat_shards_set(e.id, NULL, e.max_attendees, {}::int)
            FROM events e WHERE e.id = $1
          UNION ALL
-         SELECT seat_shards_set(t.event_id, t.id, t.quantity,
-                    (SELECT count(*) FROM guests g JOIN tickets k ON k.guest_id = g.id WHERE g.ticket_type_id = t.id
-                        AND (g.status = 'checked_in' OR (g.status = 'confirmed' AND k.checked_in_at IS NOT NULL)))::int)
+         SELECT seat_shards_set(t.event_id, t.id, t.quantity, {}::int)
            FROM ticket_types t WHERE t.event_id = $1",
-        &[&event_id],
-    )
-    .await?;
+        checked_in_count("e.id", None),
+        checked_in_count("t.event_id", Some("t.id"))
+    );
+    tx.execute(&sql, &[&event_id]).await?;
     tracing::info!(
         event_id,
         emails,

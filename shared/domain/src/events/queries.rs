@@ -20,7 +20,8 @@ pub const EVENT_COLUMNS: &str = "e.id, e.title, e.description, e.event_date, e.l
      e.status, e.organizer_id, e.requires_approval, e.waitlist_enabled, e.waitlist_offer_minutes, \
      seats_taken(e.id, NULL) AS taken, seats_held(e.id, NULL) AS held, \
      (SELECT count(*) FROM waitlist_entries w WHERE w.event_id = e.id AND w.status = 'waiting') AS waiting, \
-     (SELECT count(*) FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE g.event_id = e.id AND (g.status = 'checked_in' OR (g.status = 'confirmed' AND t.checked_in_at IS NOT NULL))) AS checked_in, \
+     ((SELECT count(*) FROM tickets k WHERE k.event_id = e.id AND k.checked_in_at IS NOT NULL) \
+     + (SELECT count(*) FROM guests s WHERE s.event_id = e.id AND s.status = 'checked_in')) AS checked_in, \
      e.created_at, e.updated_at, e.xmin::text AS version, \
      (SELECT COALESCE(json_agg(json_build_object('id', t.id, 'name', t.name, 'priceCents', t.price_cents, \
              'quantity', t.quantity, 'taken', seats_taken(e.id, t.id), 'held', seats_held(e.id, t.id)) \

@@ -58,7 +58,7 @@ pub async fn list(
         ));
     }
     if let Some(status) = q.status {
-        conditions.push(status_condition(status).to_owned());
+        conditions.push(status_condition(status, "$1"));
     }
     if let Some(tt) = q.ticket_type_id {
         params.push(Box::new(tt));
@@ -72,15 +72,13 @@ pub async fn list(
         params.push(Box::new(since));
         let n = params.len();
         // Changed since then: the guest's row (idx_guests_event_updated), or its ticket's
-        // check-in, which writes no guest row but inserts the accepted entry in the same
-        // statement (idx_ticket_scans_event_entries). Both sets come from an index; the
-        // derived updatedAt then decides.
+        // check-in, which writes no guest row (idx_tickets_checked_in). Both sets come from an
+        // index; the derived updatedAt then decides.
         conditions.push(format!(
             "g.id IN (SELECT u.id FROM guests u WHERE u.event_id = $1 AND u.updated_at >= ${n}
                       UNION ALL
-                      SELECT x.guest_id FROM ticket_scans s JOIN tickets x ON x.id = s.ticket_id
-                       WHERE s.event_id = $1 AND s.updated_at >= ${n}
-                         AND s.result = 'accepted' AND s.direction = 'entry')"
+                      SELECT k.guest_id FROM tickets k
+                       WHERE k.event_id = $1 AND k.checked_in_at >= ${n} AND k.checked_in_at IS NOT NULL)"
         ));
         conditions.push(format!("{GUEST_UPDATED_AT} >= ${n}"));
     }

@@ -74,8 +74,10 @@ SELECT e.organizer_id,
          'capacity', e.max_attendees,
          'registered', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status <> 'cancelled'),
          'pending', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'pending'),
-         'confirmed', (SELECT count(*) FROM guests g LEFT JOIN tickets t ON t.guest_id = g.id WHERE g.event_id = e.id AND (g.status = 'confirmed' AND t.checked_in_at IS NULL)),
-         'checkedIn', (SELECT count(*) FROM guests g JOIN tickets t ON t.guest_id = g.id WHERE g.event_id = e.id AND (g.status = 'checked_in' OR (g.status = 'confirmed' AND t.checked_in_at IS NOT NULL))),
+         'confirmed', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'confirmed')
+                      - (SELECT count(*) FROM tickets k WHERE k.event_id = e.id AND k.checked_in_at IS NOT NULL),
+         'checkedIn', ((SELECT count(*) FROM tickets k WHERE k.event_id = e.id AND k.checked_in_at IS NOT NULL)
+                      + (SELECT count(*) FROM guests s WHERE s.event_id = e.id AND s.status = 'checked_in')),
          'cancelled', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'cancelled'),
          'held', seats_held(e.id, NULL),
          'waiting', (SELECT count(*) FROM waitlist_entries w WHERE w.event_id = e.id AND w.status = 'waiting'),
@@ -83,7 +85,8 @@ SELECT e.organizer_id,
             SELECT json_agg(json_build_object(
                      'ticketTypeId', t.id, 'name', t.name, 'quantity', t.quantity, 'sold', seats_taken(e.id, t.id) - seats_held(e.id, t.id),
                      'held', seats_held(e.id, t.id),
-                     'checkedIn', (SELECT count(*) FROM guests g JOIN tickets k ON k.guest_id = g.id WHERE g.ticket_type_id = t.id AND (g.status = 'checked_in' OR (g.status = 'confirmed' AND k.checked_in_at IS NOT NULL))))
+                     'checkedIn', ((SELECT count(*) FROM tickets k WHERE k.event_id = e.id AND k.ticket_type_id = t.id AND k.checked_in_at IS NOT NULL)
+                                   + (SELECT count(*) FROM guests s WHERE s.event_id = e.id AND s.ticket_type_id = t.id AND s.status = 'checked_in')))
                    ORDER BY t.id)
               FROM ticket_types t WHERE t.event_id = e.id), '[]'::json),
          'scans', json_build_object(
