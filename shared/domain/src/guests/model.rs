@@ -78,7 +78,9 @@ pub const GUEST_UPDATED_AT: &str = guest_updated_at!();
 /// The order of a guest list with `updatedSince`.
 pub const GUEST_SYNC_ORDER: &str = concat!(guest_updated_at!(), ", g.id");
 
-/// The condition "the guest is checked in", over `g` and its ticket `t`.
+/// The condition "the guest is checked in", over `g` and its ticket `t` (for checks that join
+/// the two, as the tests and the benchmark harness do; the service's own filters and counts use
+/// [`status_condition`] and [`checked_in_count`], which read the index of checked-in tickets).
 pub const GUEST_CHECKED_IN: &str =
     "(g.status = 'checked_in' OR (g.status = 'confirmed' AND t.checked_in_at IS NOT NULL))";
 

@@ -2,6 +2,8 @@
 //! read in one statement (one snapshot, so the figures agree with each other while scans
 //! are happening).
 
+use std::sync::LazyLock;
+
 use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -9,6 +11,7 @@ use utoipa::ToSchema;
 use crate::access;
 use crate::caller::Caller;
 use crate::error::{DomainError, DomainResult};
+use crate::guests::model::checked_in_count;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +71,12 @@ pub struct LocationStats {
     pub accepted: i64,
 }
 
-const STATS_SQL: &str = "
+/// The stats statement. Who is checked in is counted as `checked_in_count` counts (a checked-in
+/// guest stays confirmed, migrations/V22, so the confirmed ones are the stored confirmed minus
+/// the checked-in tickets).
+static STATS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 SELECT e.organizer_id,
        json_build_object(
          'capacity', e.max_attendees,
@@ -76,8 +84,7 @@ SELECT e.organizer_id,
          'pending', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'pending'),
          'confirmed', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'confirmed')
                       - (SELECT count(*) FROM tickets k WHERE k.event_id = e.id AND k.checked_in_at IS NOT NULL),
-         'checkedIn', ((SELECT count(*) FROM tickets k WHERE k.event_id = e.id AND k.checked_in_at IS NOT NULL)
-                      + (SELECT count(*) FROM guests s WHERE s.event_id = e.id AND s.status = 'checked_in')),
+         'checkedIn', {event_checked_in},
          'cancelled', (SELECT count(*) FROM guests g WHERE g.event_id = e.id AND g.status = 'cancelled'),
          'held', seats_held(e.id, NULL),
          'waiting', (SELECT count(*) FROM waitlist_entries w WHERE w.event_id = e.id AND w.status = 'waiting'),
@@ -85,8 +92,7 @@ SELECT e.organizer_id,
             SELECT json_agg(json_build_object(
                      'ticketTypeId', t.id, 'name', t.name, 'quantity', t.quantity, 'sold', seats_taken(e.id, t.id) - seats_held(e.id, t.id),
                      'held', seats_held(e.id, t.id),
-                     'checkedIn', ((SELECT count(*) FROM tickets k WHERE k.event_id = e.id AND k.ticket_type_id = t.id AND k.checked_in_at IS NOT NULL)
-                                   + (SELECT count(*) FROM guests s WHERE s.event_id = e.id AND s.ticket_type_id = t.id AND s.status = 'checked_in')))
+                     'checkedIn', {type_checked_in})
                    ORDER BY t.id)
               FROM ticket_types t WHERE t.event_id = e.id), '[]'::json),
          'scans', json_build_object(
@@ -114,14 +120,18 @@ SELECT e.organizer_id,
                      FROM checkin_states s WHERE s.list_id = l.id) st
              WHERE l.event_id = e.id), '[]'::json)
        ) AS stats
-  FROM events e WHERE e.id = $1";
+  FROM events e WHERE e.id = $1",
+        event_checked_in = checked_in_count("e.id", None),
+        type_checked_in = checked_in_count("e.id", Some("t.id")),
+    )
+});
 
 pub async fn for_event(
     db: &impl GenericClient,
     caller: &Caller,
     event_id: i64,
 ) -> DomainResult<EventStats> {
-    let stmt = db.prepare_cached(STATS_SQL).await?;
+    let stmt = db.prepare_cached(&STATS_SQL).await?;
     let row = db
         .query_opt(&stmt, &[&event_id])
         .await?
