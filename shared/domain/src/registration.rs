@@ -124,10 +124,10 @@ pub async fn register(
 /// the actor.
 fn insert_guest_sql(inline_hooks: bool) -> String {
     let (hook, hooks) = if inline_hooks {
-        webhooks::emit::inline_deliveries(
+        webhooks::emit::inline_guest_deliveries(
             EventType::GuestRegistered,
             "$9",
-            "webhook_guest(ROW(guest.*)::guests, (SELECT id FROM ticket), NULL)",
+            "guest_snapshot(ROW(guest.*)::guests, (SELECT id FROM ticket), NULL)",
             "guest",
         )
     } else {

@@ -207,7 +207,7 @@ pub async fn deliver(
     let db = pool.get().await?;
     let stmt = db
         .prepare_cached(
-            "SELECT d.message_id, d.payload, d.status, w.url, w.secret, w.previous_secret,
+            "SELECT d.message_id, delivery_payload(d) AS payload, d.status, w.url, w.secret, w.previous_secret,
                     w.previous_until > now() AS previous_valid, w.enabled
                FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
               WHERE d.id = $1",

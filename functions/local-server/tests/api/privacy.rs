@@ -13,10 +13,32 @@ async fn a_guest_is_exported_then_erased_without_losing_its_seat() {
         .post(
             "/api/webhooks",
             &token,
-            json!({"url": "https://crm.example.com/hooks", "eventTypes": ["guest.registered"]}),
+            json!({"url": "https://crm.example.com/hooks", "eventTypes": ["guest.registered", "guest.checked_in"]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // Another guest's registration and check-in first: the process then writes the organizer's
+    // next deliveries of both kinds inline, as guest snapshots (migrations/V23), which the
+    // export renders and the erasure clears.
+    let other = app.published_event(&token, json!({})).await;
+    let r = app
+        .register(
+            &token,
+            other["id"].as_i64().unwrap(),
+            json!({"firstName": "Grace", "lastName": "Hopper", "email": "grace@example.com",
+                   "ticketTypeId": other["ticketTypes"][0]["id"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let first_ticket = r.data()["ticket"]["id"].as_i64().unwrap();
+    let r = app
+        .post(
+            &format!("/api/tickets/{first_ticket}/validate"),
+            &token,
+            json!({"scannerId": "s", "location": "Gate"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let e = app.published_event(&token, json!({})).await;
     let event_id = e["id"].as_i64().unwrap();
     // Registered by an integration, under an Idempotency-Key (its stored answer holds the guest).
@@ -89,9 +111,24 @@ async fn a_guest_is_exported_then_erased_without_losing_its_seat() {
         .iter()
         .any(|m| m["type"] == "registration_confirmation"));
     assert_eq!(
-        d["webhookDeliveries"][0]["payload"]["data"]["email"],
-        "ada@example.com"
+        app.count(&format!(
+            "SELECT count(*) FROM webhook_deliveries WHERE payload IS NULL AND (guest).id = {guest_id}"
+        ))
+        .await,
+        2,
+        "Ada's deliveries store her as a snapshot"
     );
+    let deliveries = d["webhookDeliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    for (delivery, (kind, status)) in deliveries.iter().zip([
+        ("guest.registered", "confirmed"),
+        ("guest.checked_in", "checked_in"),
+    ]) {
+        assert_eq!(delivery["eventType"], kind);
+        assert_eq!(delivery["payload"]["type"], kind);
+        assert_eq!(delivery["payload"]["data"]["email"], "ada@example.com");
+        assert_eq!(delivery["payload"]["data"]["status"], status);
+    }
     assert_eq!(d["waitlistEntries"], json!([]));
     // Roles and tenancy.
     assert_eq!(
@@ -156,6 +193,27 @@ async fn a_guest_is_exported_then_erased_without_losing_its_seat() {
         );
         let n: i64 = db.query_one(&sql, &[]).await.unwrap().get(0);
         assert_eq!(n, 0, "the erased guest is still in {table}");
+    }
+    // Its deliveries still go out (same id, type and time), about an erased guest.
+    let bodies: Vec<Value> = db
+        .query(
+            "SELECT delivery_payload(d) FROM webhook_deliveries d
+              WHERE delivery_data_id(d) = $1::bigint::text ORDER BY d.id",
+            &[&guest_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    for body in &bodies {
+        assert_eq!(
+            body["data"],
+            json!({"id": guest_id, "erased": true}),
+            "{body}"
+        );
+        assert!(body["timestamp"].is_string(), "{body}");
     }
     // The audit row names who erased, not what.
     let audit = app.get(&format!("{uri}/personal-data"), &token).await;

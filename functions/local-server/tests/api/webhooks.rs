@@ -854,11 +854,16 @@ async fn hot_paths_write_the_same_deliveries_whichever_statement_writes_them() {
         .sql()
         .await
         .query(
-            "SELECT event_type, (payload -> 'data' ->> 'id')::bigint, payload,
-                    message_id ~ '^msg_[0-9a-f]{32}$',
-                    next_attempt_at - created_at BETWEEN interval '59 seconds' AND interval '61 seconds',
-                    webhook_id, status
-               FROM webhook_deliveries ORDER BY id",
+            "SELECT d.event_type, delivery_data_id(d)::bigint, delivery_payload(d),
+                    d.message_id ~ '^msg_[0-9a-f]{32}$',
+                    d.next_attempt_at - d.created_at BETWEEN interval '59 seconds' AND interval '61 seconds',
+                    d.webhook_id, d.status, d.payload IS NULL,
+                    delivery_payload(d) -> 'data'
+                      = webhook_guest(g, t.id, CASE WHEN d.event_type = 'guest.checked_in' THEN t.checked_in_at END)
+               FROM webhook_deliveries d
+               JOIN guests g ON g.id = delivery_data_id(d)::bigint
+               JOIN tickets t ON t.guest_id = g.id
+              ORDER BY d.id",
             &[],
         )
         .await
@@ -897,5 +902,15 @@ async fn hot_paths_write_the_same_deliveries_whichever_statement_writes_them() {
         };
         assert_eq!(payload["data"]["status"], status);
         assert!(payload["data"]["ticketId"].is_i64(), "{payload}");
+        // The guest as `webhook_guest` shows it (what the call stores), whether stored as JSON
+        // or rendered from the snapshot the inline insert stores (migrations/V23).
+        assert!(row.get::<_, bool>(8), "{payload}");
     }
+    // The call wrote the first of each kind, the inline insert the next ones.
+    let snapshots: Vec<bool> = rows.iter().map(|r| r.get(7)).collect();
+    assert_eq!(
+        snapshots,
+        [false, true, true, true, true, true, false, true, true],
+        "which deliveries store a snapshot"
+    );
 }

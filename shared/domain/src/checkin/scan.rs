@@ -690,10 +690,10 @@ pub(crate) enum OnList {
 /// subscribes, or (`inline_hooks`) by an insert in the statement itself ([`Hooks`]).
 fn entry_sql(on: OnList, key: bool, inline_hooks: bool) -> String {
     let (hook, hooks) = if inline_hooks {
-        webhooks::emit::inline_deliveries(
+        webhooks::emit::inline_guest_deliveries(
             EventType::GuestCheckedIn,
             "e.organizer_id",
-            "webhook_guest(ROW(g.*)::guests, v.id, v.checked_in_at)",
+            "guest_snapshot(g, v.id, v.checked_in_at)",
             "v JOIN guests g ON g.id = v.guest_id JOIN events e ON e.id = v.event_id",
         )
     } else {

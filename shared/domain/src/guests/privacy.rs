@@ -94,10 +94,10 @@ pub async fn personal_data(
     let webhook_deliveries = json_rows(
         db.query(
             "SELECT jsonb_build_object('id', d.id, 'webhookId', d.webhook_id, 'eventType', d.event_type,
-                    'status', d.status, 'createdAt', d.created_at, 'payload', d.payload)
+                    'status', d.status, 'createdAt', d.created_at, 'payload', delivery_payload(d))
                FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
               WHERE w.organizer_id = $2 AND d.event_type LIKE 'guest.%'
-                AND d.payload -> 'data' ->> 'id' = $1::bigint::text
+                AND delivery_data_id(d) = $1::bigint::text
               ORDER BY d.id",
             &[&guest_id, &event.organizer_id],
         )
@@ -219,10 +219,12 @@ pub async fn erase(
         )
         .await?;
         tx.execute(
-            "UPDATE webhook_deliveries d SET payload = jsonb_set(d.payload, '{data}', jsonb_build_object('id', $1::bigint, 'erased', true))
+            "UPDATE webhook_deliveries d
+                SET payload = jsonb_set(delivery_payload(d), '{data}', jsonb_build_object('id', $1::bigint, 'erased', true)),
+                    guest = NULL
                FROM webhooks w
               WHERE w.id = d.webhook_id AND w.organizer_id = $2 AND d.event_type LIKE 'guest.%'
-                AND d.payload -> 'data' ->> 'id' = $1::bigint::text",
+                AND delivery_data_id(d) = $1::bigint::text",
             &[&guest_id, &g.organizer_id],
         )
         .await?;

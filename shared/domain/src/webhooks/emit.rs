@@ -42,27 +42,28 @@ pub async fn emit(
     Ok(!ids.is_empty())
 }
 
-/// The deliveries of `event` written by a caller's own statement, as a CTE `hook`, and the
-/// expression of their ids (`bigint[]`, empty without endpoints): one per enabled endpoint of
-/// `organizer` (an SQL expression) subscribed to it, with `data` (an SQL expression over the
-/// rows of `from`), due a minute later, as `webhook_write` writes them (the webhook tests
-/// compare the two). For the hot one-statement
-/// paths of an organizer with endpoints ([`Inline`]): no function call, whose own statement
-/// costs PostgreSQL about 0.045 ms per delivery (pgbench, 16 clients, a check-in); but the
-/// deliveries table is opened by every execution, endpoints or not (0.015 ms).
-pub(crate) fn inline_deliveries(
+/// The guest deliveries of `event` written by a caller's own statement, as a CTE `hook`, and
+/// the expression of their ids (`bigint[]`, empty without endpoints): one per enabled endpoint
+/// of `organizer` (an SQL expression) subscribed to it, storing `guest` (an SQL expression of
+/// type `guest_snapshot` over the rows of `from`, usually `guest_snapshot(g, ticket, at)`),
+/// due a minute later. The body sent is rendered from that snapshot when it is read
+/// (`delivery_payload`, migrations/V23), the same as `webhook_write` stores for that guest
+/// (the webhook tests compare the two); building the JSON here was over half of what a
+/// delivery cost a check-in. For the hot one-statement paths of an organizer with endpoints
+/// ([`Inline`]): no function call, whose own statement costs PostgreSQL about 0.045 ms per
+/// delivery (pgbench, 16 clients, a check-in); but the deliveries table is opened by every
+/// execution, endpoints or not (0.015 ms).
+pub(crate) fn inline_guest_deliveries(
     event: EventType,
     organizer: &str,
-    data: &str,
+    guest: &str,
     from: &str,
 ) -> (String, &'static str) {
     let event = event.as_str();
     let cte = format!(
         "hook AS (
-            INSERT INTO webhook_deliveries (webhook_id, message_id, event_type, payload, next_attempt_at)
-            SELECT w.id, 'msg_' || replace(gen_random_uuid()::text, '-', ''), '{event}',
-                   jsonb_build_object('type', '{event}', 'timestamp', webhook_time(clock_timestamp()),
-                                      'data', {data}),
+            INSERT INTO webhook_deliveries (webhook_id, message_id, event_type, guest, next_attempt_at)
+            SELECT w.id, 'msg_' || replace(gen_random_uuid()::text, '-', ''), '{event}', {guest},
                    now() + interval '1 minute'
               FROM {from}
               JOIN webhooks w ON w.organizer_id = {organizer} AND w.enabled AND '{event}' = ANY (w.event_types)
@@ -76,7 +77,7 @@ pub(crate) fn inline_deliveries(
 }
 
 /// Which statement writes a hot path's deliveries more cheaply for an organizer: the inline
-/// insert ([`inline_deliveries`]) when its last change of that kind in this process wrote
+/// insert ([`inline_guest_deliveries`]) when its last change of that kind in this process wrote
 /// deliveries, else the call of `webhook_write` (guarded by a look at the endpoints where the
 /// path can). Both write exactly the deliveries due, so the choice is one of cost only, and a
 /// process learns it from the statements' own answers, with no query of its own.
