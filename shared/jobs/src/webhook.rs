@@ -215,8 +215,20 @@ pub async fn deliver(
         .await?;
     let row = db.query_opt(&stmt, &[&delivery_id]).await?;
     let Some(row) = row else {
-        // The webhook was deleted with its deliveries: nothing to do.
-        tracing::info!(delivery_id, "webhook delivery gone (webhook deleted)");
+        // The webhook was deleted, with its deliveries; a delivery written by a change that
+        // raced that deletion outlives it (no foreign key: migrations/V24) and is dropped here.
+        let orphan = db
+            .execute(
+                "DELETE FROM webhook_deliveries d WHERE d.id = $1
+                    AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id)",
+                &[&delivery_id],
+            )
+            .await?;
+        tracing::info!(
+            delivery_id,
+            orphan_dropped = orphan > 0,
+            "webhook delivery gone (webhook deleted)"
+        );
         return Ok(());
     };
     let status: String = row.get("status");

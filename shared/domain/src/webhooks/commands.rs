@@ -159,6 +159,12 @@ pub async fn update(
 
 pub async fn delete(tx: &Transaction<'_>, caller: &Caller, id: i64) -> DomainResult<Done<()>> {
     owned(tx, caller, id, true).await?;
+    // Its deliveries go with it (no foreign key deletes them: migrations/V24).
+    tx.execute(
+        "DELETE FROM webhook_deliveries WHERE webhook_id = $1",
+        &[&id],
+    )
+    .await?;
     tx.execute("DELETE FROM webhooks WHERE id = $1", &[&id])
         .await?;
     audit::record(

@@ -1,0 +1,14 @@
+-- A delivery no longer locks its webhook (issue 17: what a check-in pays for its webhooks).
+--
+-- The foreign key webhook_deliveries.webhook_id → webhooks took a KEY SHARE lock on the
+-- organizer's webhook row with every delivery written: under concurrent check-ins, dozens of
+-- transactions locking the same row, each lock a new multixact and a write to that row's page,
+-- which every check-in of the organizer also reads (pgbench of the entry statement at 64
+-- clients: about 1 % of the rate; infra/benchmarks/RESULTS.md).
+--
+-- What the key guaranteed is kept by the code instead:
+-- * deleting a webhook deletes its deliveries in the same transaction (webhooks::commands);
+-- * a delivery written by a change that raced that deletion (it saw the webhook before the
+--   deletion committed) is dropped by the worker that finds its webhook gone
+--   (jobs::webhook::deliver), which a relay sends it to once due, as any pending delivery.
+ALTER TABLE webhook_deliveries DROP CONSTRAINT webhook_deliveries_webhook_id_fkey;
