@@ -21,7 +21,7 @@
 \set tid :first_ticket + :client_id + :clients * :i
 \set i :i + 1
 WITH l AS (
-            SELECT l.id, l.event_id, l.allow_reentry, l.ticket_type_ids
+            SELECT l.id, l.event_id, l.allow_reentry, l.ticket_type_ids, e.organizer_id
               FROM checkin_lists l JOIN events e ON e.id = l.event_id
              WHERE l.id = :list_id AND e.status = 'published'
                AND (:org::text IS NULL OR e.organizer_id = :org::text)

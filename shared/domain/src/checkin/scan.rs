@@ -692,9 +692,9 @@ fn entry_sql(on: OnList, key: bool, inline_hooks: bool) -> String {
     let (hook, hooks) = if inline_hooks {
         webhooks::emit::inline_guest_deliveries(
             EventType::GuestCheckedIn,
-            "e.organizer_id",
+            "(SELECT organizer_id FROM l)",
             "guest_snapshot(g, v.id, v.checked_in_at)",
-            "v JOIN guests g ON g.id = v.guest_id JOIN events e ON e.id = v.event_id",
+            "v JOIN guests g ON g.id = v.guest_id",
         )
     } else {
         (
@@ -704,7 +704,7 @@ fn entry_sql(on: OnList, key: bool, inline_hooks: bool) -> String {
     };
     let sql = format!(
         "WITH l AS (
-            SELECT l.id, l.event_id, l.allow_reentry, l.ticket_type_ids
+            SELECT l.id, l.event_id, l.allow_reentry, l.ticket_type_ids, e.organizer_id
               FROM checkin_lists l JOIN events e ON e.id = l.event_id
              WHERE {} AND e.status = 'published'
                AND ($4::text IS NULL OR e.organizer_id = $4::text)
