@@ -25,7 +25,8 @@
 #     backlog's delivery is timed after it),
 #   - runs the same writes with pgbench on the same database (registration.sql,
 #     registration-naive.sql, validation.sql, checkin-list-entry.sql, checkin-batch.sql in this
-#     directory),
+#     directory; and, for issue 17, the service's own validation statement generated from
+#     domain::checkin::scan::statement, plain and keyed with a webhook, alternated twice),
 #   - measures the RSS of the server and of each Lambda function binary after its first request
 #     (the functions under the project's Lambda runtime emulator, cargo-lambda's: .venv/bin/cargo-lambda,
 #     installed by infra/scripts/tools.sh),
@@ -37,7 +38,10 @@
 #
 # Environment (all optional): BENCH_SECS (8) seconds per HTTP load, BENCH_PGBENCH_SECS (8),
 # BENCH_WARMUP_SECS (1), BENCH_EVENTS (100000), BENCH_DB (ept_bench), BENCH_DB_POOL_SIZE
-# (the server's DB_POOL_SIZE; default 16), BENCH_REDIS_URL, BENCH_RUST_LOG (info).
+# (the server's DB_POOL_SIZE; default 16), BENCH_REDIS_URL, BENCH_RUST_LOG (info),
+# BENCH_ONLY=integrations (seed, then only the issue-17 loads and their pgbench runs, printed, not
+# written to RESULTS.md: a quick comparison while working on that path; with BENCH_EVENTS=1000
+# it takes about 3 minutes).
 # Exit status: 0, 2 when a hot query reads a table sequentially, 1 on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."

@@ -268,6 +268,42 @@ pub async fn run(
     Ok(out)
 }
 
+/// The rates of each kind's loads and the on/off ratio of their means (`BENCH_ONLY`).
+pub fn print(runs: &Integrations, pgbench: &[(bool, crate::pgbench::PgbenchRun)]) {
+    for (kind, loads) in [("registrations", &runs.regs), ("validations", &runs.vals)] {
+        let mean = |mode: Mode| {
+            let rates: Vec<f64> = loads
+                .iter()
+                .filter(|r| r.mode == mode)
+                .map(|r| r.sample.rate)
+                .collect();
+            rates.iter().sum::<f64>() / rates.len().max(1) as f64
+        };
+        let line: Vec<String> = loads
+            .iter()
+            .map(|r| format!("{:?} {:.0}/s", r.mode, r.sample.rate))
+            .collect();
+        println!(
+            "  {kind}: {}; on/off {:.2}x, keys only/off {:.2}x; counts exact: {}",
+            line.join(", "),
+            mean(Mode::On) / mean(Mode::Off),
+            mean(Mode::KeysOnly) / mean(Mode::Off),
+            loads.iter().all(|r| r.exact)
+        );
+    }
+    let rates: Vec<(bool, f64)> = pgbench.iter().map(|(on, r)| (*on, r.tps)).collect();
+    let c = crate::summary::compare(&rates);
+    println!(
+        "  pgbench, the validation statement: {}; keyed + webhook / plain {:.2}x",
+        rates
+            .iter()
+            .map(|(on, r)| format!("{} {r:.0}/s", if *on { "keyed" } else { "plain" }))
+            .collect::<Vec<_>>()
+            .join(", "),
+        c.ratio
+    );
+}
+
 /// One load on a fresh server: the webhook set for `mode` (and left disabled after the last
 /// load), warm-up, the measured load, then the counts.
 #[allow(clippy::too_many_arguments)]

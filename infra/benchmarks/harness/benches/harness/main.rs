@@ -127,6 +127,27 @@ async fn run() -> anyhow::Result<i32> {
     res.facts = machine_facts(&s, &pg).await?;
 
     let seed = seed::seed(&s, &pg, &mut res).await?;
+    match s.only.as_deref() {
+        None => {}
+        Some("integrations") => {
+            server.stop();
+            let runs = integrations::run(&s, &http, &org_token, &pg, &seed, &mut res).await?;
+            let pg_runs = pgbench::integrations(&s, &pg, &seed, &mut res).await?;
+            integrations::print(&runs, &pg_runs);
+            for note in &res.notes {
+                println!("  note: {note}");
+            }
+            println!(
+                "harness: BENCH_ONLY=integrations: nothing written to {} ({:.0} s)",
+                s.results.display(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(0);
+        }
+        Some(other) => {
+            bail!("BENCH_ONLY={other:?}: the only phase that runs alone is `integrations`")
+        }
+    }
     plans::check(&pg, &seed, &mut res).await?;
 
     // Server 1 (no Redis): reads, validations, then check-in lists (issue 15).
@@ -149,6 +170,7 @@ async fn run() -> anyhow::Result<i32> {
     let waitlist = waitlist::registrations(&s, &http, &org_token, &pg, &seed).await?;
     let imports = import::imports(&s, &http, &org_token, &pg, &seed).await?;
     let integrations = integrations::run(&s, &http, &org_token, &pg, &seed, &mut res).await?;
+    let pgb_integrations = pgbench::integrations(&s, &pg, &seed, &mut res).await?;
     let lambdas = functions::measure(&s, &org_token, &seed, &mut res).await;
 
     summary::fill(
@@ -165,6 +187,7 @@ async fn run() -> anyhow::Result<i32> {
             waitlist,
             imports,
             integrations,
+            pgb_integrations,
             lambdas,
             idle_mem,
             first_mem,

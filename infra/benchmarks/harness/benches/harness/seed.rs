@@ -12,7 +12,7 @@ use crate::ORG;
 
 /// Ticket pools (confirmed guests with active tickets, consecutive ticket ids): label and size.
 /// Each pool's event also gets a check-in list besides its default one ([`EXTRA_LIST`]).
-const POOLS: [(&str, PoolSize); 22] = [
+const POOLS: [(&str, PoolSize); 26] = [
     ("val-warmup", PoolSize::Fixed(5_000)),
     ("val-http-16", PoolSize::Http),
     ("val-http-64", PoolSize::Http),
@@ -41,6 +41,19 @@ const POOLS: [(&str, PoolSize); 22] = [
     ("i17-val-on-2", PoolSize::Http),
     ("i17-val-keys", PoolSize::Http),
     ("i17-val-inproc", PoolSize::Http),
+    // pgbench of the validation statement plain and keyed with a webhook (issue 17), alternated.
+    (I17_PGBENCH_POOLS[0], PoolSize::PgbenchEntries),
+    (I17_PGBENCH_POOLS[1], PoolSize::PgbenchEntries),
+    (I17_PGBENCH_POOLS[2], PoolSize::PgbenchEntries),
+    (I17_PGBENCH_POOLS[3], PoolSize::PgbenchEntries),
+];
+
+/// The pools of `pgbench::integrations`, in the order it runs them: plain, keyed, plain, keyed.
+pub const I17_PGBENCH_POOLS: [&str; 4] = [
+    "i17-pg-plain-1",
+    "i17-pg-keyed-1",
+    "i17-pg-plain-2",
+    "i17-pg-keyed-2",
 ];
 
 /// Scans per offline upload (the contract's largest batch).
@@ -94,6 +107,9 @@ enum PoolSize {
     Http,
     /// Enough for a pgbench validation run at the fastest plausible rate.
     Pgbench,
+    /// Enough for a pgbench run of the service's validation statement (slower than
+    /// validation.sql's: fewer tickets, less to seed).
+    PgbenchEntries,
     /// An HTTP load and a pgbench run of entries on a check-in list.
     List,
     /// An offline upload load at the fastest plausible rate.
@@ -161,6 +177,7 @@ pub async fn seed(
             PoolSize::Fixed(n) => n,
             PoolSize::Http => http_pool,
             PoolSize::Pgbench => pg_pool,
+            PoolSize::PgbenchEntries => ((4_000.0 * s.pg_secs as f64) as usize).min(MAX_POOL),
             PoolSize::List => http_pool + list_pg_pool,
             PoolSize::BatchHttp => batch_http_pool,
             PoolSize::BatchPgbench => batch_pg_pool,

@@ -13,7 +13,9 @@ use crate::HOST;
 /// `BENCH_PGBENCH_SECS` (8), `BENCH_EVENTS` (100000), `BENCH_DB` (ept_bench), `BENCH_PG_PORT`
 /// (5432), `BENCH_REDIS_URL` (redis://127.0.0.1:6379), `BENCH_BIN_DIR` (target/release),
 /// `BENCH_DB_POOL_SIZE` (unset: the server's default), `BENCH_RUST_LOG` (info),
-/// `BENCH_RESULTS` (infra/benchmarks/RESULTS.md).
+/// `BENCH_RESULTS` (infra/benchmarks/RESULTS.md), `BENCH_ONLY` (unset; `integrations`: seed,
+/// then only the issue-17 loads, printed and not written to RESULTS.md: a quick comparison
+/// while working on that path, never a result).
 pub struct Settings {
     pub root: PathBuf,
     /// `target/bench`: server and pgbench logs, generated pgbench scripts.
@@ -28,6 +30,7 @@ pub struct Settings {
     pub events: usize,
     pub redis_url: String,
     pub clk_tck: f64,
+    pub only: Option<String>,
 }
 
 impl Settings {
@@ -85,6 +88,7 @@ impl Settings {
             events: env_u("BENCH_EVENTS", 100_000),
             redis_url: env_s("BENCH_REDIS_URL", "redis://127.0.0.1:6379"),
             clk_tck,
+            only: std::env::var("BENCH_ONLY").ok().filter(|v| !v.is_empty()),
         })
     }
 

@@ -33,6 +33,9 @@ pub struct Measurements {
     pub imports: Vec<Import>,
     /// Issue 17: registrations and validations plain and with idempotency keys + webhooks.
     pub integrations: Integrations,
+    /// Issue 17: pgbench of the service's validation statement, (keyed with a webhook, run) in
+    /// the order run: plain, keyed, plain, keyed.
+    pub pgb_integrations: Vec<(bool, PgbenchRun)>,
     pub lambdas: Vec<LambdaMem>,
     /// Server 1 right after its start, after its first request, after its loads.
     pub idle_mem: Mem,
@@ -205,6 +208,35 @@ fn rows(res: &mut Results, m: &Measurements) {
         "validations (each a different ticket)",
         ("the validations above", m.vals[&VAL_CLIENTS].rate),
     );
+    let plain = pgbench_integrations(&m.pgb_integrations).off;
+    for (k, (keyed, p)) in m.pgb_integrations.iter().enumerate() {
+        res.rows.push([
+            format!(
+                "pgbench only: the service's validation statement, {}, run {}",
+                if *keyed {
+                    "**keyed + webhook** (its Idempotency-Key and answer row, a guest.checked_in delivery)"
+                } else {
+                    "**plain** (no key, the webhook disabled)"
+                },
+                k / 2 + 1
+            ),
+            VAL_CLIENTS.to_string(),
+            "–".into(),
+            "–".into(),
+            "–".into(),
+            if p.aborted {
+                "**aborted**".into()
+            } else {
+                "0".into()
+            },
+            pg_text(p),
+            if *keyed {
+                format!("{} the plain mean", ratio(p.tps, plain))
+            } else {
+                "–".into()
+            },
+        ]);
+    }
     for clients in [16, 64] {
         let x = &m.lists[&clients];
         let p = &m.pgb[&*format!("list{clients}")];
@@ -1043,6 +1075,31 @@ fn integrations_targets(res: &mut Results, m: &Measurements) {
                 1000.0 * server / n.max(1) as f64
             )
         };
+        let floor = if unit == "first entry" && !m.pgb_integrations.is_empty() {
+            let runs = &m.pgb_integrations;
+            let p = pgbench_integrations(runs);
+            let cpu = |keyed: bool| {
+                let (secs, n) = runs
+                    .iter()
+                    .filter(|(k, _)| *k == keyed)
+                    .fold((0.0, 0u64), |(s, n), (_, r)| (s + r.cpu.pg, n + r.done));
+                per_tx(secs, n)
+            };
+            format!(
+                " The database's own share, measured beside it: pgbench running the service's validation statement at                  {VAL_CLIENTS} clients, plain and as a keyed request of an organizer with an endpoint runs it (key and answer                  row, delivery), alternated: {}; PostgreSQL CPU per transaction {} → {} ms. The HTTP ratio cannot                  exceed what the database alone allows by much: every other share (server, load generator) is the same                  in both modes.",
+                compared_text(
+                    &runs.iter().map(|(on, r)| (*on, r.tps)).collect::<Vec<_>>(),
+                    &p
+                )
+                .replace("on/off", "keyed/plain")
+                .replace("on ", "keyed ")
+                .replace("vs off", "vs plain"),
+                cpu(false),
+                cpu(true)
+            )
+        } else {
+            String::new()
+        };
         res.targets.push([
             format!(
                 "issue 17: {what} with idempotency keys + webhooks on ≥ 90 % of off ({clients} clients; off, on, off, on in one run, then keys only)"
@@ -1053,7 +1110,7 @@ fn integrations_targets(res: &mut Results, m: &Measurements) {
                 "Reading: {} On: a fresh Idempotency-Key per request and an enabled webhook ({}) to a receiver of the harness \
                  answering 200: {written} deliveries written and their messages sent (one per {unit}) during the loads, {received} delivered \
                  during them: the server's webhook worker is held until the load ends (`LOCAL_HOLD_QUEUES`), as in AWS, where it \
-                 is a function of its own; counts exact in every run: {}. {}.{drained}{keys_only}{in_process}",
+                 is a function of its own; counts exact in every run: {}. {}.{drained}{keys_only}{in_process}{floor}",
                 if c.ratio >= 0.9 {
                     format!("the integrations cost {:.0} % of the rate, inside the 10 %.", 100.0 * (1.0 - c.ratio).max(0.0))
                 } else {
@@ -1065,6 +1122,11 @@ fn integrations_targets(res: &mut Results, m: &Measurements) {
             ),
         ]);
     }
+}
+
+/// The pgbench runs of `pgbench::integrations` compared as the HTTP loads are.
+fn pgbench_integrations(runs: &[(bool, PgbenchRun)]) -> Compared {
+    compare(&runs.iter().map(|(on, r)| (*on, r.tps)).collect::<Vec<_>>())
 }
 
 /// CPU milliseconds per unit of `cpu_secs` over `n` units.
