@@ -271,14 +271,7 @@ pub async fn run(
 /// The rates of each kind's loads and the on/off ratio of their means (`BENCH_ONLY`).
 pub fn print(runs: &Integrations, pgbench: &[(bool, crate::pgbench::PgbenchRun)]) {
     for (kind, loads) in [("registrations", &runs.regs), ("validations", &runs.vals)] {
-        let mean = |mode: Mode| {
-            let rates: Vec<f64> = loads
-                .iter()
-                .filter(|r| r.mode == mode)
-                .map(|r| r.sample.rate)
-                .collect();
-            rates.iter().sum::<f64>() / rates.len().max(1) as f64
-        };
+        let mean = |mode: Mode| crate::summary::mean_rate(loads, mode);
         let line: Vec<String> = loads
             .iter()
             .map(|r| format!("{:?} {:.0}/s", r.mode, r.sample.rate))

@@ -186,21 +186,14 @@ fn rows(res: &mut Results, m: &Measurements) {
     }
     {
         let p = &m.pgb["val1s64"];
-        res.rows.push([
+        res.rows.push(pgbench_row(
             "pgbench only: the one-statement check-in of before check-in lists (validation-one-statement.sql)"
                 .into(),
-            "64".into(),
-            "–".into(),
-            "–".into(),
-            "–".into(),
-            if p.aborted {
-                "**aborted**".into()
-            } else {
-                "0".into()
-            },
+            64,
+            p,
             pg_text(p),
             format!("{} validation.sql", ratio(p.tps, m.pgb["val64"].tps)),
-        ]);
+        ));
     }
     integration_rows(
         res,
@@ -210,7 +203,7 @@ fn rows(res: &mut Results, m: &Measurements) {
     );
     let plain = pgbench_integrations(&m.pgb_integrations).off;
     for (k, (keyed, p)) in m.pgb_integrations.iter().enumerate() {
-        res.rows.push([
+        res.rows.push(pgbench_row(
             format!(
                 "pgbench only: the service's validation statement, {}, run {}",
                 if *keyed {
@@ -220,22 +213,15 @@ fn rows(res: &mut Results, m: &Measurements) {
                 },
                 k / 2 + 1
             ),
-            VAL_CLIENTS.to_string(),
-            "–".into(),
-            "–".into(),
-            "–".into(),
-            if p.aborted {
-                "**aborted**".into()
-            } else {
-                "0".into()
-            },
+            VAL_CLIENTS,
+            p,
             pg_text(p),
             if *keyed {
                 format!("{} the plain mean", ratio(p.tps, plain))
             } else {
                 "–".into()
             },
-        ]);
+        ));
     }
     for clients in [16, 64] {
         let x = &m.lists[&clients];
@@ -336,8 +322,33 @@ fn integration_rows(
     }
 }
 
+/// A row of the results table for a pgbench run with no HTTP load beside it: its label,
+/// clients, pgbench's figures (`pg`) and what it compares to.
+fn pgbench_row(
+    label: String,
+    clients: usize,
+    p: &PgbenchRun,
+    pg: String,
+    compared: String,
+) -> [String; 8] {
+    [
+        label,
+        clients.to_string(),
+        "–".into(),
+        "–".into(),
+        "–".into(),
+        if p.aborted {
+            "**aborted**".into()
+        } else {
+            "0".into()
+        },
+        pg,
+        compared,
+    ]
+}
+
 /// The mean rate of the loads of `mode`.
-fn mean_rate(runs: &[integrations::Run], mode: Mode) -> f64 {
+pub fn mean_rate(runs: &[integrations::Run], mode: Mode) -> f64 {
     let rates: Vec<f64> = runs
         .iter()
         .filter(|r| r.mode == mode)
