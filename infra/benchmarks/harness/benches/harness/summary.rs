@@ -848,6 +848,17 @@ pub struct Compared {
     pub pairs: Vec<f64>,
 }
 
+impl Compared {
+    /// The ratio of each pair: "x× and y×".
+    fn pairs_text(&self) -> String {
+        self.pairs
+            .iter()
+            .map(|r| format!("{r:.2}×"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+}
+
 /// Compares the rates of alternated runs `(on, rate)`: pair k is the k-th off run and the
 /// k-th on run.
 pub fn compare(runs: &[(bool, f64)]) -> Compared {
@@ -889,11 +900,7 @@ fn compared_text(runs: &[(bool, f64)], c: &Compared) -> String {
         rates(false),
         c.on,
         c.off,
-        c.pairs
-            .iter()
-            .map(|r| format!("{r:.2}×"))
-            .collect::<Vec<_>>()
-            .join(" and "),
+        c.pairs_text(),
         c.ratio,
         100.0 * c.spread_off,
         100.0 * c.spread_on
@@ -1112,11 +1119,7 @@ fn integrations_targets(res: &mut Results, m: &Measurements) {
                  shares are the same in both modes.",
                 rates(true),
                 rates(false),
-                p.pairs
-                    .iter()
-                    .map(|r| format!("{r:.2}×"))
-                    .collect::<Vec<_>>()
-                    .join(" and "),
+                p.pairs_text(),
                 p.ratio,
                 100.0 * p.spread_off,
                 100.0 * p.spread_on,
