@@ -1093,7 +1093,11 @@ async fn the_offline_dataset_pages_and_seals_guest_details() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         for item in r.data()["items"].as_array().unwrap() {
             ids.push(item["ticketId"].clone());
-            let text = item.to_string();
+            // The sealed details are ciphertext in base64url, which spells any three letters
+            // now and then ("Doe" once): they are opened and checked below. The rest is clear.
+            let mut clear = item.clone();
+            clear.as_object_mut().unwrap().remove("sealed");
+            let text = clear.to_string();
             assert!(
                 !text.contains("John") && !text.contains("Doe") && !text.contains("TC-"),
                 "no readable personal data: {text}"
