@@ -297,8 +297,25 @@ pub fn print(runs: &Integrations, pgbench: &[(bool, crate::pgbench::PgbenchRun)]
     );
 }
 
+/// Right before each of issue 17's measured loads and pgbench runs: the database in the same
+/// state for each, as autovacuum and the checkpointer keep it in production. PostgreSQL here
+/// runs without autovacuum, so a load would otherwise find the dead rows of the loads before it
+/// (an "on" load's deliveries are rewritten as delivered once released, its keys' pages split),
+/// and the one a checkpoint fell in would write full pages for a while (the first change of a
+/// page after a checkpoint writes the whole page to the WAL) where another would not.
+pub async fn settle(pg: &tokio_postgres::Client) -> anyhow::Result<()> {
+    // Two statements: VACUUM cannot run in the transaction of a multi-statement query.
+    pg.batch_execute("VACUUM")
+        .await
+        .context("VACUUM before a load")?;
+    pg.batch_execute("CHECKPOINT")
+        .await
+        .context("CHECKPOINT before a load")?;
+    Ok(())
+}
+
 /// One load on a fresh server: the webhook set for `mode` (and left disabled after the last
-/// load), warm-up, the measured load, then the counts.
+/// load), warm-up, the database settled ([`settle`]), the measured load, then the counts.
 #[allow(clippy::too_many_arguments)]
 async fn one_load(
     s: &Settings,
@@ -338,6 +355,7 @@ async fn one_load(
                 register(&api, seed.events("reg-warmup"), format!("warmup-{label}")),
             )
             .await;
+            settle(pg).await?;
             let before = marks(pg, receiver).await?;
             let sample = measured(
                 &format!("registrations, hot type, {}", mode.text()),
@@ -357,6 +375,7 @@ async fn one_load(
                 validate_one(warm_api.clone(), warm_from, i)
             })
             .await;
+            settle(pg).await?;
             let before = marks(pg, receiver).await?;
             let load_api = api.clone();
             let first = seed.pools[&*label].1;

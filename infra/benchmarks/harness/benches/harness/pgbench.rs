@@ -513,7 +513,8 @@ pub async fn integrations(
         // `$n` → pgbench variables, highest first ($1 is a prefix of nothing above $9).
         let sql = [
             ("$7", "'pgbench-fingerprint'"),
-            ("$6", "('pgbench-' || :tid)"),
+            // A random key, as clients send (a UUID): its insert lands anywhere in the index.
+            ("$6", "gen_random_uuid()::text"),
             ("$5", "'organizer-pgbench'"),
             ("$4", ":org"),
             ("$3", ":location"),
@@ -569,6 +570,7 @@ pub async fn integrations(
             ("scanner", "pgbench".to_string()),
             ("location", "Entrance A".to_string()),
         ];
+        crate::integrations::settle(pg).await?;
         let run = pgbench(
             s,
             pool,

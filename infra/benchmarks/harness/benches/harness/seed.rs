@@ -170,6 +170,13 @@ pub async fn seed(
     let batch_pg_pool = ((15_000.0 * s.pg_secs as f64) as usize / BATCH).clamp(20, most) * BATCH;
     // A list pool holds the HTTP load's tickets, then pgbench's (what is left of one event).
     let list_pg_pool = pg_pool.min(MAX_POOL.saturating_sub(http_pool));
+    // The tickets of issue 17's pools carry what every ticket carries once its generation job
+    // ran: a signed QR payload and its QR image (a base64 PNG of a few KB, stored out of line),
+    // which every check-in answer includes. One payload and one image for all (their size is
+    // what costs): a keyed check-in's stored answer must not copy the image.
+    let payload = domain::tickets::signing::TicketKeys::generate().sign(1, 1, "TC-2027-0000000001");
+    let image = domain::tickets::qr::png_base64(&payload)?;
+    let mut imaged = 0;
     let mut pools = BTreeMap::new();
     let mut lists = BTreeMap::new();
     for (label, size) in POOLS {
@@ -182,7 +189,11 @@ pub async fn seed(
             PoolSize::BatchHttp => batch_http_pool,
             PoolSize::BatchPgbench => batch_pg_pool,
         };
-        let (pool, list) = ticket_pool(pg, label, n).await?;
+        let qr = label
+            .starts_with("i17-")
+            .then_some((payload.as_str(), image.as_str()));
+        imaged += if qr.is_some() { n } else { 0 };
+        let (pool, list) = ticket_pool(pg, label, n, qr).await?;
         pools.insert(label, pool);
         lists.insert(label, list);
     }
@@ -208,7 +219,10 @@ pub async fn seed(
     );
     res.seed_rows = format!(
         "{n_events} events ({n_org} of the organizer the loads use; titles, locations, dates over 3 years and statuses varied), \
-         {n_tt} ticket types, {n_guests} guests with {n_tickets} tickets"
+         {n_tt} ticket types, {n_guests} guests with {n_tickets} tickets; the {imaged} tickets of issue 17's pools \
+         carry a signed QR payload ({} characters) and its QR image ({} bytes of base64 PNG), as every ticket does once generated",
+        payload.len(),
+        image.len()
     );
     println!("  {} in {:.1} s", res.seed_rows, res.seed_secs);
     Ok(Seed {
@@ -314,11 +328,13 @@ async fn load_events(
 }
 
 /// A pool of `n` confirmed guests with active tickets on a fresh event, ticket ids consecutive,
-/// and the event's [`EXTRA_LIST`]: ((event id, first ticket id), list id).
+/// and the event's [`EXTRA_LIST`]: ((event id, first ticket id), list id). `qr`: the QR payload
+/// and image its tickets carry (none: as before their generation job).
 async fn ticket_pool(
     pg: &tokio_postgres::Client,
     label: &str,
     n: usize,
+    qr: Option<(&str, &str)>,
 ) -> anyhow::Result<((i64, i64), i64)> {
     let (event, tt) = load_events(pg, label, 1).await?[0];
     pg.execute(
@@ -337,12 +353,12 @@ async fn ticket_pool(
     let row = pg
         .query_one(
             "WITH t AS (
-                 INSERT INTO tickets (guest_id, event_id, ticket_type_id, ticket_code)
-                 SELECT id, event_id, ticket_type_id, 'TC-2027-' || lpad(upper(to_hex(id)), 10, '0')
+                 INSERT INTO tickets (guest_id, event_id, ticket_type_id, ticket_code, qr_payload, qr_code_data)
+                 SELECT id, event_id, ticket_type_id, 'TC-2027-' || lpad(upper(to_hex(id)), 10, '0'), $2, $3
                    FROM guests WHERE event_id = $1 ORDER BY id
                  RETURNING id)
              SELECT min(id), max(id), count(*) FROM t",
-            &[&event],
+            &[&event, &qr.map(|q| q.0), &qr.map(|q| q.1)],
         )
         .await?;
     let (first, last, count): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));

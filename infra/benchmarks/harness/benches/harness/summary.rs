@@ -1139,7 +1139,9 @@ fn integrations_targets(res: &mut Results, m: &Measurements) {
                 "Reading: {} On: a fresh Idempotency-Key per request and an enabled webhook ({}) to a receiver of the harness \
                  answering 200: {written} deliveries written and their messages sent (one per {unit}) during the loads, {received} delivered \
                  during them: the server's webhook worker is held until the load ends (`LOCAL_HOLD_QUEUES`), as in AWS, where it \
-                 is a function of its own; counts exact in every run: {}. {}.{drained}{keys_only}{in_process}{floor}",
+                 is a function of its own; counts exact in every run: {}. Each load (and each pgbench run) starts on a vacuumed \
+                 database right after a checkpoint (`integrations::settle`), and the tickets validated carry their QR image \
+                 (see the data set). {}.{drained}{keys_only}{in_process}{floor}",
                 if c.ratio >= 0.9 {
                     format!("the integrations cost {:.0} % of the rate, inside the 10 %.", 100.0 * (1.0 - c.ratio).max(0.0))
                 } else {
