@@ -22,9 +22,10 @@
 //! **The one-statement check-ins too.** A scan is atomic on its own; under a key, an accepted
 //! one writes the key in its own statement, with its answer as the row it was rendered from
 //! (`answer_row`, type `scan_answer`: migrations/V21), one round trip as without a key
-//! ([`crate::statement!`], `domain::checkin::scan`). A replay reads that row back and renders
-//! it with the route's renderer ([`replay_rows_with`]): the same values, so the same answer,
-//! whatever changed since. A refused scan runs again in a transaction that also writes the key
+//! ([`crate::statement!`], `domain::checkin::scan`). A replay reads that row back
+//! (`domain::checkin::scan::REPLAY_COLUMNS`: the ticket's write-once QR image is read from the
+//! ticket, not copied) and renders it with the route's renderer ([`replay_rows_with`]): the
+//! same values, so the same answer, whatever changed since. A refused scan runs again in a transaction that also writes the key
 //! with its answer ([`settle_in`]): its error, with the refused attempt logged in the same
 //! transaction. A retry blocks on the ticket, then on the key, and rolls back, so the first
 //! scan is the only one logged and its answer is replayed.
@@ -36,7 +37,7 @@
 //! 5xx and 429 (rate limited: the client is told to come back) are not stored.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -415,15 +416,17 @@ struct Stored {
 /// The key's stored row, if any (and not expired). An answer stored as a row (a keyed
 /// check-in's) is rendered here by the route's renderer, for the request it belongs to.
 async fn lookup(state: &ApiState, claim: &Claim) -> ApiResult<Option<Stored>> {
-    let db = state.db.get().await?;
-    let stmt = db
-        .prepare_cached(
+    static LOOKUP: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "SELECT fingerprint AS k_fingerprint, status AS k_status, body AS k_body,
-                    (answer_row).scan_id IS NOT NULL AS k_row, (answer_row).*
+                    (answer_row).scan_id IS NOT NULL AS k_row, {}
                FROM idempotency_keys
               WHERE caller = $1 AND key = $2 AND created_at >= now() - interval '24 hours'",
+            *domain::checkin::scan::REPLAY_COLUMNS
         )
-        .await?;
+    });
+    let db = state.db.get().await?;
+    let stmt = db.prepare_cached(&LOOKUP).await?;
     let Some(row) = db
         .query_opt(&stmt, &[&claim.id.caller, &claim.id.key])
         .await?

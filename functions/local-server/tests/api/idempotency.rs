@@ -449,6 +449,79 @@ async fn a_keyed_check_in_stores_its_answer_row_with_the_scan_and_replays_it_unc
     assert_eq!(app.count(&scans).await, 1);
 }
 
+/// A keyed check-in of a ticket with its QR image (as every ticket has once its generation job
+/// ran: a base64 PNG of a few KB) answers the image and stores no copy of it: the answer row
+/// says "the ticket's image", and the replay reads it from the ticket, byte for byte the first
+/// answer. A ticket without an image yet answers null, and its replay stays null after the image
+/// is rendered.
+#[tokio::test]
+async fn a_keyed_check_in_replays_the_tickets_image_without_storing_a_copy() {
+    let app = TestApp::spawn().await;
+    let token = app.organizer("alice");
+    let db = app.sql().await;
+    let scan = json!({"scannerId": "s1", "location": "Gate"});
+    let image_of = |payload: &str| domain::tickets::qr::png_base64(payload).unwrap();
+
+    let (_, guest) = app.registered_guest(&token, "image@example.com").await;
+    let ticket = app.ticket_of(guest).await;
+    let payload: String = db
+        .query_one("SELECT qr_payload FROM tickets WHERE id = $1", &[&ticket])
+        .await
+        .unwrap()
+        .get(0);
+    let image = image_of(&payload);
+    assert!(image.len() > 2000, "a real image: {} bytes", image.len());
+    db.execute(
+        "UPDATE tickets SET qr_code_data = $2 WHERE id = $1",
+        &[&ticket, &image],
+    )
+    .await
+    .unwrap();
+    let uri = format!("/api/tickets/{ticket}/validate");
+    let first = send(&app, post(&uri, &token, "image-1", &scan)).await;
+    first_answer(&first, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&first.2).unwrap();
+    assert_eq!(body["data"]["ticket"]["qrCodeData"], image.as_str());
+    let row: (String, i32) = {
+        let r = db
+            .query_one(
+                "SELECT (answer_row).qr_code_data, pg_column_size(answer_row)
+                   FROM idempotency_keys WHERE key = 'image-1'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(row.0, "", "the row points at the ticket's image");
+    assert!(row.1 < 1000, "no copy of the image: {} bytes", row.1);
+    let again = send(&app, post(&uri, &token, "image-1", &scan)).await;
+    replays(&again, &first);
+
+    // No image yet: null, and null again after it is rendered.
+    let (_, guest) = app.registered_guest(&token, "noimage@example.com").await;
+    let ticket = app.ticket_of(guest).await;
+    db.execute(
+        "UPDATE tickets SET qr_code_data = NULL WHERE id = $1",
+        &[&ticket],
+    )
+    .await
+    .unwrap();
+    let uri = format!("/api/tickets/{ticket}/validate");
+    let first = send(&app, post(&uri, &token, "image-2", &scan)).await;
+    first_answer(&first, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&first.2).unwrap();
+    assert_eq!(body["data"]["ticket"]["qrCodeData"], Value::Null);
+    db.execute(
+        "UPDATE tickets SET qr_code_data = $2 WHERE id = $1",
+        &[&ticket, &image],
+    )
+    .await
+    .unwrap();
+    let again = send(&app, post(&uri, &token, "image-2", &scan)).await;
+    replays(&again, &first);
+}
+
 /// Entries and exits on a list with re-entry, each under its own key: each replay is its own
 /// first answer (direction included), and nothing is scanned again.
 #[tokio::test]

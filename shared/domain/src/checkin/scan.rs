@@ -789,7 +789,7 @@ fn exit_sql(on: OnList, key: bool) -> String {
 
 /// The columns of an accepted scan's answer stored under its Idempotency-Key, in the order of
 /// the type `scan_answer` (migrations/V21__scan_answer_rows.sql): the select list of the scan
-/// statements without `hooks`. A replay reads them back with `(answer_row).*` ([`replayed`]).
+/// statements without `hooks`. A replay reads them back with [`REPLAY_COLUMNS`] ([`replayed`]).
 pub const ANSWER_COLUMNS: [&str; 34] = [
     "scan_id",
     "scanned_at",
@@ -827,6 +827,35 @@ pub const ANSWER_COLUMNS: [&str; 34] = [
     "tt_held",
 ];
 
+/// What a keyed scan's answer row holds for the ticket's QR image (`qr_code_data`, a base64
+/// PNG of 2–4 KB) when the answer showed one: not a copy of it. A ticket's image is written once
+/// (the ticket-generation job leaves a rendered ticket alone) and removed only by an erasure,
+/// which deletes the guest's stored answers too, so a replay reads it from the ticket
+/// ([`REPLAY_COLUMNS`]) and sends the bytes the first answer sent. A copy made every keyed
+/// check-in write an image to the key's row (out of line, in its TOAST table): the largest part
+/// of what the key cost the database. An answer without an image stores NULL and replays NULL,
+/// even once the image is rendered.
+const THE_TICKETS_IMAGE: &str = "";
+
+/// The select list that reads a key's answer row back for a replay, with the columns of
+/// [`ANSWER_COLUMNS`]: the stored values, and the ticket's image where the row says so
+/// ([`THE_TICKETS_IMAGE`]). For a query of `idempotency_keys` (a row without an answer row
+/// reads as nulls).
+pub static REPLAY_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    ANSWER_COLUMNS
+        .iter()
+        .map(|&c| match c {
+            "qr_code_data" => format!(
+                "CASE WHEN (answer_row).qr_code_data = '{THE_TICKETS_IMAGE}'
+                      THEN (SELECT t.qr_code_data FROM tickets t WHERE t.id = (answer_row).tk_id)
+                      ELSE (answer_row).qr_code_data END AS qr_code_data"
+            ),
+            c => format!("(answer_row).{c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
 /// A scan statement that also writes the request's Idempotency-Key with its answer when the
 /// scan is accepted: one round trip, as without a key (a transaction around the scan and the
 /// key's insert made four, which cost the database more than the key's row). The answer is
@@ -846,7 +875,12 @@ fn keyed(sql: &str, on: OnList) -> String {
     };
     let row = ANSWER_COLUMNS
         .iter()
-        .map(|c| format!("res.{c}"))
+        .map(|&c| match c {
+            "qr_code_data" => format!(
+                "CASE WHEN res.qr_code_data IS NULL THEN NULL ELSE '{THE_TICKETS_IMAGE}' END"
+            ),
+            c => format!("res.{c}"),
+        })
         .collect::<Vec<_>>()
         .join(", ");
     format!(
