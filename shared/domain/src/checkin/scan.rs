@@ -831,10 +831,10 @@ pub const ANSWER_COLUMNS: [&str; 34] = [
 /// PNG of 2–4 KB) when the answer showed one: not a copy of it. A ticket's image is written once
 /// (the ticket-generation job leaves a rendered ticket alone) and removed only by an erasure,
 /// which deletes the guest's stored answers too, so a replay reads it from the ticket
-/// ([`REPLAY_COLUMNS`]) and sends the bytes the first answer sent. A copy made every keyed
-/// check-in write an image to the key's row (out of line, in its TOAST table): the largest part
-/// of what the key cost the database. An answer without an image stores NULL and replays NULL,
-/// even once the image is rendered.
+/// ([`REPLAY_COLUMNS`]) and sends the bytes the first answer sent. Copying it wrote an image to
+/// the key's row (out of line, in its TOAST table) with every keyed check-in: 4.9 KB more to
+/// write than the row itself (infra/benchmarks/RESULTS.md, the run of 22:46). An answer without
+/// an image stores NULL and replays NULL, even once the image is rendered.
 const THE_TICKETS_IMAGE: &str = "";
 
 /// The select list that reads a key's answer row back for a replay, with the columns of
