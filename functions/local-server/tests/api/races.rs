@@ -531,18 +531,17 @@ async fn crossing_units(
     meet: &tokio::sync::Barrier,
 ) -> Result<(), edge::ApiError> {
     let state = &app.state;
+    let met = std::sync::atomic::AtomicBool::new(false);
+    let met = &met;
     let run = async {
         let units: u32 = edge::unit_of_work!(state, |tx| async move {
             tx.execute("UPDATE crossing SET n = n + 1 WHERE id = $1", &[&first])
                 .await?;
-            // Both hold their first lock before either asks for its second (the first
-            // attempt only: a retry runs alone).
-            if tx
-                .query_one("SELECT n FROM crossing WHERE id = $1", &[&first])
-                .await?
-                .get::<_, i32>(0)
-                == 1
-            {
+            // Both hold their first lock before either asks for its second: on each unit's
+            // first attempt only. A retry runs alone, and may take its first row before the
+            // other unit, woken by the rollback, does (so its count alone cannot tell it is a
+            // retry: once it read 1 and waited here for a unit blocked on that row).
+            if !met.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 meet.wait().await;
             }
             tx.execute("UPDATE crossing SET n = n + 1 WHERE id = $1", &[&second])
