@@ -173,8 +173,13 @@ pub async fn seed(
     // The tickets of issue 17's pools carry what every ticket carries once its generation job
     // ran: a signed QR payload and its QR image (a base64 PNG of a few KB, stored out of line),
     // which every check-in answer includes. One payload and one image for all (their size is
-    // what costs): a keyed check-in's stored answer must not copy the image.
-    let payload = domain::tickets::signing::TicketKeys::generate().sign(1, 1, "TC-2027-0000000001");
+    // what costs): a keyed check-in's stored answer must not copy the image. Signed with the
+    // benchmark server's own key, as its tickets are.
+    let keys = domain::tickets::signing::TicketKeys::from_seed_base64(
+        &crate::settings::signing_key(),
+        &[],
+    )?;
+    let payload = keys.sign(1, 1, "TC-2027-0000000001");
     let image = domain::tickets::qr::png_base64(&payload)?;
     let mut imaged = 0;
     let mut pools = BTreeMap::new();
