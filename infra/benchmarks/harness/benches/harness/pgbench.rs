@@ -489,7 +489,8 @@ fn pgbench(
 /// list, `domain::checkin::scan::statement`), plain (no key; the organizer's webhook disabled,
 /// so the guarded call writes nothing) and as a keyed request of an organizer with a subscribed
 /// endpoint runs it (the key and its answer row, the guest.checked_in delivery inserted by the
-/// statement), alternated twice at [`crate::integrations::VAL_CLIENTS`] clients, each on a pool
+/// statement), twice each in the order plain, keyed, keyed, plain at
+/// [`crate::integrations::VAL_CLIENTS`] clients, each on a pool
 /// of its own. What the database alone pays for the integrations: the floor under the HTTP
 /// loads' on/off ratio. Checked: one accepted entry per transaction, one delivery and one key per
 /// keyed transaction and none otherwise. The runs, in order, with whether each was keyed.
@@ -548,8 +549,8 @@ pub async fn integrations(
         .await?
         .get(0);
     let mut runs = Vec::new();
-    for (k, pool) in crate::seed::I17_PGBENCH_POOLS.iter().enumerate() {
-        let on = k % 2 == 1;
+    for pool in crate::seed::I17_PGBENCH_POOLS {
+        let on = pool.contains("keyed");
         pg.execute(
             "UPDATE webhooks SET enabled = $2 WHERE id = $1",
             &[&hook, &on],

@@ -12,7 +12,7 @@ use crate::ORG;
 
 /// Ticket pools (confirmed guests with active tickets, consecutive ticket ids): label and size.
 /// Each pool's event also gets a check-in list besides its default one ([`EXTRA_LIST`]).
-const POOLS: [(&str, PoolSize); 26] = [
+const POOLS: [(&str, PoolSize); 30] = [
     ("val-warmup", PoolSize::Fixed(5_000)),
     ("val-http-16", PoolSize::Http),
     ("val-http-64", PoolSize::Http),
@@ -31,14 +31,22 @@ const POOLS: [(&str, PoolSize); 26] = [
     ("batch-http-8", PoolSize::BatchHttp),
     ("batch-pg-4", PoolSize::BatchPgbench),
     ("batch-pg-8", PoolSize::BatchPgbench),
-    // Validations plain and with idempotency keys + webhooks (issue 17), twice each, then with
-    // the keys only, then with the webhooks delivered in process, a fresh server each: the
-    // warm-up of server k takes tickets k × 5 000 onwards of the warm-up pool.
-    ("i17-val-warmup", PoolSize::Fixed(6 * 5_000)),
+    // Validations plain and with idempotency keys + webhooks (issue 17), four times each
+    // (integrations::LOADS), then with the keys only, then with the webhooks delivered in
+    // process, a fresh server each: the warm-up of server k takes tickets k × 5 000 onwards of
+    // the warm-up pool.
+    (
+        "i17-val-warmup",
+        PoolSize::Fixed(crate::integrations::LOADS.len() * 5_000),
+    ),
     ("i17-val-off-1", PoolSize::Http),
     ("i17-val-on-1", PoolSize::Http),
-    ("i17-val-off-2", PoolSize::Http),
     ("i17-val-on-2", PoolSize::Http),
+    ("i17-val-off-2", PoolSize::Http),
+    ("i17-val-off-3", PoolSize::Http),
+    ("i17-val-on-3", PoolSize::Http),
+    ("i17-val-on-4", PoolSize::Http),
+    ("i17-val-off-4", PoolSize::Http),
     ("i17-val-keys", PoolSize::Http),
     ("i17-val-inproc", PoolSize::Http),
     // pgbench of the validation statement plain and keyed with a webhook (issue 17), alternated.
@@ -48,12 +56,13 @@ const POOLS: [(&str, PoolSize); 26] = [
     (I17_PGBENCH_POOLS[3], PoolSize::PgbenchEntries),
 ];
 
-/// The pools of `pgbench::integrations`, in the order it runs them: plain, keyed, plain, keyed.
+/// The pools of `pgbench::integrations`, in the order it runs them: plain, keyed, keyed, plain
+/// (a drift falls on both alike, as in `integrations::LOADS`).
 pub const I17_PGBENCH_POOLS: [&str; 4] = [
     "i17-pg-plain-1",
     "i17-pg-keyed-1",
-    "i17-pg-plain-2",
     "i17-pg-keyed-2",
+    "i17-pg-plain-2",
 ];
 
 /// Scans per offline upload (the contract's largest batch).
@@ -68,7 +77,7 @@ const MAX_POOL: usize = 100_000;
 pub const EXTRA_LIST: &str = "North gate";
 
 /// Events of the write loads, each used by one load only: label and number of events.
-const LOAD_EVENTS: [(&str, usize); 25] = [
+const LOAD_EVENTS: [(&str, usize); 29] = [
     ("reg-warmup", 1),
     ("reg-hot-16", 1),
     ("reg-hot-64", 1),
@@ -90,12 +99,16 @@ const LOAD_EVENTS: [(&str, usize); 25] = [
     ("wl-on-2", 1),
     // CSV imports of 5 000 rows (issue 16), a fresh event each.
     ("csv-import", crate::import::REPEATS),
-    // Registrations plain and with idempotency keys + webhooks (issue 17), alternated twice,
-    // then with the keys only, then with the webhooks delivered in process.
+    // Registrations plain and with idempotency keys + webhooks (issue 17), four times each
+    // (integrations::LOADS), then with the keys only, then with the webhooks delivered in process.
     ("i17-reg-off-1", 1),
     ("i17-reg-on-1", 1),
-    ("i17-reg-off-2", 1),
     ("i17-reg-on-2", 1),
+    ("i17-reg-off-2", 1),
+    ("i17-reg-off-3", 1),
+    ("i17-reg-on-3", 1),
+    ("i17-reg-on-4", 1),
+    ("i17-reg-off-4", 1),
     ("i17-reg-keys", 1),
     ("i17-reg-inproc", 1),
 ];

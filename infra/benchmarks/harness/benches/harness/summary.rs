@@ -211,7 +211,7 @@ fn rows(res: &mut Results, m: &Measurements) {
                 } else {
                     "**plain** (no key, the webhook disabled)"
                 },
-                k / 2 + 1
+                m.pgb_integrations[..k].iter().filter(|(x, _)| x == keyed).count() + 1
             ),
             VAL_CLIENTS,
             p,
@@ -271,7 +271,7 @@ fn rows(res: &mut Results, m: &Measurements) {
     }
 }
 
-/// The rows of the issue-17 loads of one kind: each beside the plain run before it (on), or
+/// The rows of the issue-17 loads of one kind: each beside its pair's plain run (on), or
 /// beside the reference load of part 1 (`reference`: its name and rate).
 fn integration_rows(
     res: &mut Results,
@@ -291,7 +291,7 @@ fn integration_rows(
                 integrations_text(run.mode),
                 yes_no(run.exact),
                 match run.mode {
-                    Mode::Off | Mode::On => format!(", run {}", k / 2 + 1),
+                    Mode::Off | Mode::On => format!(", run {}", integrations::nth_of_mode(k)),
                     Mode::KeysOnly | Mode::InProcess => String::new(),
                 }
             ),
@@ -304,8 +304,8 @@ fn integration_rows(
             match run.mode {
                 Mode::Off => vs_ref,
                 Mode::On => format!(
-                    "{} the plain run before it · {vs_ref}",
-                    ratio(x.rate, runs[k.saturating_sub(1)].sample.rate)
+                    "{} its pair's plain run · {vs_ref}",
+                    ratio(x.rate, runs[integrations::paired_off(k)].sample.rate)
                 ),
                 Mode::KeysOnly => format!(
                     "{} the plain mean · {} the mean with webhooks too",
@@ -434,8 +434,8 @@ fn integrations_text(mode: Mode) -> String {
 /// "key + webhook (run 1)" and the like.
 fn cpu_label(mode: Mode, k: usize) -> String {
     match mode {
-        Mode::Off => format!("plain (run {})", k / 2 + 1),
-        Mode::On => format!("key + webhook (run {})", k / 2 + 1),
+        Mode::Off => format!("plain (run {})", integrations::nth_of_mode(k)),
+        Mode::On => format!("key + webhook (run {})", integrations::nth_of_mode(k)),
         Mode::KeysOnly => "key only".into(),
         Mode::InProcess => "key + webhook delivered in process".into(),
     }
@@ -1113,7 +1113,7 @@ fn integrations_targets(res: &mut Results, m: &Measurements) {
             format!(
                 " The database's own share, measured beside it: pgbench running the service's validation statement \
                  at {VAL_CLIENTS} clients, plain and as a keyed request of an organizer with an endpoint runs it \
-                 (key and answer row, delivery), alternated: keyed {} /s vs plain {} /s: keyed/plain {} (run by run), \
+                 (key and answer row, delivery), in the order plain, keyed, keyed, plain: keyed {} /s vs plain {} /s: keyed/plain {} (run by run), \
                  **{:.2}×** (means); run-to-run spread {:.0} % plain, {:.0} % keyed; PostgreSQL CPU per transaction \
                  {} → {} ms. The HTTP ratio sits between that ratio and 1: the server's and the load generator's \
                  shares are the same in both modes.",
@@ -1131,7 +1131,7 @@ fn integrations_targets(res: &mut Results, m: &Measurements) {
         };
         res.targets.push([
             format!(
-                "issue 17: {what} with idempotency keys + webhooks on ≥ 90 % of off ({clients} clients; off, on, off, on in one run, then keys only)"
+                "issue 17: {what} with idempotency keys + webhooks on ≥ 90 % of off ({clients} clients; four pairs in one run, off on, on off, off on, on off; then keys only)"
             ),
             compared_text(&rates, &c),
             verdict(c.ratio >= 0.9 && clean).into(),
@@ -1185,7 +1185,7 @@ fn notes(res: &mut Results, m: &Measurements) {
             continue;
         }
         res.notes.push(format!(
-            "issue 17 {what}, run by run (off, on, off, on, keys only): {}",
+            "issue 17 {what}, run by run (off, on, on, off, off, on, on, off, keys only, in process): {}",
             runs.iter()
                 .map(|r| r.text.clone())
                 .collect::<Vec<_>>()
