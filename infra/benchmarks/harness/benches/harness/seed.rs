@@ -49,7 +49,8 @@ const POOLS: [(&str, PoolSize); 30] = [
     ("i17-val-off-4", PoolSize::Http),
     ("i17-val-keys", PoolSize::Http),
     ("i17-val-inproc", PoolSize::Http),
-    // pgbench of the validation statement plain and keyed with a webhook (issue 17), alternated.
+    // pgbench of the validation statement plain and keyed with a webhook (issue 17), in the
+    // order of I17_PGBENCH_POOLS.
     (I17_PGBENCH_POOLS[0], PoolSize::PgbenchEntries),
     (I17_PGBENCH_POOLS[1], PoolSize::PgbenchEntries),
     (I17_PGBENCH_POOLS[2], PoolSize::PgbenchEntries),
