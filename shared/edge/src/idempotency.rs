@@ -26,10 +26,9 @@
 //! (`domain::checkin::scan::REPLAY_COLUMNS`: the ticket's write-once QR image is read from the
 //! ticket, not copied) and renders it with the route's renderer ([`replay_rows_with`]): the
 //! same values, so the same answer, whatever changed since. A refused scan runs again in a
-//! transaction that also writes the key
-//! with its answer ([`settle_in`]): its error, with the refused attempt logged in the same
-//! transaction. A retry blocks on the ticket, then on the key, and rolls back, so the first
-//! scan is the only one logged and its answer is replayed.
+//! transaction that also writes the key with its answer ([`settle_in`]): its error, with the
+//! refused attempt logged in the same transaction. A retry blocks on the ticket, then on the
+//! key, and rolls back, so the first scan is the only one logged and its answer is replayed.
 //!
 //! **No read before a write.** A key already used is found by its insert, so a request that
 //! changes something costs one row, not a lookup as well. An answer that no transaction
